@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, bottom up (see README "Architecture"): C system modules → numerics → collective →
+// data / formats → neural networks → merge methods → pipeline → the `ligand` executable.
+let package = Package(
+    name: "Ligand",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ligand", targets: ["ligand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CLigandMPI", dependencies: ["CMPI"]),
+        .target(name: "LigandNumerics", dependencies: ["CBLAS"]),
+        .target(name: "LigandCollective", dependencies: ["CLigandMPI", "CMPI", "LigandNumerics"]),
+        .target(name: "LigandData", dependencies: ["LigandNumerics", "CZlib"]),
+        .target(name: "LigandFormats", dependencies: ["LigandNumerics"]),
+        .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandFormats", "LigandData"]),
+        .executableTarget(name: "ligand", dependencies: [
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .testTarget(name: "LigandNumericsTests", dependencies: ["LigandNumerics"]),
+        .testTarget(name: "LigandCollectiveTests", dependencies: ["LigandCollective", "LigandNumerics"]),
+        .testTarget(name: "LigandDataTests", dependencies: ["LigandData", "LigandNumerics"]),
+        .testTarget(name: "LigandFormatsTests", dependencies: ["LigandFormats", "LigandNumerics"]),
+        .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

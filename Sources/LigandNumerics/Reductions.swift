@@ -1,0 +1,74 @@
+/// Reductions and elementwise operations; every accumulation runs in Float64.
+extension Tensor {
+    public func sum() -> Double {
+        storage.withUnsafeBufferPointer { p in
+            var s = 0.0
+            for v in p { s += Double(v) }
+            return s
+        }
+    }
+    public func mean() -> Double { count == 0 ? 0 : sum() / Double(count) }
+    public func dot(_ other: Tensor) -> Double {
+        precondition(count == other.count, "dot of \(shape) and \(other.shape)")
+        return storage.withUnsafeBufferPointer { a in
+            other.storage.withUnsafeBufferPointer { b in
+                var s = 0.0
+                for i in 0..<a.count { s += Double(a[i]) * Double(b[i]) }
+                return s
+            }
+        }
+    }
+    public func squaredNorm() -> Double { dot(self) }
+    public func maxAbs() -> Float { storage.reduce(0) { Swift.max($0, Swift.abs($1)) } }
+
+    /// Column sums of a tensor viewed as [rows, cols], in Float64.
+    public func columnSums(cols: Int) -> [Double] {
+        precondition(cols > 0 && count % cols == 0)
+        var s = [Double](repeating: 0, count: cols)
+        storage.withUnsafeBufferPointer { p in
+            s.withUnsafeMutableBufferPointer { acc in
+                var i = 0
+                while i < p.count {
+                    for j in 0..<cols { acc[j] += Double(p[i + j]) }
+                    i += cols
+                }
+            }
+        }
+        return s
+    }
+
+    /// Index of the largest entry of each row of a [rows, cols] tensor.
+    public func argmaxRows() -> [Int] {
+        precondition(rank == 2)
+        let c = shape[1]
+        return (0..<shape[0]).map { r in
+            var best = 0
+            var bv = -Float.infinity
+            for j in 0..<c where storage[r * c + j] > bv { bv = storage[r * c + j]; best = j }
+            return best
+        }
+    }
+
+    public static func + (a: Tensor, b: Tensor) -> Tensor { a.zipped(b, +) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { a.zipped(b, -) }
+    public static func * (a: Tensor, b: Tensor) -> Tensor { a.zipped(b, *) }
+    public static func * (s: Float, a: Tensor) -> Tensor { a.mapped { s * $0 } }
+
+    public func mapped(_ f: (Float) -> Float) -> Tensor { Tensor(shape: shape, storage: storage.map(f)) }
+    public func zipped(_ other: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+        precondition(shape == other.shape, "elementwise op on \(shape) and \(other.shape)")
+        return Tensor(shape: shape, storage: zip(storage, other.storage).map(f))
+    }
+    /// self += α·x
+    public mutating func axpy(_ alpha: Float, _ x: Tensor) {
+        precondition(count == x.count, "axpy of \(shape) and \(x.shape)")
+        storage.withUnsafeMutableBufferPointer { y in
+            x.storage.withUnsafeBufferPointer { xv in
+                for i in 0..<y.count { y[i] += alpha * xv[i] }
+            }
+        }
+    }
+    public mutating func scale(_ s: Float) {
+        storage.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] *= s } }
+    }
+}

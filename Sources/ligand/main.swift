@@ -1,0 +1,2 @@
+import LigandNumerics
+print("ligand \(BLAS.threads)")
