@@ -1,2 +1,0 @@
-import LigandNumerics
-print("ligand \(BLAS.threads)")
