@@ -31,21 +31,21 @@ public enum BLAS {
     }
 }
 
-/// op(A)·op(B) for 2-D tensors, through sgemm.
-public func matmul(_ a: Tensor, _ b: Tensor, transA: Bool = false, transB: Bool = false) -> Tensor {
+/// op(A)·op(B) for 2-D tensors, through sgemm or dgemm.
+public func matmul<S: FloatScalar>(_ a: TensorOf<S>, _ b: TensorOf<S>, transA: Bool = false, transB: Bool = false) -> TensorOf<S> {
     precondition(a.rank == 2 && b.rank == 2, "matmul needs 2-D tensors, got \(a.shape) and \(b.shape)")
     let m = transA ? a.shape[1] : a.shape[0]
     let k = transA ? a.shape[0] : a.shape[1]
     let kb = transB ? b.shape[1] : b.shape[0]
     let n = transB ? b.shape[0] : b.shape[1]
     precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transA ? "ᵀ" : "") · \(b.shape)\(transB ? "ᵀ" : "")")
-    var c = Tensor(zeros: [m, n])
+    var c = TensorOf<S>(zeros: [m, n])
     a.withUnsafeBufferPointer { pa in
         b.withUnsafeBufferPointer { pb in
             c.withUnsafeMutableBufferPointer { pc in
-                BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k,
-                           a: pa.baseAddress!, lda: a.shape[1], b: pb.baseAddress!, ldb: b.shape[1],
-                           c: pc.baseAddress!, ldc: n)
+                S.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1,
+                       a: pa.baseAddress!, lda: a.shape[1], b: pb.baseAddress!, ldb: b.shape[1],
+                       beta: 0, c: pc.baseAddress!, ldc: n)
             }
         }
     }

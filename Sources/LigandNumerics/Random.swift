@@ -67,20 +67,20 @@ import Foundation
 @inline(__always) func _sin(_ x: Double) -> Double { Foundation.sin(x) }
 @inline(__always) func _cos(_ x: Double) -> Double { Foundation.cos(x) }
 
-extension Tensor {
+extension TensorOf {
     /// Entries drawn from N(0, std²).
-    public static func randomNormal(_ shape: [Int], std: Float = 1, rng: inout SeededRNG) -> Tensor {
+    public static func randomNormal(_ shape: [Int], std: Scalar = 1, rng: inout SeededRNG) -> TensorOf {
         let n = shape.reduce(1, *)
-        var v = [Float](repeating: 0, count: n)
-        for i in 0..<n { v[i] = Float(rng.normal()) * std }
-        return Tensor(shape: shape, storage: v)
+        var v = [Scalar](repeating: 0, count: n)
+        for i in 0..<n { v[i] = Scalar(rng.normal()) * std }
+        return TensorOf(shape: shape, storage: v)
     }
 
     /// Entries drawn uniformly from [lo, hi).
-    public static func randomUniform(_ shape: [Int], lo: Float, hi: Float, rng: inout SeededRNG) -> Tensor {
+    public static func randomUniform(_ shape: [Int], lo: Scalar, hi: Scalar, rng: inout SeededRNG) -> TensorOf {
         let n = shape.reduce(1, *)
-        var v = [Float](repeating: 0, count: n)
-        for i in 0..<n { v[i] = lo + (hi - lo) * Float(rng.uniform()) }
-        return Tensor(shape: shape, storage: v)
+        var v = [Scalar](repeating: 0, count: n)
+        for i in 0..<n { v[i] = lo + (hi - lo) * Scalar(rng.uniform()) }
+        return TensorOf(shape: shape, storage: v)
     }
 }

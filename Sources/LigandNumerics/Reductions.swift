@@ -1,5 +1,5 @@
 /// Reductions and elementwise operations; every accumulation runs in Float64.
-extension Tensor {
+extension TensorOf {
     public func sum() -> Double {
         storage.withUnsafeBufferPointer { p in
             var s = 0.0
@@ -8,7 +8,7 @@ extension Tensor {
         }
     }
     public func mean() -> Double { count == 0 ? 0 : sum() / Double(count) }
-    public func dot(_ other: Tensor) -> Double {
+    public func dot(_ other: TensorOf) -> Double {
         precondition(count == other.count, "dot of \(shape) and \(other.shape)")
         return storage.withUnsafeBufferPointer { a in
             other.storage.withUnsafeBufferPointer { b in
@@ -19,7 +19,7 @@ extension Tensor {
         }
     }
     public func squaredNorm() -> Double { dot(self) }
-    public func maxAbs() -> Float { storage.reduce(0) { Swift.max($0, Swift.abs($1)) } }
+    public func maxAbs() -> Scalar { storage.reduce(0) { Swift.max($0, Swift.abs($1)) } }
 
     /// Column sums of a tensor viewed as [rows, cols], in Float64.
     public func columnSums(cols: Int) -> [Double] {
@@ -43,24 +43,24 @@ extension Tensor {
         let c = shape[1]
         return (0..<shape[0]).map { r in
             var best = 0
-            var bv = -Float.infinity
+            var bv = -Scalar.infinity
             for j in 0..<c where storage[r * c + j] > bv { bv = storage[r * c + j]; best = j }
             return best
         }
     }
 
-    public static func + (a: Tensor, b: Tensor) -> Tensor { a.zipped(b, +) }
-    public static func - (a: Tensor, b: Tensor) -> Tensor { a.zipped(b, -) }
-    public static func * (a: Tensor, b: Tensor) -> Tensor { a.zipped(b, *) }
-    public static func * (s: Float, a: Tensor) -> Tensor { a.mapped { s * $0 } }
+    public static func + (a: TensorOf, b: TensorOf) -> TensorOf { a.zipped(b, +) }
+    public static func - (a: TensorOf, b: TensorOf) -> TensorOf { a.zipped(b, -) }
+    public static func * (a: TensorOf, b: TensorOf) -> TensorOf { a.zipped(b, *) }
+    public static func * (s: Scalar, a: TensorOf) -> TensorOf { a.mapped { s * $0 } }
 
-    public func mapped(_ f: (Float) -> Float) -> Tensor { Tensor(shape: shape, storage: storage.map(f)) }
-    public func zipped(_ other: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+    public func mapped(_ f: (Scalar) -> Scalar) -> TensorOf { TensorOf(shape: shape, storage: storage.map(f)) }
+    public func zipped(_ other: TensorOf, _ f: (Scalar, Scalar) -> Scalar) -> TensorOf {
         precondition(shape == other.shape, "elementwise op on \(shape) and \(other.shape)")
-        return Tensor(shape: shape, storage: zip(storage, other.storage).map(f))
+        return TensorOf(shape: shape, storage: zip(storage, other.storage).map(f))
     }
     /// self += α·x
-    public mutating func axpy(_ alpha: Float, _ x: Tensor) {
+    public mutating func axpy(_ alpha: Scalar, _ x: TensorOf) {
         precondition(count == x.count, "axpy of \(shape) and \(x.shape)")
         storage.withUnsafeMutableBufferPointer { y in
             x.storage.withUnsafeBufferPointer { xv in
@@ -68,7 +68,7 @@ extension Tensor {
             }
         }
     }
-    public mutating func scale(_ s: Float) {
+    public mutating func scale(_ s: Scalar) {
         storage.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] *= s } }
     }
 }

@@ -1,2 +1,0 @@
-import XCTest
-final class LigandCollectiveTestsPlaceholder: XCTestCase { func testNothing() {} }
