@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "LigandCollective", dependencies: ["CLigandMPI", "CMPI", "LigandNumerics"]),
         .target(name: "LigandData", dependencies: ["LigandNumerics", "CZlib"]),
         .target(name: "LigandFormats", dependencies: ["LigandNumerics"]),
-        .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandFormats", "LigandData"]),
+        .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandData"]),
         .executableTarget(name: "ligand", dependencies: [
             "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,0 +1,92 @@
+import Foundation
+
+/// A self-describing model architecture; stored as JSON in a model file's `__metadata__["ligand.architecture"]`.
+public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Codable, Sendable, CaseIterable { case mlp, vgg, resnet20 }
+    /// One VGG item: a 3×3 convolution of that many channels, or a 2×2 max-pool.
+    public enum VGGItem: Codable, Equatable, Sendable {
+        case conv(Int), pool
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let n = try? c.decode(Int.self) { self = .conv(n); return }
+            let s = try c.decode(String.self)
+            guard s == "M" else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "VGG item must be a channel count or \"M\", got \"\(s)\"") }
+            self = .pool
+        }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self { case .conv(let n): try c.encode(n); case .pool: try c.encode("M") }
+        }
+    }
+
+    public var kind: Kind
+    /// Input image shape [height, width, channels].
+    public var input: [Int]
+    public var classes: Int
+    /// MLP hidden widths.
+    public var hidden: [Int]?
+    /// VGG layer list, e.g. [32, 32, "M", 64, 64, "M"].
+    public var config: [VGGItem]?
+    /// ResNet-20 width multiplier (1 → 16/32/64 channels).
+    public var width: Int?
+
+    public init(kind: Kind, input: [Int], classes: Int, hidden: [Int]? = nil, config: [VGGItem]? = nil, width: Int? = nil) {
+        self.kind = kind; self.input = input; self.classes = classes; self.hidden = hidden; self.config = config; self.width = width
+    }
+
+    public static func mlp(hidden: [Int] = [512, 512], input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
+        Architecture(kind: .mlp, input: input, classes: classes, hidden: hidden)
+    }
+    public static func vgg(_ config: [VGGItem] = [.conv(32), .conv(32), .pool, .conv(64), .conv(64), .pool, .conv(128), .conv(128), .pool],
+                           input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
+        Architecture(kind: .vgg, input: input, classes: classes, config: config)
+    }
+    public static func resnet20(width: Int = 1, input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
+        Architecture(kind: .resnet20, input: input, classes: classes, width: width)
+    }
+
+    /// Problems with the description, each naming the field; empty when it is usable.
+    public func validationErrors() -> [String] {
+        var e: [String] = []
+        if input.count != 3 || input.contains(where: { $0 <= 0 }) { e.append("input must be [height, width, channels] of positive sizes, got \(input)") }
+        if classes < 2 { e.append("classes must be at least 2, got \(classes)") }
+        switch kind {
+        case .mlp:
+            guard let h = hidden else { e.append("hidden is required for an mlp"); break }
+            if h.contains(where: { $0 <= 0 }) { e.append("hidden widths must be positive, got \(h)") }
+        case .vgg:
+            guard let c = config, c.contains(where: { if case .conv = $0 { return true }; return false }) else {
+                e.append("config needs at least one convolution for a vgg"); break
+            }
+            var side = min(input.first ?? 0, input.dropFirst().first ?? 0)
+            for item in c {
+                switch item {
+                case .conv(let n): if n <= 0 { e.append("config channel counts must be positive, got \(n)") }
+                case .pool: side /= 2; if side < 1 { e.append("config pools the image below 1×1") }
+                }
+            }
+        case .resnet20:
+            if (width ?? 0) <= 0 { e.append("width must be a positive multiplier, got \(width.map(String.init) ?? "nothing")") }
+            if input.count == 3 && min(input[0], input[1]) < 4 { e.append("input is too small for resnet20's two stride-2 stages") }
+        }
+        return e
+    }
+
+    public var json: String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return String(decoding: try! enc.encode(self), as: UTF8.self)
+    }
+
+    public static func decode(json: String) throws -> Architecture {
+        try JSONDecoder().decode(Architecture.self, from: Data(json.utf8))
+    }
+
+    public var description: String {
+        switch kind {
+        case .mlp: return "mlp \(([input.reduce(1, *)] + (hidden ?? []) + [classes]).map(String.init).joined(separator: "-"))"
+        case .vgg: return "vgg [" + (config ?? []).map { if case .conv(let n) = $0 { return "\(n)" }; return "M" }.joined(separator: ",") + "] → \(classes)"
+        case .resnet20: return "resnet20 width \(width ?? 1) → \(classes)"
+        }
+    }
+}

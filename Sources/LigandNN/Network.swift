@@ -1,0 +1,254 @@
+import LigandNumerics
+
+/// One step of a network's body, dispatched statically so every layer runs specialised.
+enum Node<S: FloatScalar> {
+    case linear(Linear<S>)
+    case conv(Conv2d<S>)
+    case batchNorm(BatchNorm2d<S>)
+    /// `tap` names the merge point this activation belongs to.
+    case relu(ReLU<S>, tap: String)
+    case maxPool(MaxPool2d<S>)
+    case globalAvgPool(GlobalAvgPool<S>)
+    case flatten
+    /// A residual block writing into residual stream `stream`.
+    case block(BasicBlock<S>, stream: String)
+}
+
+public enum NetworkError: Error, CustomStringConvertible {
+    case invalidArchitecture([String])
+    case missingTensor(String)
+    case unexpectedTensor(String)
+    case shapeMismatch(name: String, expected: [Int], found: [Int])
+    case nonFinite(name: String, index: Int)
+    case inputShape(expected: [Int], found: [Int])
+
+    public var description: String {
+        switch self {
+        case .invalidArchitecture(let e): return "invalid architecture: " + e.joined(separator: "; ")
+        case .missingTensor(let n): return "tensor '\(n)' is missing"
+        case .unexpectedTensor(let n): return "tensor '\(n)' does not belong to this architecture"
+        case .shapeMismatch(let n, let e, let f): return "tensor '\(n)' has shape \(f), the architecture needs \(e)"
+        case .nonFinite(let n, let i): return "tensor '\(n)' holds a NaN or infinite value at element \(i)"
+        case .inputShape(let e, let f): return "input has shape \(f), the network expects [N] + \(e)"
+        }
+    }
+}
+
+/// A merge point: a hidden activation space that alignment maps act on (see algorithms.md, CCA Merge).
+public struct MergePoint: Equatable, Sendable {
+    public let name: String
+    public let channels: Int
+}
+
+/// An MLP, VGG-style CNN or ResNet-20 built from an `Architecture`, with PyTorch state_dict names.
+public final class Network<S: FloatScalar> {
+    public let architecture: Architecture
+    let nodes: [Node<S>]
+    public let head: Linear<S>
+    public let mergePoints: [MergePoint]
+    private var flattenShape: [Int] = []
+
+    public init(_ arch: Architecture, seed: UInt64) throws {
+        let problems = arch.validationErrors()
+        guard problems.isEmpty else { throw NetworkError.invalidArchitecture(problems) }
+        architecture = arch
+        var rng = SeededRNG(seed: seed, stream: "init")
+        var nodes: [Node<S>] = []
+        var points: [MergePoint] = []
+        let (h, w, c) = (arch.input[0], arch.input[1], arch.input[2])
+        switch arch.kind {
+        case .mlp:
+            nodes.append(.flatten)
+            var width = h * w * c
+            for (i, out) in arch.hidden!.enumerated() {
+                nodes.append(.linear(Linear(name: "layers.\(2 * i)", inFeatures: width, outFeatures: out, rng: &rng)))
+                nodes.append(.relu(ReLU(), tap: "layers.\(2 * i + 1)"))
+                points.append(MergePoint(name: "layers.\(2 * i + 1)", channels: out))
+                width = out
+            }
+            head = Linear(name: "head", inFeatures: width, outFeatures: arch.classes, rng: &rng)
+        case .vgg:
+            // Indices follow an nn.Sequential of Conv2d, ReLU and MaxPool2d modules, as torchvision's VGG names them.
+            var index = 0, channels = c
+            for item in arch.config! {
+                switch item {
+                case .conv(let out):
+                    nodes.append(.conv(Conv2d(name: "features.\(index)", inChannels: channels, outChannels: out, kernel: 3, padding: 1, rng: &rng)))
+                    nodes.append(.relu(ReLU(), tap: "features.\(index + 1)"))
+                    points.append(MergePoint(name: "features.\(index + 1)", channels: out))
+                    channels = out; index += 2
+                case .pool:
+                    nodes.append(.maxPool(MaxPool2d(kernel: 2))); index += 1
+                }
+            }
+            nodes.append(.globalAvgPool(GlobalAvgPool()))
+            head = Linear(name: "classifier", inFeatures: channels, outFeatures: arch.classes, rng: &rng)
+        case .resnet20:
+            let k = arch.width!
+            let widths = [16 * k, 32 * k, 64 * k]
+            nodes.append(.conv(Conv2d(name: "conv1", inChannels: c, outChannels: widths[0], kernel: 3, padding: 1, bias: false, rng: &rng)))
+            nodes.append(.batchNorm(BatchNorm2d(name: "bn1", channels: widths[0])))
+            nodes.append(.relu(ReLU(), tap: "stream1"))
+            var channels = widths[0]
+            for stage in 0..<3 {
+                points.append(MergePoint(name: "stream\(stage + 1)", channels: widths[stage]))
+                for b in 0..<3 {
+                    let name = "layer\(stage + 1).\(b)"
+                    let block = BasicBlock<S>(name: name, inChannels: channels, outChannels: widths[stage], stride: (stage > 0 && b == 0) ? 2 : 1, rng: &rng)
+                    nodes.append(.block(block, stream: "stream\(stage + 1)"))
+                    points.append(MergePoint(name: "\(name).inner", channels: widths[stage]))
+                    channels = widths[stage]
+                }
+            }
+            nodes.append(.globalAvgPool(GlobalAvgPool()))
+            head = Linear(name: "fc", inFeatures: channels, outFeatures: arch.classes, rng: &rng)
+        }
+        self.nodes = nodes
+        self.mergePoints = points
+    }
+
+    public var featureWidth: Int { head.inFeatures }
+    public var classes: Int { head.outFeatures }
+
+    /// The input of the classification head; `tap` sees every merge-point activation as [samples, channels].
+    @_specialize(exported: true, where S == Float)
+    public func features(_ x: TensorOf<S>, training: Bool = false, tap: ((String, TensorOf<S>) -> Void)? = nil) -> TensorOf<S> {
+        var a = x
+        for node in nodes {
+            switch node {
+            case .linear(let l): a = l.forward(a, training: training)
+            case .conv(let l): a = l.forward(a, training: training)
+            case .batchNorm(let l): a = l.forward(a, training: training)
+            case .relu(let l, let name):
+                a = l.forward(a, training: training)
+                if let tap { tap(name, a.reshaped([-1, a.shape.last!])) }
+            case .maxPool(let l): a = l.forward(a, training: training)
+            case .globalAvgPool(let l): a = l.forward(a, training: training)
+            case .flatten:
+                flattenShape = a.shape
+                a = a.reshaped([a.shape[0], -1])
+            case .block(let b, let stream):
+                a = b.forward(a, training: training, inner: tap.map { t in { h in t("\(b.name).inner", h.reshaped([-1, h.shape.last!])) } })
+                if let tap { tap(stream, a.reshaped([-1, a.shape.last!])) }
+            }
+        }
+        return a
+    }
+
+    /// Logits [N, classes] for NHWC input [N, H, W, C].
+    @_specialize(exported: true, where S == Float)
+    public func forward(_ x: TensorOf<S>, training: Bool = false) -> TensorOf<S> {
+        head.forward(features(x, training: training), training: training)
+    }
+
+    /// Back-propagates dL/dlogits through the last training forward, accumulating parameter gradients; returns dL/dx.
+    @_specialize(exported: true, where S == Float)
+    @discardableResult
+    public func backward(_ dLogits: TensorOf<S>) -> TensorOf<S> {
+        var d = head.backward(dLogits)
+        for node in nodes.reversed() {
+            switch node {
+            case .linear(let l): d = l.backward(d)
+            case .conv(let l): d = l.backward(d)
+            case .batchNorm(let l): d = l.backward(d)
+            case .relu(let l, _): d = l.backward(d)
+            case .maxPool(let l): d = l.backward(d)
+            case .globalAvgPool(let l): d = l.backward(d)
+            case .flatten: d = d.reshaped(flattenShape)
+            case .block(let b, _): d = b.backward(d)
+            }
+        }
+        return d
+    }
+
+    public var parameters: [Parameter<S>] {
+        var p: [Parameter<S>] = []
+        for node in nodes {
+            switch node {
+            case .linear(let l): p += l.parameters
+            case .conv(let l): p += l.parameters
+            case .batchNorm(let l): p += l.parameters
+            case .block(let b, _): p += b.parameters
+            default: break
+            }
+        }
+        return p + head.parameters
+    }
+
+    public var batchNorms: [BatchNorm2d<S>] {
+        nodes.flatMap { node -> [BatchNorm2d<S>] in
+            switch node {
+            case .batchNorm(let l): return [l]
+            case .block(let b, _): return b.batchNorms
+            default: return []
+            }
+        }
+    }
+
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+
+    public func zeroGrad() { for p in parameters { p.zeroGrad() } }
+
+    /// Every floating-point tensor in PyTorch state_dict order (parameters and BN running statistics).
+    public func stateDict() -> [(name: String, value: TensorOf<S>)] {
+        var out: [(String, TensorOf<S>)] = []
+        func bn(_ l: BatchNorm2d<S>) {
+            out += [(l.weight.name, l.weight.value), (l.bias.name, l.bias.value),
+                    (l.runningMean.name, l.runningMean.value), (l.runningVar.name, l.runningVar.value)]
+        }
+        for node in nodes {
+            switch node {
+            case .linear(let l): out += l.parameters.map { ($0.name, $0.value) }
+            case .conv(let l): out += l.parameters.map { ($0.name, $0.value) }
+            case .batchNorm(let l): bn(l)
+            case .block(let b, _):
+                out += b.conv1.parameters.map { ($0.name, $0.value) }; bn(b.bn1)
+                out += b.conv2.parameters.map { ($0.name, $0.value) }; bn(b.bn2)
+                if let s = b.shortcut { out += s.conv.parameters.map { ($0.name, $0.value) }; bn(s.bn) }
+            default: break
+            }
+        }
+        return out + head.parameters.map { ($0.name, $0.value) }
+    }
+
+    /// BatchNorm's `num_batches_tracked` counters (I64 in PyTorch files).
+    public func batchCounters() -> [(name: String, value: Int64)] {
+        batchNorms.map { ("\($0.name).num_batches_tracked", $0.numBatchesTracked) }
+    }
+
+    /// Replaces every tensor; refuses missing, extra, mis-shaped or non-finite tensors by name.
+    public func load(_ tensors: [String: TensorOf<S>], counters: [String: Int64] = [:], allowExtra: Bool = false) throws {
+        let targets = stateDict()
+        var known = Set<String>()
+        for (name, current) in targets {
+            known.insert(name)
+            guard let t = tensors[name] else { throw NetworkError.missingTensor(name) }
+            guard t.shape == current.shape else { throw NetworkError.shapeMismatch(name: name, expected: current.shape, found: t.shape) }
+            if let i = t.firstNonFinite { throw NetworkError.nonFinite(name: name, index: i) }
+        }
+        if !allowExtra, let extra = tensors.keys.sorted().first(where: { !known.contains($0) }) { throw NetworkError.unexpectedTensor(extra) }
+        var byName: [String: (TensorOf<S>) -> Void] = [:]
+        for p in parameters { byName[p.name] = { p.value = $0 } }
+        for l in batchNorms {
+            byName[l.runningMean.name] = { l.runningMean.value = $0 }
+            byName[l.runningVar.name] = { l.runningVar.value = $0 }
+        }
+        for (name, _) in targets { byName[name]!(tensors[name]!) }
+        for l in batchNorms { if let c = counters["\(l.name).num_batches_tracked"] { l.numBatchesTracked = c } }
+    }
+
+    /// A copy with the same weights in another scalar type (Float64 for gradient checks).
+    public func converted<T: FloatScalar>(to: T.Type) throws -> Network<T> {
+        let n = try Network<T>(architecture, seed: 0)
+        try n.load(Dictionary(uniqueKeysWithValues: stateDict().map { ($0.name, $0.value.converted(to: T.self)) }),
+                   counters: Dictionary(uniqueKeysWithValues: batchCounters().map { ($0.name, $0.value) }))
+        return n
+    }
+
+    /// Checks an input batch's shape against the architecture.
+    public func validateInput(_ x: TensorOf<S>) throws {
+        guard x.rank == 4, Array(x.shape.dropFirst()) == architecture.input else {
+            throw NetworkError.inputShape(expected: architecture.input, found: x.shape)
+        }
+    }
+}

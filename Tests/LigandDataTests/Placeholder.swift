@@ -1,2 +1,0 @@
-import XCTest
-final class LigandDataTestsPlaceholder: XCTestCase { func testNothing() {} }

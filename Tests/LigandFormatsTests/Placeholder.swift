@@ -1,2 +1,0 @@
-import XCTest
-final class LigandFormatsTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,2 +1,0 @@
-import XCTest
-final class LigandNNTestsPlaceholder: XCTestCase { func testNothing() {} }
