@@ -23,8 +23,9 @@ let package = Package(
         .target(name: "LigandData", dependencies: ["LigandNumerics", "CZlib"]),
         .target(name: "LigandFormats", dependencies: ["LigandNumerics"]),
         .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandData"]),
+        .target(name: "LigandModels", dependencies: ["LigandNN", "LigandFormats", "LigandNumerics", "LigandData"]),
         .executableTarget(name: "ligand", dependencies: [
-            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN",
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -32,7 +33,7 @@ let package = Package(
         .testTarget(name: "LigandCollectiveTests", dependencies: ["LigandCollective", "LigandNumerics"]),
         .testTarget(name: "LigandDataTests", dependencies: ["LigandData", "LigandNumerics"]),
         .testTarget(name: "LigandFormatsTests", dependencies: ["LigandFormats", "LigandNumerics"]),
-        .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData"]),
+        .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData", "LigandModels"]),
     ],
     swiftLanguageModes: [.v5]
 )

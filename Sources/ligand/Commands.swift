@@ -4,5 +4,11 @@ import ArgumentParser
 enum LigandCommands {
     static let all: [ParsableCommand.Type] = [
         Info.self,
+        Train.self,
+        Init.self,
+        Predict.self,
+        Bench.self,
+        SelfTestMPI.self,
+        SafeTensorsTool.self,
     ]
 }

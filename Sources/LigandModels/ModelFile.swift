@@ -1,0 +1,76 @@
+import Foundation
+import LigandFormats
+import LigandNN
+import LigandNumerics
+
+public enum ModelFileError: Error, CustomStringConvertible, LocalizedError {
+    case missingArchitecture(path: String)
+    case badArchitecture(path: String, reason: String)
+    case tensor(path: String, reason: String)
+    case mismatch(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .missingArchitecture(let p):
+            return "\(p): __metadata__ has no '\(ModelFile.architectureKey)' entry, so the file does not say which network it holds"
+        case .badArchitecture(let p, let r): return "\(p): __metadata__['\(ModelFile.architectureKey)']: \(r)"
+        case .tensor(let p, let r): return "\(p): \(r)"
+        case .mismatch(let p, let r): return "\(p): \(r)"
+        }
+    }
+    public var errorDescription: String? { description }
+}
+
+/// A network as a self-describing safetensors file: PyTorch state_dict names and layouts
+/// (NHWC is only our activation layout), the architecture as JSON in `__metadata__`.
+public enum ModelFile {
+    public static let architectureKey = "ligand.architecture"
+
+    /// Writes the network atomically; `metadata` adds entries (training config, accuracy, provenance).
+    public static func save(_ net: Network<Float>, to url: URL, metadata: [String: String] = [:]) throws {
+        var tensors: [(name: String, value: TensorPayload)] = net.stateDict().map { ($0.name, .float32($0.value)) }
+        tensors += net.batchCounters().map { ($0.name, .int64([$0.value], shape: [])) }
+        var meta = metadata
+        meta[architectureKey] = net.architecture.json
+        meta["format"] = "pt"
+        try SafeTensors.write(tensors, metadata: meta, to: url)
+    }
+
+    /// The architecture a file declares, without reading its tensors.
+    public static func architecture(of file: SafeTensorsFile) throws -> Architecture {
+        guard let json = file.metadata[architectureKey] else { throw ModelFileError.missingArchitecture(path: file.url.path) }
+        let arch: Architecture
+        do { arch = try Architecture.decode(json: json) } catch {
+            throw ModelFileError.badArchitecture(path: file.url.path, reason: "not a valid architecture description (\(error))")
+        }
+        let problems = arch.validationErrors()
+        guard problems.isEmpty else { throw ModelFileError.badArchitecture(path: file.url.path, reason: problems.joined(separator: "; ")) }
+        return arch
+    }
+
+    /// Loads a network, refusing missing, extra, mis-shaped and non-finite tensors by name.
+    public static func load(_ url: URL, expecting expected: Architecture? = nil) throws -> (network: Network<Float>, metadata: [String: String]) {
+        let file = try SafeTensorsFile(url: url)
+        let arch = try architecture(of: file)
+        if let expected, expected != arch {
+            throw ModelFileError.mismatch(path: url.path, reason: "holds a \(arch), expected a \(expected)")
+        }
+        let net = try Network<Float>(arch, seed: 0)
+        var tensors: [String: Tensor] = [:]
+        var counters: [String: Int64] = [:]
+        let counterNames = Set(net.batchCounters().map(\.name))
+        for entry in file.entries {
+            if counterNames.contains(entry.name) {
+                let v = try file.int64s(entry.name)
+                guard v.values.count == 1 else { throw ModelFileError.tensor(path: url.path, reason: "tensor '\(entry.name)' must hold one value, has shape \(v.shape)") }
+                counters[entry.name] = v.values[0]
+            } else {
+                tensors[entry.name] = try file.floats(entry.name)
+            }
+        }
+        do { try net.load(tensors, counters: counters) } catch let e as NetworkError {
+            throw ModelFileError.tensor(path: url.path, reason: e.description)
+        }
+        return (net, file.metadata)
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import LigandData
+import LigandModels
+import LigandNN
+import LigandNumerics
+
+/// Architecture options shared by every command that builds a network.
+struct ArchitectureOptions: ParsableArguments {
+    @Option(help: "Architecture: mlp, vgg or resnet20.")
+    var arch: Architecture.Kind = .mlp
+    @Option(help: "MLP hidden widths, comma-separated.")
+    var hidden: String = "512,512"
+    @Option(help: "VGG layers: channel counts and M for a 2×2 max-pool, comma-separated.")
+    var vggConfig: String = "32,32,M,64,64,M,128,128,M"
+    @Option(help: "ResNet-20 width multiplier (1 → 16/32/64 channels).")
+    var width: Int = 1
+
+    func architecture(input: [Int], classes: Int) throws -> Architecture {
+        switch arch {
+        case .mlp:
+            let h = try hidden.split(separator: ",").map { s -> Int in
+                guard let v = Int(s.trimmingCharacters(in: .whitespaces)), v > 0 else { throw ValidationError("--hidden: '\(s)' is not a positive width") }
+                return v
+            }
+            return .mlp(hidden: h, input: input, classes: classes)
+        case .vgg:
+            let items = try vggConfig.split(separator: ",").map { s -> Architecture.VGGItem in
+                let t = s.trimmingCharacters(in: .whitespaces)
+                if t == "M" { return .pool }
+                guard let v = Int(t), v > 0 else { throw ValidationError("--vgg-config: '\(t)' is neither a positive channel count nor M") }
+                return .conv(v)
+            }
+            return .vgg(items, input: input, classes: classes)
+        case .resnet20:
+            return .resnet20(width: width, input: input, classes: classes)
+        }
+    }
+}
+
+extension Architecture.Kind: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
+extension LRSchedule.Decay: ExpressibleByArgument {}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train one model on an MNIST-family data set and write it as safetensors.",
+        discussion: """
+        The training split is the official training set minus a stratified, seeded calibration hold-out; \
+        test accuracy is measured on the official test set. Defaults per architecture (epochs, learning rate, \
+        augmentation) are the ones documented in docs/engine.md; any option given overrides them.
+        """)
+
+    @OptionGroup var architecture: ArchitectureOptions
+    @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
+    var data: String?
+    @Option(help: "Training images held out as the calibration split (stratified).")
+    var calibration: Int = 5000
+    @Option(help: "Seed for initialisation, shuffling, augmentation and the split.")
+    var seed: UInt64 = 0
+    @Option(help: "Epochs (default: mlp 12, vgg 12, resnet20 15).")
+    var epochs: Int?
+    @Option(help: "Mini-batch size.")
+    var batchSize: Int = 128
+    @Option(help: "Optimiser: sgd, adam or adamw.")
+    var optimizer: OptimizerKind = .sgd
+    @Option(help: "Peak learning rate (default: sgd 0.05, resnet20 0.1, adam/adamw 1e-3).")
+    var lr: Double?
+    @Option(help: "SGD momentum.")
+    var momentum: Double = 0.9
+    @Flag(inversion: .prefixedNo, help: "Nesterov momentum for SGD.")
+    var nesterov: Bool = true
+    @Option(help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
+    var weightDecay: Double = 5e-4
+    @Option(help: "Linear warm-up length in epochs.")
+    var warmup: Double = 0.5
+    @Option(help: "Learning-rate decay after warm-up: constant, cosine or linear.")
+    var schedule: LRSchedule.Decay = .cosine
+    @Option(help: "Random horizontal flips (default: on for vgg and resnet20).")
+    var flip: Bool?
+    @Option(help: "Random shifts of up to this many pixels (default: 0 for mlp, 2 otherwise).")
+    var shift: Int?
+    @Option(help: "OpenBLAS threads (default: $OPENBLAS_NUM_THREADS or all cores).")
+    var threads: Int?
+    @Option(help: "Output model file (default: cache/models/ARCH-seedSEED.safetensors).")
+    var out: String?
+    @Option(help: "Also write the per-epoch log as JSON here.")
+    var log: String?
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    func run() throws {
+        if let threads { BLAS.threads = threads }
+        let dir = data.map { URL(fileURLWithPath: $0) } ?? MNISTFamily.defaultDirectory
+        let trainSet = try MNISTFamily.load(directory: dir, split: .train)
+        let testSet = try MNISTFamily.load(directory: dir, split: .test)
+        guard calibration >= 0 && calibration < trainSet.count else {
+            throw ValidationError("--calibration must be in 0..<\(trainSet.count), got \(calibration)")
+        }
+        let split = try DataSplits.trainCalibration(stratifiedBy: trainSet.labels, calibration: calibration, seed: seed)
+        let arch = try architecture.architecture(input: [trainSet.height, trainSet.width, trainSet.channels], classes: trainSet.classCount)
+        var config = TrainingConfig()
+        let kind = arch.kind
+        config.epochs = epochs ?? (kind == .resnet20 ? 15 : 12)
+        config.batchSize = batchSize
+        config.optimizer = optimizer
+        config.learningRate = lr ?? (optimizer == .sgd ? (kind == .resnet20 ? 0.1 : 0.05) : 1e-3)
+        config.momentum = momentum
+        config.nesterov = nesterov
+        config.weightDecay = weightDecay
+        config.warmupEpochs = warmup
+        config.decay = schedule
+        config.flip = flip ?? (kind != .mlp)
+        config.shift = shift ?? (kind == .mlp ? 0 : 2)
+        config.seed = seed
+        let problems = config.validationErrors()
+        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+
+        let outURL = URL(fileURLWithPath: out ?? "cache/models/\(kind.rawValue)-seed\(seed).safetensors")
+        try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let net = try Network<Float>(arch, seed: seed)
+        let style: PhaseProgress.Style = quiet ? .quiet : PhaseProgress.defaultStyle
+        PhaseProgress.note("training \(arch) (\(net.parameterCount) parameters) on \(split.train.count) images, \(config.epochs) epochs, \(BLAS.threads) BLAS threads", style: style)
+        let start = Date()
+        let reports = try Trainer.train(net, data: trainSet, indices: split.train, config: config, progressStyle: style)
+        let seconds = Date().timeIntervalSince(start)
+        let testAcc = try Trainer.accuracy(net, data: testSet, indices: Array(0..<testSet.count))
+        let calAcc = split.calibration.isEmpty ? nil : try Trainer.accuracy(net, data: trainSet, indices: split.calibration)
+        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+        let meta: [String: String] = [
+            "ligand.training": String(decoding: try enc.encode(config), as: UTF8.self),
+            "ligand.data": dir.path,
+            "ligand.calibration": String(calibration),
+            "ligand.test_accuracy": String(format: "%.4f", testAcc),
+        ]
+        try ModelFile.save(net, to: outURL, metadata: meta)
+        if let log {
+            try Data(try enc.encode(reports)).write(to: URL(fileURLWithPath: log), options: .atomic)
+        }
+        print(String(format: "%@  test %.2f%%", arch.description, 100 * testAcc)
+              + (calAcc.map { String(format: "  calibration %.2f%%", 100 * $0) } ?? "")
+              + String(format: "  %d epochs in %.1fs (%.0f img/s)  → %@", config.epochs, seconds,
+                       reports.map(\.imagesPerSecond).reduce(0, +) / Double(max(1, reports.count)), outURL.path))
+    }
+}
