@@ -1,2 +1,0 @@
-import XCTest
-final class LigandNumericsTestsPlaceholder: XCTestCase { func testNothing() {} }
