@@ -59,13 +59,14 @@ public final class Linear<S: FloatScalar> {
     grad.withUnsafeMutableBufferPointer { g in for j in 0..<cols { g[j] += S(acc[j]) } }
 }
 
-/// 2-D convolution on NHWC activations through im2col + one GEMM; weights stored [out, in, kh, kw] as in PyTorch.
+/// 2-D convolution on NHWC activations through im2col + GEMM; weights stored [out, in, kh, kw] as in PyTorch.
+/// The batch is cut into chunks of whole images whose patch matrix fits in L2, processed in parallel;
+/// backward recomputes each chunk's patches instead of keeping the whole batch's (memory traffic, not FLOPs, bounds small convolutions).
 public final class Conv2d<S: FloatScalar> {
     public let weight: Parameter<S>
     public let bias: Parameter<S>?
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
-    private var cols: TensorOf<S>?
-    private var inputShape: [Int] = []
+    private var input: TensorOf<S>?
 
     public init(name: String, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
                 bias: Bool = true, rng: inout SeededRNG) {
@@ -98,58 +99,102 @@ public final class Conv2d<S: FloatScalar> {
 
     var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
 
+    /// Images per chunk: enough rows to amortise a GEMM call, few enough that the patches stay in L2.
+    func imagesPerChunk(_ g: ConvGeometry, batch: Int) -> Int {
+        let bytesPerImage = g.outHeight * g.outWidth * max(g.patchSize, outChannels) * MemoryLayout<S>.size
+        return max(1, min(batch, (768 * 1024) / max(1, bytesPerImage)))
+    }
+
+    /// Patches of images [first, first + count) into `col`, or the input itself for a pointwise convolution.
+    @inline(__always)
+    func withPatches<R>(_ px: UnsafePointer<S>, first: Int, count: Int, _ g: ConvGeometry, _ body: (UnsafePointer<S>) -> R) -> R {
+        let imageSize = g.height * g.width * g.channels
+        if isPointwise { return body(px + first * imageSize) }
+        let rows = count * g.outHeight * g.outWidth
+        let col = UnsafeMutablePointer<S>.allocate(capacity: rows * g.patchSize)
+        defer { col.deallocate() }
+        im2col(px + first * imageSize, batch: count, geometry: g, into: col)
+        return body(col)
+    }
+
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
+        let t0 = ConvProfiler.enabled ? ConvProfiler.now() : 0
         let g = geometry(x.shape)
-        let n = x.shape[0], rows = n * g.outHeight * g.outWidth, kk = g.patchSize
-        let col: TensorOf<S>
-        if isPointwise { col = x } else {
-            var c = TensorOf<S>(zeros: [rows, kk])
-            x.withUnsafeBufferPointer { px in c.withUnsafeMutableBufferPointer { pc in im2col(px.baseAddress!, batch: n, geometry: g, into: pc.baseAddress!) } }
-            col = c
-        }
-        var y = TensorOf<S>(zeros: [n, g.outHeight, g.outWidth, outChannels])
-        if let bias { y.withUnsafeMutableBufferPointer { p in bias.value.withUnsafeBufferPointer { bv in
-            for r in 0..<rows { (p.baseAddress! + r * outChannels).update(from: bv.baseAddress!, count: outChannels) }
-        } } }
+        let n = x.shape[0], spatial = g.outHeight * g.outWidth, kk = g.patchSize, co = outChannels
+        var y = TensorOf<S>(zeros: [n, g.outHeight, g.outWidth, co])
         let w = tapMajorWeight()
-        col.withUnsafeBufferPointer { pc in w.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
-            S.gemm(transA: false, transB: true, m: rows, n: outChannels, k: kk, alpha: 1, a: pc.baseAddress!, lda: kk,
-                   b: pw.baseAddress!, ldb: kk, beta: bias == nil ? 0 : 1, c: py.baseAddress!, ldc: outChannels)
+        let per = imagesPerChunk(g, batch: n)
+        let chunks = (n + per - 1) / per
+        let biasValues = bias?.value.storage
+        x.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
+            let xp = px.baseAddress!, wp = pw.baseAddress!, yp = py.baseAddress!
+            Parallel.forEach(chunks) { chunk in
+                let first = chunk * per, count = min(per, n - first), rows = count * spatial
+                let out = yp + first * spatial * co
+                if let biasValues { for r in 0..<rows { biasValues.withUnsafeBufferPointer { (out + r * co).update(from: $0.baseAddress!, count: co) } } }
+                withPatches(xp, first: first, count: count, g) { col in
+                    S.gemm(transA: false, transB: true, m: rows, n: co, k: kk, alpha: 1, a: col, lda: kk,
+                           b: wp, ldb: kk, beta: biasValues == nil ? 0 : 1, c: out, ldc: co)
+                }
+            }
         } } }
-        if training { cols = col; inputShape = x.shape }
+        if training { input = x }
+        if ConvProfiler.enabled { ConvProfiler.record(forward: true, since: t0, flops: 2.0 * Double(n * spatial * kk * co)) }
         return y
     }
 
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
-        guard let col = cols else { preconditionFailure("\(weight.name): backward without a training forward") }
-        let g = geometry(inputShape)
-        let n = inputShape[0], rows = n * g.outHeight * g.outWidth, kk = g.patchSize, k2 = kernel * kernel, ci = inChannels
-        var dw = [S](repeating: 0, count: outChannels * kk)
-        dy.withUnsafeBufferPointer { pdy in
-            col.withUnsafeBufferPointer { pc in dw.withUnsafeMutableBufferPointer { pw in
-                S.gemm(transA: true, transB: false, m: outChannels, n: kk, k: rows, alpha: 1, a: pdy.baseAddress!, lda: outChannels,
-                       b: pc.baseAddress!, ldb: kk, beta: 0, c: pw.baseAddress!, ldc: kk)
-            } }
-            if let bias { addColumnSums(pdy, rows: rows, cols: outChannels, into: &bias.grad) }
-        }
-        weight.grad.withUnsafeMutableBufferPointer { gw in dw.withUnsafeBufferPointer { src in
-            for o in 0..<outChannels { for c in 0..<ci { for t in 0..<k2 { gw[(o * ci + c) * k2 + t] += src[o * kk + t * ci + c] } } }
-        } }
+        guard let x = input else { preconditionFailure("\(weight.name): backward without a training forward") }
+        let t0 = ConvProfiler.enabled ? ConvProfiler.now() : 0
+        let g = geometry(x.shape)
+        let n = x.shape[0], spatial = g.outHeight * g.outWidth, kk = g.patchSize, co = outChannels
+        let k2 = kernel * kernel, ci = inChannels
         let w = tapMajorWeight()
-        var dcol = TensorOf<S>(zeros: [rows, kk])
-        dy.withUnsafeBufferPointer { pdy in w.withUnsafeBufferPointer { pw in dcol.withUnsafeMutableBufferPointer { pd in
-            S.gemm(transA: false, transB: false, m: rows, n: kk, k: outChannels, alpha: 1, a: pdy.baseAddress!, lda: outChannels,
-                   b: pw.baseAddress!, ldb: kk, beta: 0, c: pd.baseAddress!, ldc: kk)
+        let per = imagesPerChunk(g, batch: n)
+        let chunks = (n + per - 1) / per
+        var partials = [S](repeating: 0, count: chunks * co * kk)
+        var dx = TensorOf<S>(zeros: x.shape)
+        let imageSize = g.height * g.width * g.channels
+        x.withUnsafeBufferPointer { px in dy.withUnsafeBufferPointer { pdy in w.withUnsafeBufferPointer { pw in
+            partials.withUnsafeMutableBufferPointer { pp in dx.withUnsafeMutableBufferPointer { pdx in
+                let xp = px.baseAddress!, dyp = pdy.baseAddress!, wp = pw.baseAddress!, pap = pp.baseAddress!, dxp = pdx.baseAddress!
+                Parallel.forEach(chunks) { chunk in
+                    let first = chunk * per, count = min(per, n - first), rows = count * spatial
+                    let d = dyp + first * spatial * co
+                    withPatches(xp, first: first, count: count, g) { col in
+                        S.gemm(transA: true, transB: false, m: co, n: kk, k: rows, alpha: 1, a: d, lda: co,
+                               b: col, ldb: kk, beta: 0, c: pap + chunk * co * kk, ldc: kk)
+                    }
+                    if isPointwise {
+                        S.gemm(transA: false, transB: false, m: rows, n: kk, k: co, alpha: 1, a: d, lda: co,
+                               b: wp, ldb: kk, beta: 0, c: dxp + first * imageSize, ldc: kk)
+                    } else {
+                        let dcol = UnsafeMutablePointer<S>.allocate(capacity: rows * kk)
+                        defer { dcol.deallocate() }
+                        S.gemm(transA: false, transB: false, m: rows, n: kk, k: co, alpha: 1, a: d, lda: co,
+                               b: wp, ldb: kk, beta: 0, c: dcol, ldc: kk)
+                        col2im(dcol, batch: count, geometry: g, into: dxp + first * imageSize)
+                    }
+                }
+            } }
+            if let bias { addColumnSums(pdy, rows: n * spatial, cols: co, into: &bias.grad) }
         } } }
-        cols = nil
-        if isPointwise { return dcol.reshaped(inputShape) }
-        var dx = TensorOf<S>(zeros: inputShape)
-        dcol.withUnsafeBufferPointer { pd in dx.withUnsafeMutableBufferPointer { px in col2im(pd.baseAddress!, batch: n, geometry: g, into: px.baseAddress!) } }
+        // Chunk partials are summed in chunk order in Float64, so the result does not depend on the worker count.
+        weight.grad.withUnsafeMutableBufferPointer { gw in partials.withUnsafeBufferPointer { src in
+            for o in 0..<co { for c in 0..<ci { for t in 0..<k2 {
+                var acc = 0.0
+                for chunk in 0..<chunks { acc += Double(src[chunk * co * kk + o * kk + t * ci + c]) }
+                gw[(o * ci + c) * k2 + t] += S(acc)
+            } } }
+        } }
+        input = nil
+        if ConvProfiler.enabled { ConvProfiler.record(forward: false, since: t0, flops: 4.0 * Double(n * spatial * kk * co)) }
         return dx
     }
 }
 
-/// BatchNorm over the channel (last) axis of NHWC activations; statistics in Float64.
+/// BatchNorm over the channel (last) axis of NHWC activations; statistics in Float64, summed per fixed row
+/// chunk and then across chunks in order, so results do not depend on the number of workers.
 public final class BatchNorm2d<S: FloatScalar> {
     public let weight: Parameter<S>, bias: Parameter<S>
     public let runningMean: Buffer<S>, runningVar: Buffer<S>
@@ -157,8 +202,8 @@ public final class BatchNorm2d<S: FloatScalar> {
     public let name: String
     public let channels: Int
     public let momentum: Double, eps: Double
-    private var xhat: TensorOf<S>?
-    private var invStd: [Double] = []
+    private var input: TensorOf<S>?
+    private var mean: [S] = [], invStd: [S] = [], invStdDouble: [Double] = []
 
     public init(name: String, channels: Int, momentum: Double = 0.1, eps: Double = 1e-5) {
         self.name = name; self.channels = channels; self.momentum = momentum; self.eps = eps
@@ -170,79 +215,118 @@ public final class BatchNorm2d<S: FloatScalar> {
 
     public var parameters: [Parameter<S>] { [weight, bias] }
 
+    /// Per-channel Σa and Σa·b over the rows (b = a when `second` is nil), in Float64.
+    static func channelSums(_ a: UnsafePointer<S>, _ second: UnsafePointer<S>?, rows: Int, c: Int,
+                            transform: ((S, Int) -> S)? = nil) -> ([Double], [Double]) {
+        let chunks = Parallel.chunkCount(rows: rows)
+        var partial = [Double](repeating: 0, count: chunks * 2 * c)
+        partial.withUnsafeMutableBufferPointer { pp in
+            let base = pp.baseAddress!
+            Parallel.forEachChunk(rows: rows) { chunk, lo, hi in
+                let s1 = base + chunk * 2 * c, s2 = s1 + c
+                for r in lo..<hi {
+                    let o = r * c
+                    if let b = second {
+                        for j in 0..<c { let v = Double(a[o + j]); s1[j] += v; s2[j] += v * Double(b[o + j]) }
+                    } else {
+                        for j in 0..<c { let v = Double(a[o + j]); s1[j] += v; s2[j] += v * v }
+                    }
+                }
+            }
+        }
+        var t1 = [Double](repeating: 0, count: c), t2 = [Double](repeating: 0, count: c)
+        for chunk in 0..<chunks { for j in 0..<c { t1[j] += partial[chunk * 2 * c + j]; t2[j] += partial[chunk * 2 * c + c + j] } }
+        return (t1, t2)
+    }
+
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
         let c = channels, rows = x.count / c
         precondition(x.shape.last == c, "\(name): expected \(c) channels last, got \(x.shape)")
-        var mean = [Double](repeating: 0, count: c), inv = [Double](repeating: 0, count: c)
+        var m = [Double](repeating: 0, count: c), inv = [Double](repeating: 0, count: c)
         if training {
-            var sq = [Double](repeating: 0, count: c)
-            x.withUnsafeBufferPointer { p in
-                for r in 0..<rows { let row = p.baseAddress! + r * c; for j in 0..<c { let v = Double(row[j]); mean[j] += v; sq[j] += v * v } }
-            }
+            let (s1, s2) = x.withUnsafeBufferPointer { Self.channelSums($0.baseAddress!, nil, rows: rows, c: c) }
             let n = Double(rows)
             for j in 0..<c {
-                mean[j] /= n
-                let variance = max(sq[j] / n - mean[j] * mean[j], 0)
+                m[j] = s1[j] / n
+                let variance = max(s2[j] / n - m[j] * m[j], 0)
                 inv[j] = 1 / (variance + eps).squareRoot()
                 let unbiased = rows > 1 ? variance * n / (n - 1) : variance
-                runningMean.value[j] = S((1 - momentum) * Double(runningMean.value[j]) + momentum * mean[j])
+                runningMean.value[j] = S((1 - momentum) * Double(runningMean.value[j]) + momentum * m[j])
                 runningVar.value[j] = S((1 - momentum) * Double(runningVar.value[j]) + momentum * unbiased)
             }
             numBatchesTracked += 1
         } else {
-            for j in 0..<c { mean[j] = Double(runningMean.value[j]); inv[j] = 1 / (Double(runningVar.value[j]) + eps).squareRoot() }
+            for j in 0..<c { m[j] = Double(runningMean.value[j]); inv[j] = 1 / (Double(runningVar.value[j]) + eps).squareRoot() }
         }
         var y = TensorOf<S>(zeros: x.shape)
-        var xh = training ? TensorOf<S>(zeros: x.shape) : TensorOf<S>(zeros: [0])
         let scale = (0..<c).map { S(inv[$0] * Double(weight.value[$0])) }
-        let shift = (0..<c).map { S(Double(bias.value[$0]) - mean[$0] * inv[$0] * Double(weight.value[$0])) }
-        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
-            for r in 0..<rows { let o = r * c; for j in 0..<c { py[o + j] = px[o + j] * scale[j] + shift[j] } }
-        } }
-        if training {
-            let m = mean.map { S($0) }, iv = inv.map { S($0) }
-            x.withUnsafeBufferPointer { px in xh.withUnsafeMutableBufferPointer { ph in
-                for r in 0..<rows { let o = r * c; for j in 0..<c { ph[o + j] = (px[o + j] - m[j]) * iv[j] } }
-            } }
-            xhat = xh; invStd = inv
-        }
+        let shift = (0..<c).map { S(Double(bias.value[$0]) - m[$0] * inv[$0] * Double(weight.value[$0])) }
+        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
+            let xp = px.baseAddress!, yp = py.baseAddress!, scp = sc.baseAddress!, shp = sh.baseAddress!
+            Parallel.forEachChunk(rows: rows) { _, lo, hi in
+                for r in lo..<hi { let o = r * c; for j in 0..<c { yp[o + j] = xp[o + j] * scp[j] + shp[j] } }
+            }
+        } } } }
+        if training { input = x; mean = m.map { S($0) }; invStd = inv.map { S($0) }; invStdDouble = inv }
         return y
     }
 
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
-        guard let xh = xhat else { preconditionFailure("\(name): backward without a training forward") }
+        guard let x = input else { preconditionFailure("\(name): backward without a training forward") }
         let c = channels, rows = dy.count / c
-        var sumDy = [Double](repeating: 0, count: c), sumDyX = [Double](repeating: 0, count: c)
-        dy.withUnsafeBufferPointer { pd in xh.withUnsafeBufferPointer { ph in
-            for r in 0..<rows { let o = r * c; for j in 0..<c { let d = Double(pd[o + j]); sumDy[j] += d; sumDyX[j] += d * Double(ph[o + j]) } }
+        // Σ dy·x̂ = inv·(Σ dy·x − mean·Σ dy), so one pass over dy and x gives both sums.
+        let (sumDy, sumDyX) = dy.withUnsafeBufferPointer { pd in x.withUnsafeBufferPointer { px in
+            Self.channelSums(pd.baseAddress!, px.baseAddress!, rows: rows, c: c)
         } }
-        for j in 0..<c { weight.grad[j] += S(sumDyX[j]); bias.grad[j] += S(sumDy[j]) }
+        var sumDyXhat = [Double](repeating: 0, count: c)
+        for j in 0..<c {
+            sumDyXhat[j] = invStdDouble[j] * (sumDyX[j] - Double(mean[j]) * sumDy[j])
+            weight.grad[j] += S(sumDyXhat[j]); bias.grad[j] += S(sumDy[j])
+        }
         let n = Double(rows)
-        let a = (0..<c).map { S(Double(weight.value[$0]) * invStd[$0]) }
-        let mDy = sumDy.map { S($0 / n) }, mDyX = sumDyX.map { S($0 / n) }
+        // dx = γ·inv·(dy − mean(dy) − x̂·mean(dy·x̂)), with x̂ = (x − μ)·inv recomputed on the fly.
+        let a = (0..<c).map { S(Double(weight.value[$0]) * invStdDouble[$0]) }
+        let k = (0..<c).map { S(sumDyXhat[$0] / n * invStdDouble[$0]) }
+        let b0 = (0..<c).map { S(sumDy[$0] / n) - mean[$0] * k[$0] }
         var dx = TensorOf<S>(zeros: dy.shape)
-        dy.withUnsafeBufferPointer { pd in xh.withUnsafeBufferPointer { ph in dx.withUnsafeMutableBufferPointer { px in
-            for r in 0..<rows { let o = r * c; for j in 0..<c { px[o + j] = a[j] * (pd[o + j] - mDy[j] - ph[o + j] * mDyX[j]) } }
+        dy.withUnsafeBufferPointer { pd in x.withUnsafeBufferPointer { px in dx.withUnsafeMutableBufferPointer { pdx in
+            a.withUnsafeBufferPointer { pa in k.withUnsafeBufferPointer { pk in b0.withUnsafeBufferPointer { pb in
+                let dp = pd.baseAddress!, xp = px.baseAddress!, op = pdx.baseAddress!
+                let ap = pa.baseAddress!, kp = pk.baseAddress!, bp = pb.baseAddress!
+                Parallel.forEachChunk(rows: rows) { _, lo, hi in
+                    for r in lo..<hi { let o = r * c; for j in 0..<c { op[o + j] = ap[j] * (dp[o + j] - xp[o + j] * kp[j] - bp[j]) } }
+                }
+            } } }
         } } }
-        xhat = nil
+        input = nil
         return dx
     }
 }
 
-/// max(0, x), remembering the mask for backward.
+/// max(0, x), remembering the output for the backward mask.
 public final class ReLU<S: FloatScalar> {
     private var output: TensorOf<S>?
     public init() {}
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
-        var y = x
-        y.withUnsafeMutableBufferPointer { p in for i in 0..<p.count where p[i] < 0 { p[i] = 0 } }
+        var y = TensorOf<S>(zeros: x.shape)
+        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
+            let xp = px.baseAddress!, yp = py.baseAddress!
+            Parallel.forEachChunk(rows: (x.count + 63) / 64) { _, lo, hi in
+                for i in (lo * 64)..<min(x.count, hi * 64) { yp[i] = max(xp[i], 0) }
+            }
+        } }
         if training { output = y }
         return y
     }
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
         guard let y = output else { preconditionFailure("ReLU: backward without a training forward") }
-        var dx = dy
-        dx.withUnsafeMutableBufferPointer { p in y.withUnsafeBufferPointer { py in for i in 0..<p.count where py[i] <= 0 { p[i] = 0 } } }
+        var dx = TensorOf<S>(zeros: dy.shape)
+        dy.withUnsafeBufferPointer { pd in y.withUnsafeBufferPointer { py in dx.withUnsafeMutableBufferPointer { px in
+            let dp = pd.baseAddress!, yp = py.baseAddress!, xp = px.baseAddress!
+            Parallel.forEachChunk(rows: (dy.count + 63) / 64) { _, lo, hi in
+                for i in (lo * 64)..<min(dy.count, hi * 64) { xp[i] = yp[i] > 0 ? dp[i] : 0 }
+            }
+        } } }
         output = nil
         return dx
     }

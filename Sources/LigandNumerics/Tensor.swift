@@ -33,9 +33,10 @@ public typealias Tensor = TensorOf<Float>
 
 /// A dense tensor: a shape and contiguous row-major storage with value semantics.
 public struct TensorOf<Scalar: FloatScalar>: Equatable, Sendable {
-    public private(set) var shape: [Int]
+    public let shape: [Int]
     public var storage: [Scalar]
 
+    @inlinable
     public init(shape: [Int], storage: [Scalar]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         precondition(shape.reduce(1, *) == storage.count,
@@ -44,18 +45,23 @@ public struct TensorOf<Scalar: FloatScalar>: Equatable, Sendable {
         self.storage = storage
     }
 
+    @inlinable
     public init(zeros shape: [Int]) {
         self.init(shape: shape, repeating: 0)
     }
 
+    @inlinable
     public init(shape: [Int], repeating value: Scalar) {
         self.init(shape: shape, storage: [Scalar](repeating: value, count: shape.reduce(1, *)))
     }
 
+    @inlinable
     public var count: Int { storage.count }
+    @inlinable
     public var rank: Int { shape.count }
 
     /// Same storage, new shape; -1 once infers a dimension.
+    @inlinable
     public func reshaped(_ newShape: [Int]) -> TensorOf {
         var s = newShape
         if let i = s.firstIndex(of: -1) {
@@ -66,12 +72,14 @@ public struct TensorOf<Scalar: FloatScalar>: Equatable, Sendable {
         return TensorOf(shape: s, storage: storage)
     }
 
+    @inlinable
     public subscript(_ i: Int) -> Scalar {
         get { storage[i] }
         set { storage[i] = newValue }
     }
 
     /// Row r of a 2-D tensor, copied.
+    @inlinable
     public func row(_ r: Int) -> [Scalar] {
         precondition(rank == 2)
         let n = shape[1]
@@ -79,24 +87,29 @@ public struct TensorOf<Scalar: FloatScalar>: Equatable, Sendable {
     }
 
     /// Rows [lo, hi) of a tensor viewed as [shape[0], rest], copied.
+    @inlinable
     public func rows(_ lo: Int, _ hi: Int) -> TensorOf {
         precondition(rank >= 1 && lo >= 0 && hi <= shape[0] && lo <= hi)
         let inner = shape.dropFirst().reduce(1, *)
         return TensorOf(shape: [hi - lo] + shape.dropFirst(), storage: Array(storage[(lo * inner)..<(hi * inner)]))
     }
 
+    @inlinable
     public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Scalar>) throws -> R) rethrows -> R {
         try storage.withUnsafeBufferPointer(body)
     }
 
+    @inlinable
     public mutating func withUnsafeMutableBufferPointer<R>(_ body: (inout UnsafeMutableBufferPointer<Scalar>) throws -> R) rethrows -> R {
         try storage.withUnsafeMutableBufferPointer(body)
     }
 
     /// Whether every element is finite; the index of the first that is not, otherwise.
+    @inlinable
     public var firstNonFinite: Int? { storage.firstIndex { !$0.isFinite } }
 
     /// The same values in another scalar type.
+    @inlinable
     public func converted<T: FloatScalar>(to: T.Type = T.self) -> TensorOf<T> {
         TensorOf<T>(shape: shape, storage: storage.map { T($0) })
     }

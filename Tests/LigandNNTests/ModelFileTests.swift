@@ -57,7 +57,9 @@ final class ModelFileTests: XCTestCase {
         }
         var bad = net.stateDict()[0].value
         bad.storage[3] = .nan
-        tensors[0] = (name: tensors[0].name, value: .float32(bad))
+        // The writer refuses NaN, so the poisoned tensor goes in as raw little-endian bytes.
+        let raw = bad.storage.flatMap { v -> [UInt8] in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
+        tensors[0] = (name: tensors[0].name, value: .raw(dtype: .f32, shape: bad.shape, bytes: raw))
         let nanURL = dir.appendingPathComponent("nan.safetensors")
         try SafeTensors.write(tensors, metadata: [ModelFile.architectureKey: net.architecture.json], to: nanURL)
         XCTAssertThrowsError(try ModelFile.load(nanURL)) { e in XCTAssertTrue("\(e)".contains("layers.0.weight"), "\(e)") }

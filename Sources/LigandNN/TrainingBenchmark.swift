@@ -1,0 +1,49 @@
+import Foundation
+import LigandNumerics
+
+/// Training-step throughput on synthetic batches (the cost of a step does not depend on pixel values).
+public enum TrainingBenchmark {
+    public struct Result: Codable, Sendable {
+        public let architecture: String
+        public let batchSize: Int
+        public let threads: Int
+        public let steps: Int
+        public let imagesPerSecond: Double
+        /// Achieved GFLOP/s inside the convolutions (im2col/col2im included), nil for an MLP.
+        public let convForwardGFLOPS: Double?
+        public let convBackwardGFLOPS: Double?
+        /// Share of a step's time spent in convolutions.
+        public let convTimeShare: Double?
+    }
+
+    public static func run(_ arch: Architecture, batchSize: Int = 128, steps: Int = 20, warmup: Int = 3, threads: Int) throws -> Result {
+        let saved = BLAS.threads
+        BLAS.threads = threads
+        defer { BLAS.threads = saved; ConvProfiler.enabled = false }
+        let net = try Network<Float>(arch, seed: 1)
+        var rng = SeededRNG(seed: 2)
+        let x = Tensor.randomUniform([batchSize] + arch.input, lo: 0, hi: 1, rng: &rng)
+        let labels = (0..<batchSize).map { _ in rng.int(below: arch.classes) }
+        let opt = Optimizer<Float>(.sgd, momentum: 0.9, nesterov: true, weightDecay: 5e-4)
+        let params = net.parameters
+        func step() {
+            net.zeroGrad()
+            let logits = net.forward(x, training: true)
+            net.backward(Loss.crossEntropy(logits, labels: labels).grad)
+            opt.update(params, lr: 0.01)
+        }
+        for _ in 0..<warmup { step() }
+        ConvProfiler.reset()
+        ConvProfiler.enabled = arch.kind != .mlp
+        let start = Date()
+        for _ in 0..<steps { step() }
+        let seconds = Date().timeIntervalSince(start)
+        let f = ConvProfiler.forward, b = ConvProfiler.backward
+        let conv = arch.kind != .mlp
+        return Result(architecture: arch.description, batchSize: batchSize, threads: threads, steps: steps,
+                      imagesPerSecond: Double(steps * batchSize) / seconds,
+                      convForwardGFLOPS: conv ? f.flops / f.seconds / 1e9 : nil,
+                      convBackwardGFLOPS: conv ? b.flops / b.seconds / 1e9 : nil,
+                      convTimeShare: conv ? (f.seconds + b.seconds) / seconds : nil)
+    }
+}
