@@ -63,8 +63,8 @@ public final class InProcessCommunicator: Communicator {
     public func broadcast(_ buf: inout [Double], root: Int) throws { buf = try bcast(buf, root: root) }
     public func broadcast(_ buf: inout [UInt8], root: Int) throws { buf = try bcast(buf, root: root) }
 
-    public func allreduce(_ buf: inout [Float], op: ReduceOp) throws { buf = try allreduceSliced(buf, op: op) }
-    public func allreduce(_ buf: inout [Double], op: ReduceOp) throws { buf = try allreduceSliced(buf, op: op) }
+    public func allreduce(_ buf: inout [Float], op: ReduceOp) throws { try allreduceSliced(&buf, op: op) }
+    public func allreduce(_ buf: inout [Double], op: ReduceOp) throws { try allreduceSliced(&buf, op: op) }
 
     public func reduce(_ buf: inout [Float], op: ReduceOp, root: Int) throws {
         if let r = try reduceToRoot(buf, op: op, root: root) { buf = r }
@@ -128,16 +128,29 @@ public final class InProcessCommunicator: Communicator {
 
     /// Rank r combines slice r of every buffer, then the slices are exchanged: the per-element
     /// order stays rank order while the work is spread over the threads.
-    private func allreduceSliced<T: BinaryFloatingPoint>(_ buf: [T], op: ReduceOp) throws -> [T] {
+    private func allreduceSliced<T: BinaryFloatingPoint>(_ buf: inout [T], op: ReduceOp) throws {
+        if size == 1 { return }
+        let inputSet = exchanges & 1
+        let part = try reduceOwnSlice(buf, op: op)
+        let parts = try exchange(part)
+        // Every rank has finished reading the inputs (and dropped its references to them), so
+        // once this rank's slot lets go, `buf` is unique and is overwritten without a copy.
+        group.clear(set: inputSet, rank: rank)
+        buf.withUnsafeMutableBufferPointer { out in
+            var offset = 0
+            for p in parts {
+                p.withUnsafeBufferPointer { src in
+                    if src.count > 0 { (out.baseAddress! + offset).update(from: src.baseAddress!, count: src.count) }
+                }
+                offset += p.count
+            }
+        }
+    }
+
+    private func reduceOwnSlice<T: BinaryFloatingPoint>(_ buf: [T], op: ReduceOp) throws -> [T] {
         let all = try exchange(buf)
         let n = try requireEqualCounts(all, "allreduce")
-        let part = combine(all, range: blockRange(count: n, parts: size, part: rank), op: op)
-        let parts = try exchange(part)
-        if parts.count == 1 { return parts[0] }
-        var out = [T]()
-        out.reserveCapacity(n)
-        for p in parts { out.append(contentsOf: p) }
-        return out
+        return combine(all, range: blockRange(count: n, parts: size, part: rank), op: op)
     }
 
     private func reduceToRoot<T: BinaryFloatingPoint>(_ buf: [T], op: ReduceOp, root: Int) throws -> [T]? {
@@ -260,6 +273,12 @@ final class InProcessGroup: @unchecked Sendable {
         slots[set][rank] = value
         try barrierLocked(operation: "collective")
         return slots[set].map { $0! }
+    }
+
+    func clear(set: Int, rank: Int) {
+        cond.lock()
+        slots[set][rank] = nil
+        cond.unlock()
     }
 
     func post(_ buf: [Double], from: Int, to: Int, tag: Int) throws {

@@ -68,6 +68,24 @@ final class CollectiveTests: XCTestCase {
         }
     }
 
+    func testRepeatedAllreducesInPlaceLeaveCallersCopiesAlone() throws {
+        for p in sizes {
+            let results = try InProcessCommunicator.run(size: p) { comm -> [Bool] in
+                var ok: [Bool] = []
+                for n in [0, 1, 5, 1000, 0, 3] {
+                    var buf = doubles(rank: comm.rank, count: n)
+                    let input = buf
+                    try comm.allreduce(&buf, op: .sum)
+                    try comm.allreduce(&buf, op: .max)
+                    ok.append(input == doubles(rank: comm.rank, count: n))
+                    ok.append(buf == serialLeftFoldSum((0..<p).map { doubles(rank: $0, count: n) }))
+                }
+                return ok
+            }
+            for (rank, r) in results.enumerated() { XCTAssertEqual(r, [Bool](repeating: true, count: 12), "P=\(p), rank \(rank)") }
+        }
+    }
+
     func testAllreduceWithMismatchedCountsFailsOnEveryRank() {
         XCTAssertThrowsError(try InProcessCommunicator.run(size: 3) { comm in
             var b = [Double](repeating: 1, count: comm.rank == 1 ? 4 : 5)
