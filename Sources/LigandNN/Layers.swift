@@ -1,11 +1,13 @@
 import LigandNumerics
 
 /// Fully connected layer y = x·Wᵀ + b with PyTorch's [out, in] weight layout.
+/// GEMMs run in fixed row blocks so the result is the same for any number of workers.
 public final class Linear<S: FloatScalar> {
     public let weight: Parameter<S>
     public let bias: Parameter<S>?
     public let inFeatures: Int, outFeatures: Int
     private var input: TensorOf<S>?
+    static var block: Int { 32 }
 
     public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, rng: inout SeededRNG) {
         self.inFeatures = inFeatures; self.outFeatures = outFeatures
@@ -16,15 +18,18 @@ public final class Linear<S: FloatScalar> {
     public var parameters: [Parameter<S>] { [weight] + (bias.map { [$0] } ?? []) }
 
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
-        let b = x.count / inFeatures
-        precondition(b * inFeatures == x.count, "\(weight.name): input \(x.shape) is not a multiple of \(inFeatures) features")
-        var y = TensorOf<S>(zeros: [b, outFeatures])
-        if let bias { y.withUnsafeMutableBufferPointer { p in
-            bias.value.withUnsafeBufferPointer { bv in for r in 0..<b { (p.baseAddress! + r * outFeatures).update(from: bv.baseAddress!, count: outFeatures) } }
-        } }
+        let b = x.count / inFeatures, fi = inFeatures, fo = outFeatures
+        precondition(b * fi == x.count, "\(weight.name): input \(x.shape) is not a multiple of \(fi) features")
+        var y = TensorOf<S>(zeros: [b, fo])
+        let biasValues = bias?.value.storage
         x.withUnsafeBufferPointer { px in weight.value.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
-            S.gemm(transA: false, transB: true, m: b, n: outFeatures, k: inFeatures, alpha: 1, a: px.baseAddress!, lda: inFeatures,
-                   b: pw.baseAddress!, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: py.baseAddress!, ldc: outFeatures)
+            let xp = px.baseAddress!, wp = pw.baseAddress!, yp = py.baseAddress!
+            Parallel.forEach((b + Self.block - 1) / Self.block) { chunk in
+                let lo = chunk * Self.block, rows = min(Self.block, b - lo)
+                if let biasValues { biasValues.withUnsafeBufferPointer { bv in for r in lo..<(lo + rows) { (yp + r * fo).update(from: bv.baseAddress!, count: fo) } } }
+                S.gemm(transA: false, transB: true, m: rows, n: fo, k: fi, alpha: 1, a: xp + lo * fi, lda: fi,
+                       b: wp, ldb: fi, beta: biasValues == nil ? 0 : 1, c: yp + lo * fo, ldc: fo)
+            }
         } } }
         if training { input = x }
         return y
@@ -32,19 +37,29 @@ public final class Linear<S: FloatScalar> {
 
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
         guard let x = input else { preconditionFailure("\(weight.name): backward without a training forward") }
-        let b = dy.count / outFeatures
-        dy.withUnsafeBufferPointer { pdy in
-            x.withUnsafeBufferPointer { px in weight.grad.withUnsafeMutableBufferPointer { pg in
-                S.gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: b, alpha: 1, a: pdy.baseAddress!, lda: outFeatures,
-                       b: px.baseAddress!, ldb: inFeatures, beta: 1, c: pg.baseAddress!, ldc: inFeatures)
-            } }
-            if let bias { addColumnSums(pdy, rows: b, cols: outFeatures, into: &bias.grad) }
-        }
+        let b = dy.count / outFeatures, fi = inFeatures, fo = outFeatures
         var dx = TensorOf<S>(zeros: x.shape)
-        dy.withUnsafeBufferPointer { pdy in weight.value.withUnsafeBufferPointer { pw in dx.withUnsafeMutableBufferPointer { pdx in
-            S.gemm(transA: false, transB: false, m: b, n: inFeatures, k: outFeatures, alpha: 1, a: pdy.baseAddress!, lda: outFeatures,
-                   b: pw.baseAddress!, ldb: inFeatures, beta: 0, c: pdx.baseAddress!, ldc: inFeatures)
-        } } }
+        dy.withUnsafeBufferPointer { pdy in
+            let dyp = pdy.baseAddress!
+            x.withUnsafeBufferPointer { px in weight.grad.withUnsafeMutableBufferPointer { pg in
+                let xp = px.baseAddress!, gp = pg.baseAddress!
+                // dW rows are independent: each block of output units is one GEMM over the whole batch.
+                Parallel.forEach((fo + Self.block - 1) / Self.block) { chunk in
+                    let lo = chunk * Self.block, rows = min(Self.block, fo - lo)
+                    S.gemm(transA: true, transB: false, m: rows, n: fi, k: b, alpha: 1, a: dyp + lo, lda: fo,
+                           b: xp, ldb: fi, beta: 1, c: gp + lo * fi, ldc: fi)
+                }
+            } }
+            if let bias { addColumnSums(pdy, rows: b, cols: fo, into: &bias.grad) }
+            weight.value.withUnsafeBufferPointer { pw in dx.withUnsafeMutableBufferPointer { pdx in
+                let wp = pw.baseAddress!, dxp = pdx.baseAddress!
+                Parallel.forEach((b + Self.block - 1) / Self.block) { chunk in
+                    let lo = chunk * Self.block, rows = min(Self.block, b - lo)
+                    S.gemm(transA: false, transB: false, m: rows, n: fi, k: fo, alpha: 1, a: dyp + lo * fo, lda: fo,
+                           b: wp, ldb: fi, beta: 0, c: dxp + lo * fi, ldc: fi)
+                }
+            } }
+        }
         input = nil
         return dx
     }

@@ -2,14 +2,15 @@ import Dispatch
 
 /// Data-parallel loops over independent chunks, with as many workers as BLAS has threads.
 public enum Parallel {
-    /// Runs body(i) for i in 0..<count on `BLAS.threads` workers (static round-robin schedule),
-    /// with BLAS single-threaded inside so the workers do not oversubscribe the cores.
+    /// Runs body(i) for i in 0..<count on `BLAS.threads` workers (static round-robin schedule).
+    /// BLAS runs single-threaded inside, even with one worker: every GEMM then sees the same call
+    /// whatever the thread count, which keeps results bitwise independent of it.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
-        let workers = min(BLAS.threads, count)
-        if workers <= 1 { for i in 0..<count { body(i) }; return }
         let saved = BLAS.threads
+        let workers = min(saved, count)
         BLAS.threads = 1
         defer { BLAS.threads = saved }
+        if workers <= 1 { for i in 0..<count { body(i) }; return }
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 var i = w
