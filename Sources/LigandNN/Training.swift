@@ -17,6 +17,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var flip: Bool = false
     public var shift: Int = 0
     public var seed: UInt64 = 0
+    /// Parameter names left untouched by the optimiser (e.g. a frozen classification head).
+    public var frozen: Set<String> = []
 
     public init() {}
 
@@ -79,7 +81,9 @@ public enum Trainer {
         let schedule = LRSchedule(base: config.learningRate, warmupSteps: Int(config.warmupEpochs * Double(stepsPerEpoch)),
                                   totalSteps: config.epochs * stepsPerEpoch, decay: config.decay)
         let opt = Optimizer<Float>(config.optimizer, momentum: config.momentum, nesterov: config.nesterov, weightDecay: config.weightDecay)
-        let params = net.parameters
+        let unknown = config.frozen.subtracting(net.parameters.map(\.name))
+        guard unknown.isEmpty else { throw TrainingError.invalidConfig(["frozen parameters not in the network: \(unknown.sorted().joined(separator: ", "))"]) }
+        let params = net.parameters.filter { !config.frozen.contains($0.name) }
         var reports: [EpochReport] = []
         var step = 0
         for epoch in 0..<config.epochs {
