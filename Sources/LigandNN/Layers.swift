@@ -7,7 +7,7 @@ public final class Linear<S: FloatScalar> {
     public let bias: Parameter<S>?
     public let inFeatures: Int, outFeatures: Int
     private var input: TensorOf<S>?
-    static var block: Int { 32 }
+    static var block: Int { 64 }
 
     public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, rng: inout SeededRNG) {
         self.inFeatures = inFeatures; self.outFeatures = outFeatures
