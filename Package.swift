@@ -24,8 +24,9 @@ let package = Package(
         .target(name: "LigandFormats", dependencies: ["LigandNumerics"]),
         .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandData"]),
         .target(name: "LigandModels", dependencies: ["LigandNN", "LigandFormats", "LigandNumerics", "LigandData"]),
+        .target(name: "LigandNeuLig", dependencies: ["LigandNumerics", "LigandCollective", "LigandNN"]),
         .executableTarget(name: "ligand", dependencies: [
-            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels",
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandNeuLig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -33,6 +34,7 @@ let package = Package(
         .testTarget(name: "LigandCollectiveTests", dependencies: ["LigandCollective", "LigandNumerics"]),
         .testTarget(name: "LigandDataTests", dependencies: ["LigandData", "LigandNumerics"]),
         .testTarget(name: "LigandFormatsTests", dependencies: ["LigandFormats", "LigandNumerics"]),
+        .testTarget(name: "LigandNeuLigTests", dependencies: ["LigandNeuLig", "LigandCollective", "LigandNumerics"]),
         .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData", "LigandModels"]),
     ],
     swiftLanguageModes: [.v5]
