@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "LigandFormats", dependencies: ["LigandNumerics"]),
         .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandData"]),
         .target(name: "LigandModels", dependencies: ["LigandNN", "LigandFormats", "LigandNumerics", "LigandData"]),
-        .target(name: "LigandNeuLig", dependencies: ["LigandNumerics", "LigandCollective", "LigandNN"]),
+        .target(name: "LigandNeuLig", dependencies: ["LigandNumerics", "LigandCollective", "LigandNN", "LigandFormats"]),
         .executableTarget(name: "ligand", dependencies: [
             "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandNeuLig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

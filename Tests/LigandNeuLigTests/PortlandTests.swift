@@ -3,7 +3,8 @@ import LigandCollective
 import LigandNumerics
 @testable import LigandNeuLig
 
-final class PortlandTests: XCTestCase {
+/// Synthetic tasks and regularisers shared by the Portland tests.
+struct Fixture {
     let K = 4, d = 6, classes = 3
 
     /// Synthetic tasks: per model, features for each task's samples; heads random.
@@ -32,6 +33,14 @@ final class PortlandTests: XCTestCase {
         case .none: return []
         }
     }
+}
+
+final class PortlandTests: XCTestCase {
+    let fixture = Fixture()
+    var K: Int { fixture.K }
+    var d: Int { fixture.d }
+    func makeTasks(local: Range<Int>, samples: Int = 20, seed: UInt64 = 1) -> [PortlandTask] { fixture.makeTasks(local: local, samples: samples, seed: seed) }
+    func regularizer(_ kind: RegularizerKind) -> [Double] { fixture.regularizer(kind) }
 
     func testDistributedGradientMatchesFiniteDifferences() throws {
         for loss in AlignLoss.allCases {
@@ -169,5 +178,52 @@ final class PortlandTests: XCTestCase {
                 XCTAssertEqual(gram[i * 4 + j], dot, accuracy: 1e-12)
             } }
         }
+    }
+}
+
+final class FusionAndCheckpointTests: XCTestCase {
+    func testWeightedFusionIsRankCountIndependentAndCorrect() throws {
+        var rng = SeededRNG(seed: 4)
+        let models: [[(name: String, value: Tensor)]] = (0..<5).map { _ in
+            [("a.weight", Tensor.randomNormal([3, 4], rng: &rng)), ("a.bias", Tensor.randomNormal([3], rng: &rng))]
+        }
+        let beta = [0.1, 0.3, 0.05, 0.5, 0.05]
+        var results: [[Float]] = []
+        for ranks in 1...4 {
+            let out = try InProcessCommunicator.run(size: ranks) { comm -> [Float] in
+                let local = blockRange(count: 5, parts: ranks, part: comm.rank)
+                return try WeightedFusion.fuse(localTensors: Array(models[local]), coefficients: beta, localModels: local, comm: comm)
+                    .flatMap { $0.value.storage }
+            }
+            results.append(out[0])
+        }
+        for r in results { XCTAssertEqual(r, results[0]) }
+        let expected0 = (0..<5).reduce(0.0) { $0 + beta[$1] * Double(models[$1][0].value.storage[0]) }
+        XCTAssertEqual(Double(results[0][0]), expected0, accuracy: 1e-6)
+    }
+
+    func testCheckpointResumeGivesTheSameWeights() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ligand-ckpt-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let t = Fixture()
+        var config = PortlandConfig()
+        config.batchSize = 8
+        let same = try InProcessCommunicator.run(size: 2) { comm -> Bool in
+            let local = blockRange(count: t.K, parts: 2, part: comm.rank)
+            let make = { try Portland(comm: comm, totalModels: t.K, localModels: local, width: t.d,
+                                      tasks: t.makeTasks(local: local), regularizer: t.regularizer(.paper), config: config) }
+            let straight = try make()
+            for _ in 0..<6 { try straight.trainEpoch() }
+            let first = try make()
+            XCTAssertEqual(try PortlandCheckpoint.resume(first, directory: dir), 0)
+            for _ in 0..<3 { try first.trainEpoch() }
+            try PortlandCheckpoint.save(first, directory: dir)
+            try comm.barrier()
+            let second = try make()
+            XCTAssertEqual(try PortlandCheckpoint.resume(second, directory: dir), 3)
+            for _ in 0..<3 { try second.trainEpoch() }
+            return second.state == straight.state
+        }
+        XCTAssertEqual(same, [true, true])
     }
 }
