@@ -24,6 +24,7 @@ let package = Package(
         .target(name: "LigandFormats", dependencies: ["LigandNumerics"]),
         .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandData"]),
         .target(name: "LigandModels", dependencies: ["LigandNN", "LigandFormats", "LigandNumerics", "LigandData"]),
+        .target(name: "LigandMerge", dependencies: ["LigandNN", "LigandNumerics", "LigandCollective", "LigandData"]),
         .target(name: "LigandNeuLig", dependencies: ["LigandNumerics", "LigandCollective", "LigandNN", "LigandFormats"]),
         .executableTarget(name: "ligand", dependencies: [
             "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandNeuLig",
@@ -35,6 +36,7 @@ let package = Package(
         .testTarget(name: "LigandDataTests", dependencies: ["LigandData", "LigandNumerics"]),
         .testTarget(name: "LigandFormatsTests", dependencies: ["LigandFormats", "LigandNumerics"]),
         .testTarget(name: "LigandNeuLigTests", dependencies: ["LigandNeuLig", "LigandCollective", "LigandNumerics"]),
+        .testTarget(name: "LigandMergeTests", dependencies: ["LigandMerge", "LigandNN", "LigandNumerics", "LigandCollective"]),
         .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData", "LigandModels"]),
     ],
     swiftLanguageModes: [.v5]

@@ -219,6 +219,8 @@ public final class BatchNorm2d<S: FloatScalar> {
     public let momentum: Double, eps: Double
     private var input: TensorOf<S>?
     private var mean: [S] = [], invStd: [S] = [], invStdDouble: [Double] = []
+    /// Sees every training forward's per-channel Σx, Σx² and row count, so statistics can be re-estimated exactly after merging.
+    public var statisticsObserver: ((_ sum: [Double], _ sumOfSquares: [Double], _ rows: Int) -> Void)?
 
     public init(name: String, channels: Int, momentum: Double = 0.1, eps: Double = 1e-5) {
         self.name = name; self.channels = channels; self.momentum = momentum; self.eps = eps
@@ -260,6 +262,7 @@ public final class BatchNorm2d<S: FloatScalar> {
         var m = [Double](repeating: 0, count: c), inv = [Double](repeating: 0, count: c)
         if training {
             let (s1, s2) = x.withUnsafeBufferPointer { Self.channelSums($0.baseAddress!, nil, rows: rows, c: c) }
+            statisticsObserver?(s1, s2, rows)
             let n = Double(rows)
             for j in 0..<c {
                 m[j] = s1[j] / n

@@ -1,0 +1,154 @@
+import LigandNN
+import LigandNumerics
+
+/// A model's tensors by PyTorch state_dict name.
+public typealias StateDict = [String: Tensor]
+
+extension Network where S == Float {
+    /// The state dict as a dictionary (parameters and BN running statistics).
+    public func stateDictionary() -> StateDict {
+        Dictionary(uniqueKeysWithValues: stateDict().map { ($0.name, $0.value) })
+    }
+}
+
+/// How one state-dict tensor relates to the merge points: which point its axis 0 (output units) and its
+/// axis 1 (input units of a Linear/Conv weight) belong to; nil for the network input and the head's output.
+public struct TensorRole: Equatable, Sendable {
+    public enum Kind: String, Sendable {
+        case linearWeight, convWeight, bias, bnWeight, bnBias, runningMean, runningVar
+    }
+    public let name: String
+    public let kind: Kind
+    public let shape: [Int]
+    public let outPoint: String?
+    public let inPoint: String?
+    /// Part of the classification head (frozen in the multi-task setting).
+    public let isHead: Bool
+
+    public var isRunningStatistic: Bool { kind == .runningMean || kind == .runningVar }
+    public var isWeightMatrix: Bool { kind == .linearWeight || kind == .convWeight }
+}
+
+/// The merge graph of an architecture: its merge points and the role of every state-dict tensor.
+public struct MergeGraph: Sendable {
+    public let architecture: Architecture
+    public let points: [MergePoint]
+    /// In state_dict order.
+    public let tensors: [TensorRole]
+    private let index: [String: Int]
+
+    public init(_ architecture: Architecture) throws {
+        let net: Network<Float>
+        do { net = try Network<Float>(architecture, seed: 0) } catch { throw MergeError.invalidInput("\(error)") }
+        self.architecture = architecture
+        points = net.mergePoints
+        let rules = Self.pointRules(architecture)
+        let headPrefix = String(net.head.weight.name.dropLast(".weight".count)) + "."
+        let state = net.stateDict()
+        let names = Set(state.map(\.name))
+        var roles: [TensorRole] = []
+        for (name, value) in state {
+            guard let dot = name.lastIndex(of: ".") else { throw MergeError.invalidInput("merge graph: tensor '\(name)' has no layer prefix") }
+            let layer = String(name[..<dot]), field = String(name[name.index(after: dot)...])
+            let isBN = names.contains(layer + ".running_mean")
+            let kind: TensorRole.Kind
+            switch (field, value.rank, isBN) {
+            case ("weight", 2, false): kind = .linearWeight
+            case ("weight", 4, false): kind = .convWeight
+            case ("weight", 1, true): kind = .bnWeight
+            case ("bias", 1, true): kind = .bnBias
+            case ("bias", 1, false): kind = .bias
+            case ("running_mean", 1, true): kind = .runningMean
+            case ("running_var", 1, true): kind = .runningVar
+            default: throw MergeError.invalidInput("merge graph: cannot classify tensor '\(name)' of shape \(value.shape)")
+            }
+            guard let rule = rules[layer] else { throw MergeError.invalidInput("merge graph: no rule for layer '\(layer)'") }
+            let role = TensorRole(name: name, kind: kind, shape: value.shape, outPoint: rule.out,
+                                  inPoint: (kind == .linearWeight || kind == .convWeight) ? rule.in : nil,
+                                  isHead: name.hasPrefix(headPrefix))
+            // The rules and the network must agree on every axis size.
+            if let p = role.outPoint, points.first(where: { $0.name == p })?.channels != value.shape[0] {
+                throw MergeError.invalidInput("merge graph: '\(name)' axis 0 (\(value.shape[0])) does not match merge point '\(p)'")
+            }
+            if let p = role.inPoint, points.first(where: { $0.name == p })?.channels != value.shape[1] {
+                throw MergeError.invalidInput("merge graph: '\(name)' axis 1 (\(value.shape[1])) does not match merge point '\(p)'")
+            }
+            roles.append(role)
+        }
+        tensors = roles
+        index = Dictionary(uniqueKeysWithValues: roles.enumerated().map { ($1.name, $0) })
+    }
+
+    /// Output and input merge point of every layer (by state-dict prefix).
+    static func pointRules(_ a: Architecture) -> [String: (out: String?, in: String?)] {
+        var r: [String: (out: String?, in: String?)] = [:]
+        switch a.kind {
+        case .mlp:
+            var previous: String? = nil
+            for i in 0..<(a.hidden ?? []).count {
+                let p = "layers.\(2 * i + 1)"
+                r["layers.\(2 * i)"] = (p, previous)
+                previous = p
+            }
+            r["head"] = (nil, previous)
+        case .vgg:
+            var previous: String? = nil, index = 0
+            for item in a.config ?? [] {
+                if case .conv = item {
+                    let p = "features.\(index + 1)"
+                    r["features.\(index)"] = (p, previous)
+                    previous = p; index += 2
+                } else { index += 1 }
+            }
+            r["classifier"] = (nil, previous)
+        case .resnet20:
+            r["conv1"] = ("stream1", nil); r["bn1"] = ("stream1", nil)
+            for s in 1...3 {
+                for b in 0..<3 {
+                    let block = "layer\(s).\(b)", stream = "stream\(s)", inner = "\(block).inner"
+                    let input = (b == 0 && s > 1) ? "stream\(s - 1)" : stream
+                    r["\(block).conv1"] = (inner, input); r["\(block).bn1"] = (inner, nil)
+                    r["\(block).conv2"] = (stream, inner); r["\(block).bn2"] = (stream, nil)
+                    r["\(block).shortcut.0"] = (stream, input); r["\(block).shortcut.1"] = (stream, nil)
+                }
+            }
+            r["fc"] = (nil, "stream3")
+        }
+        return r
+    }
+
+    public func role(named name: String) -> TensorRole? { index[name].map { tensors[$0] } }
+
+    public func channels(of point: String) -> Int? { points.first { $0.name == point }?.channels }
+
+    /// Every tensor with an axis on `point`, with that axis (0 = output units, 1 = input units).
+    public func touching(_ point: String) -> [(role: TensorRole, axis: Int)] {
+        var out: [(TensorRole, Int)] = []
+        for t in tensors {
+            if t.outPoint == point { out.append((t, 0)) }
+            if t.inPoint == point { out.append((t, 1)) }
+        }
+        return out
+    }
+
+    /// Refuses a state dict that is not exactly this architecture's: missing, extra, mis-shaped or non-finite tensors.
+    public func validate(_ state: StateDict, model: String) throws {
+        for t in tensors {
+            guard let v = state[t.name] else { throw MergeError.missingTensor(model: model, tensor: t.name) }
+            guard v.shape == t.shape else { throw MergeError.shapeMismatch(model: model, tensor: t.name, expected: t.shape, found: v.shape) }
+            if let i = v.firstNonFinite { throw MergeError.nonFiniteTensor(model: model, tensor: t.name, index: i) }
+        }
+        if let extra = state.keys.sorted().first(where: { index[$0] == nil }) {
+            throw MergeError.unexpectedTensor(model: model, tensor: extra)
+        }
+    }
+}
+
+/// Refuses a set of models whose architectures differ, naming the first that does.
+public func requireSameArchitecture(_ architectures: [Architecture], names: [String]? = nil) throws {
+    guard let first = architectures.first else { return }
+    for (i, a) in architectures.enumerated() where a != first {
+        let name = names?[i] ?? "model \(i)", ref = names?[0] ?? "model 0"
+        throw MergeError.architectureMismatch("\(name) is \(a) but \(ref) is \(first)")
+    }
+}

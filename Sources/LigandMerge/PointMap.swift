@@ -1,0 +1,100 @@
+import LigandNN
+import LigandNumerics
+
+/// The linear map of one merge point from model k's unit space into the reference's: x_ref ≈ M·x_k.
+public struct PointMap: Equatable, Sendable {
+    public let forward: Matrix
+    public let inverse: Matrix
+    /// Set for a permutation map: forward[i, permutation[i]] = 1 (reference unit i is model unit permutation[i]).
+    public let permutation: [Int]?
+
+    public init(forward: Matrix, inverse: Matrix) {
+        self.forward = forward; self.inverse = inverse; permutation = nil
+    }
+
+    private init(forward: Matrix, inverse: Matrix, permutation: [Int]) {
+        self.forward = forward; self.inverse = inverse; self.permutation = permutation
+    }
+
+    public var channels: Int { forward.rows }
+
+    /// The permutation matrix P with P[i, perm[i]] = 1; its inverse is Pᵀ.
+    public static func permutation(_ perm: [Int]) throws -> PointMap {
+        let n = perm.count
+        guard Set(perm) == Set(0..<n) else { throw MergeError.invalidInput("\(perm) is not a permutation of 0..<\(n)") }
+        var p = Matrix(zeros: n, n)
+        for (i, j) in perm.enumerated() { p[i, j] = 1 }
+        return PointMap(forward: p, inverse: p.transposed, permutation: perm)
+    }
+
+    public static func identity(_ n: Int) -> PointMap {
+        PointMap(forward: .identity(n), inverse: .identity(n), permutation: Array(0..<n))
+    }
+
+    /// The inverse map (reference space → model space).
+    public var inverted: PointMap {
+        if let p = permutation {
+            var inv = [Int](repeating: 0, count: p.count)
+            for (i, j) in p.enumerated() { inv[j] = i }
+            return PointMap(forward: inverse, inverse: forward, permutation: inv)
+        }
+        return PointMap(forward: inverse, inverse: forward)
+    }
+}
+
+/// Applies per-point maps to a model's tensors: W ← M_out·W·M_in⁻¹ (for a convolution, M⁻¹ acts on the
+/// input-channel axis of every kernel tap), biases and every BatchNorm vector (scale, shift, running mean
+/// and running variance, as the reference does) ← M_out·v. Points without a map keep the identity.
+/// Computed in Float64; a permutation map reproduces every value exactly.
+public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: MergeGraph, model: String = "model") throws -> StateDict {
+    try graph.validate(state, model: model)
+    for (p, m) in maps {
+        guard let c = graph.channels(of: p) else { throw MergeError.unknownMergePoint(p) }
+        for (label, a) in [("forward", m.forward), ("inverse", m.inverse)] where a.rows != c || a.cols != c {
+            throw MergeError.mapShape(point: p, expected: c, found: "\(label) \(a.rows)×\(a.cols)")
+        }
+        if m.forward.firstNonFinite != nil || m.inverse.firstNonFinite != nil {
+            throw MergeError.linalg(point: p, message: "its map holds a NaN or infinite value")
+        }
+    }
+    var out = state
+    for role in graph.tensors {
+        let outMap = role.outPoint.flatMap { maps[$0] }
+        let inMap = role.inPoint.flatMap { maps[$0] }
+        if outMap == nil && inMap == nil { continue }
+        let t = state[role.name]!
+        var w = t.storage.map(Double.init)
+        let d0 = t.shape[0], inner = t.count / max(d0, 1)
+        if let m = outMap { w = leftMultiply(m.forward, w, rows: d0, cols: inner) }
+        if let m = inMap {
+            let d1 = t.shape[1], taps = inner / d1
+            w = rightMultiplyInputAxis(w, m.inverse, d0: d0, d1: d1, taps: taps)
+        }
+        out[role.name] = Tensor(shape: t.shape, storage: w.map { Float($0) })
+    }
+    return out
+}
+
+/// M·A for A stored row-major [rows, cols].
+func leftMultiply(_ m: Matrix, _ a: [Double], rows: Int, cols: Int) -> [Double] {
+    var c = [Double](repeating: 0, count: rows * cols)
+    m.data.withUnsafeBufferPointer { pm in a.withUnsafeBufferPointer { pa in c.withUnsafeMutableBufferPointer { pc in
+        BLAS.dgemm(m: rows, n: cols, k: rows, a: pm.baseAddress!, lda: rows, b: pa.baseAddress!, ldb: cols, c: pc.baseAddress!, ldc: cols)
+    } } }
+    return c
+}
+
+/// w'[o, i, t] = Σ_b w[o, b, t]·R[b, i] for w stored [d0, d1, taps].
+func rightMultiplyInputAxis(_ w: [Double], _ r: Matrix, d0: Int, d1: Int, taps: Int) -> [Double] {
+    // Tap-major layout [d0, taps, d1] turns the product into one GEMM.
+    var u = w
+    if taps > 1 { for o in 0..<d0 { for b in 0..<d1 { for t in 0..<taps { u[(o * taps + t) * d1 + b] = w[(o * d1 + b) * taps + t] } } } }
+    var v = [Double](repeating: 0, count: w.count)
+    u.withUnsafeBufferPointer { pu in r.data.withUnsafeBufferPointer { pr in v.withUnsafeMutableBufferPointer { pv in
+        BLAS.dgemm(m: d0 * taps, n: d1, k: d1, a: pu.baseAddress!, lda: d1, b: pr.baseAddress!, ldb: d1, c: pv.baseAddress!, ldc: d1)
+    } } }
+    if taps == 1 { return v }
+    var back = v
+    for o in 0..<d0 { for i in 0..<d1 { for t in 0..<taps { back[(o * d1 + i) * taps + t] = v[(o * taps + t) * d1 + i] } } }
+    return back
+}

@@ -1,0 +1,369 @@
+import XCTest
+import LigandCollective
+import LigandNN
+import LigandNumerics
+@testable import LigandMerge
+
+final class MergeTests: XCTestCase {
+    static let mlp = Architecture.mlp(hidden: [32, 16], input: [6, 6, 1], classes: 5)
+    static let vgg = Architecture.vgg([.conv(4), .pool, .conv(8)], input: [6, 6, 1], classes: 5)
+    static let resnet = Architecture.resnet20(width: 1, input: [8, 8, 1], classes: 5)
+    static let all = [mlp, vgg, resnet]
+
+    /// A network with non-trivial biases and BatchNorm scale, shift and running statistics.
+    func makeNetwork(_ arch: Architecture, seed: UInt64) throws -> Network<Float> {
+        let net = try Network<Float>(arch, seed: seed)
+        var rng = SeededRNG(seed: seed, stream: "test-randomise")
+        var state = net.stateDictionary()
+        for (name, t) in state where t.rank == 1 {
+            let v: [Float]
+            switch name {
+            case _ where name.hasSuffix("running_var"): v = (0..<t.count).map { _ in Float(0.5 + 1.5 * rng.uniform()) }
+            case _ where name.hasSuffix("running_mean"): v = (0..<t.count).map { _ in Float(0.2 * rng.normal()) }
+            case _ where graphRoleIsBNWeight(name, state): v = (0..<t.count).map { _ in Float(0.5 + rng.uniform()) }
+            default: v = (0..<t.count).map { _ in Float(0.1 * rng.normal()) }
+            }
+            state[name] = Tensor(shape: t.shape, storage: v)
+        }
+        try net.load(state)
+        return net
+    }
+
+    func graphRoleIsBNWeight(_ name: String, _ state: StateDict) -> Bool {
+        name.hasSuffix(".weight") && state[String(name.dropLast(".weight".count)) + ".running_mean"] != nil
+    }
+
+    func input(_ arch: Architecture, _ n: Int, seed: UInt64) -> Tensor {
+        var rng = SeededRNG(seed: seed, stream: "test-input")
+        return Tensor.randomNormal([n] + arch.input, rng: &rng)
+    }
+
+    func randomPermutations(_ graph: MergeGraph, seed: UInt64) -> [String: [Int]] {
+        var rng = SeededRNG(seed: seed, stream: "test-permutation")
+        return Dictionary(uniqueKeysWithValues: graph.points.map { ($0.name, rng.permutation($0.channels)) })
+    }
+
+    func inverse(_ p: [Int]) -> [Int] {
+        var q = [Int](repeating: 0, count: p.count)
+        for (i, j) in p.enumerated() { q[j] = i }
+        return q
+    }
+
+    func network(_ arch: Architecture, _ state: StateDict) throws -> Network<Float> {
+        let n = try Network<Float>(arch, seed: 99)
+        try n.load(state)
+        return n
+    }
+
+    func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Float {
+        zip(a.storage, b.storage).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+
+    /// The original model and a copy whose hidden units are permuted at every merge point.
+    func permutedPair(_ arch: Architecture, seed: UInt64, calibrateBatchNorm: Bool = false) throws -> (MergeGraph, Network<Float>, Network<Float>, [String: [Int]]) {
+        let graph = try MergeGraph(arch)
+        let original = try makeNetwork(arch, seed: seed)
+        if calibrateBatchNorm { try reestimateBatchNorm(original, batches: [input(arch, 32, seed: 77)]) }
+        let perms = randomPermutations(graph, seed: seed)
+        let maps = try perms.mapValues { try PointMap.permutation($0) }
+        let permuted = try network(arch, try applyMaps(original.stateDictionary(), maps: maps, graph: graph))
+        return (graph, original, permuted, perms)
+    }
+
+    // MARK: graph
+
+    func testMergeGraphRoles() throws {
+        let g = try MergeGraph(Self.resnet)
+        XCTAssertEqual(g.points.count, 12)
+        func io(_ n: String) -> [String?] { let r = g.role(named: n)!; return [r.outPoint, r.inPoint] }
+        XCTAssertEqual(io("conv1.weight"), ["stream1", nil])
+        XCTAssertEqual(io("bn1.running_var"), ["stream1", nil])
+        XCTAssertEqual(io("layer1.0.conv1.weight"), ["layer1.0.inner", "stream1"])
+        XCTAssertEqual(io("layer2.0.conv1.weight"), ["layer2.0.inner", "stream1"])
+        XCTAssertEqual(io("layer2.1.conv1.weight"), ["layer2.1.inner", "stream2"])
+        XCTAssertEqual(io("layer2.0.conv2.weight"), ["stream2", "layer2.0.inner"])
+        XCTAssertEqual(io("layer3.0.shortcut.0.weight"), ["stream3", "stream2"])
+        XCTAssertEqual(io("layer3.0.shortcut.1.bias"), ["stream3", nil])
+        XCTAssertEqual(io("fc.weight"), [nil, "stream3"])
+        XCTAssertEqual(io("fc.bias"), [nil, nil])
+        XCTAssertTrue(g.role(named: "fc.weight")!.isHead)
+        XCTAssertEqual(g.role(named: "layer1.2.bn2.running_mean")!.kind, .runningMean)
+        let m = try MergeGraph(Self.mlp)
+        XCTAssertEqual(m.role(named: "layers.0.weight")!.inPoint, nil)
+        XCTAssertEqual(m.role(named: "layers.2.weight")!.inPoint, "layers.1")
+        XCTAssertEqual(m.role(named: "head.weight")!.inPoint, "layers.3")
+        let v = try MergeGraph(Self.vgg)
+        XCTAssertEqual(v.points.map(\.name), ["features.1", "features.4"])
+        XCTAssertEqual(v.role(named: "features.3.weight")!.inPoint, "features.1")
+        XCTAssertEqual(v.role(named: "classifier.weight")!.inPoint, "features.4")
+    }
+
+    // MARK: exactness of permutations
+
+    func testPermutedModelComputesSameLogits() throws {
+        for arch in Self.all {
+            let (_, original, permuted, _) = try permutedPair(arch, seed: 11)
+            let x = input(arch, 16, seed: 1)
+            let a = original.forward(x), b = permuted.forward(x)
+            let scale = max(1, a.maxAbs())
+            XCTAssertLessThan(maxAbsDiff(a, b), 1e-5 * scale, "\(arch)")
+            XCTAssertGreaterThan(a.maxAbs(), 0.1, "\(arch): logits should not be trivial")
+            // The permutation really changed the weights.
+            XCTAssertNotEqual(original.stateDictionary(), permuted.stateDictionary(), "\(arch)")
+        }
+    }
+
+    func testPermuteRecoversExactPermutation() throws {
+        for arch in Self.all {
+            let (graph, original, permuted, perms) = try permutedPair(arch, seed: 12, calibrateBatchNorm: true)
+            var stats = ModelPairStatistics(graph: graph)
+            for b in 0..<4 { try stats.accumulate(reference: original, model: permuted, batch: input(arch, 16, seed: UInt64(100 + b))) }
+            // Dead or nearly dead units make activation matching ambiguous; calibrated BN keeps every unit alive.
+            for p in stats.points { XCTAssertTrue((0..<p.c1).allSatisfy { p.covarianceXX[$0, $0] > 1e-3 }, "\(arch) \(p.point) has a dead unit") }
+            let maps = try permutationMaps(stats)
+            for p in graph.points { XCTAssertEqual(maps[p.name]!.permutation, inverse(perms[p.name]!), "\(arch) \(p.name)") }
+            let aligned = try applyMaps(permuted.stateDictionary(), maps: maps, graph: graph)
+            for (name, t) in original.stateDictionary() { XCTAssertEqual(aligned[name], t, "\(arch) \(name)") }
+        }
+    }
+
+    func testWeightMatchingRecoversExactPermutation() throws {
+        for arch in Self.all {
+            let (graph, original, permuted, perms) = try permutedPair(arch, seed: 13)
+            let result = try weightMatching(reference: original.stateDictionary(), model: permuted.stateDictionary(), graph: graph, seed: 5)
+            XCTAssertTrue(result.converged, "\(arch)")
+            for p in graph.points { XCTAssertEqual(result.permutations[p.name], inverse(perms[p.name]!), "\(arch) \(p.name)") }
+            let aligned = try applyMaps(permuted.stateDictionary(), maps: result.maps, graph: graph)
+            for (name, t) in original.stateDictionary() { XCTAssertEqual(aligned[name], t, "\(arch) \(name)") }
+        }
+    }
+
+    func testWeightMatchingIsDeterministicAndAligningAModelToItselfIsIdentity() throws {
+        let graph = try MergeGraph(Self.resnet)
+        let a = try makeNetwork(Self.resnet, seed: 1).stateDictionary(), b = try makeNetwork(Self.resnet, seed: 2).stateDictionary()
+        let r1 = try weightMatching(reference: a, model: b, graph: graph, seed: 3)
+        let r2 = try weightMatching(reference: a, model: b, graph: graph, seed: 3)
+        XCTAssertEqual(r1.permutations, r2.permutations)
+        let self_ = try weightMatching(reference: a, model: a, graph: graph, seed: 3)
+        for p in graph.points { XCTAssertEqual(self_.permutations[p.name], Array(0..<p.channels)) }
+        XCTAssertEqual(self_.sweeps, 1)
+    }
+
+    // MARK: CCA
+
+    /// X with correlated, unequally scaled columns and Y = X·Aᵀ (y = A·x per sample), A random and invertible.
+    func syntheticPair(c: Int, n: Int, seed: UInt64) -> (x: Tensor, y: Tensor, a: Matrix) {
+        var rng = SeededRNG(seed: seed, stream: "cca")
+        let z = Tensor.randomNormal([n, c], rng: &rng)
+        var mix = Matrix(zeros: c, c)
+        for i in 0..<c { for j in 0..<c { mix[i, j] = (i == j ? Double(i + 1) : 0) + 0.3 * rng.normal() } }
+        var a = Matrix(zeros: c, c)
+        for i in 0..<c { for j in 0..<c { a[i, j] = (i == j ? 2 : 0) + rng.normal() } }
+        let x = (Matrix(z).multiplied(by: mix, transOther: true))
+        var xs = x
+        for r in 0..<n { for j in 0..<c { xs[r, j] += 0.5 + Double(j) } }  // a non-zero mean
+        let y = xs.multiplied(by: a, transOther: true)
+        return (xs.tensor, y.tensor, a)
+    }
+
+    func testCCAMapSendsYBackToX() throws {
+        let c = 8, n = 4000
+        let (x, y, _) = syntheticPair(c: c, n: n, seed: 3)
+        var s = PairStatistics(point: "p", c1: c, ck: c)
+        try s.accumulate(x: x, y: y)
+        let m = try CCASolver(s).map(gamma: 1e-8)
+        let mapped = Matrix(y).multiplied(by: m.forward, transOther: true)
+        let err = (mapped - Matrix(x)).norm / Matrix(x).norm
+        XCTAssertLessThan(err, 1e-3)
+        // The inverse maps X to Y, and forward·inverse = I.
+        let back = Matrix(x).multiplied(by: m.inverse, transOther: true)
+        XCTAssertLessThan((back - Matrix(y)).norm / Matrix(y).norm, 1e-3)
+        XCTAssertLessThan((m.forward * m.inverse).maxAbsDifference(.identity(c)), 1e-8)
+        // A large ridge no longer inverts A.
+        let far = try CCASolver(s).map(gamma: 1e3)
+        let farErr = (Matrix(y).multiplied(by: far.forward, transOther: true) - Matrix(x)).norm / Matrix(x).norm
+        XCTAssertGreaterThan(farErr, 1e-2)
+    }
+
+    func testCCAGridReusesStatisticsAndMatchesSingleGamma() throws {
+        let arch = Self.mlp
+        let graph = try MergeGraph(arch)
+        let a = try makeNetwork(arch, seed: 1), b = try makeNetwork(arch, seed: 2)
+        var stats = ModelPairStatistics(graph: graph)
+        try stats.accumulate(reference: a, model: b, batch: input(arch, 256, seed: 4))
+        let grid = [1e-4, 1e-1, 10]
+        let all = try CCAMapper(stats).maps(gammas: grid)
+        for (g, maps) in zip(grid, all) {
+            let single = try ccaMaps(stats, gamma: g)
+            for p in graph.points {
+                XCTAssertLessThan(maps[p.name]!.forward.maxAbsDifference(single[p.name]!.forward), 1e-12)
+                XCTAssertLessThan((maps[p.name]!.forward * maps[p.name]!.inverse).maxAbsDifference(.identity(p.channels)), 1e-8)
+            }
+        }
+        // Applying dense maps gives a loadable model; the aligned pair averages to a finite model.
+        let fused = try alignAndAverage([a.stateDictionary(), b.stateDictionary()], maps: [nil, all[1]], graph: graph)
+        XCTAssertNoThrow(try network(arch, fused))
+    }
+
+    // MARK: statistics are sums
+
+    func testStatisticsFromHalvesEqualTheWhole() throws {
+        let arch = Self.resnet
+        let graph = try MergeGraph(arch)
+        let a = try makeNetwork(arch, seed: 1), b = try makeNetwork(arch, seed: 2)
+        let x1 = input(arch, 8, seed: 1), x2 = input(arch, 8, seed: 2)
+        let whole = Tensor(shape: [16] + arch.input, storage: x1.storage + x2.storage)
+        var all = ModelPairStatistics(graph: graph), h1 = all, h2 = all
+        try all.accumulate(reference: a, model: b, batch: whole)
+        try h1.accumulate(reference: a, model: b, batch: x1)
+        try h2.accumulate(reference: a, model: b, batch: x2)
+        let merged = try h1.merged(with: h2)
+        XCTAssertEqual(merged.packed.count, all.packedCount)
+        // Stream taps are accumulated once per block: stream1 sees the stem and 3 blocks.
+        XCTAssertEqual(all["stream1"]!.count, 4 * 16 * 64)
+        XCTAssertEqual(all["layer3.0.inner"]!.count, 16 * 4)
+        for (u, v) in zip(merged.packed, all.packed) { XCTAssertEqual(u, v, accuracy: 1e-9 * max(1, abs(v))) }
+        XCTAssertEqual(try all.unpacked(all.packed), all)
+        // Two ranks each holding one half all-reduce to the whole.
+        let reduced = try InProcessCommunicator.run(size: 2) { comm in try (comm.rank == 0 ? h1 : h2).allreduced(comm) }
+        for r in reduced { for (u, v) in zip(r.packed, all.packed) { XCTAssertEqual(u, v, accuracy: 1e-9 * max(1, abs(v))) } }
+    }
+
+    func testCovarianceMatchesTwoPassEstimate() throws {
+        let (x, y, _) = syntheticPair(c: 3, n: 500, seed: 9)
+        var s = PairStatistics(point: "p", c1: 3, ck: 3)
+        try s.accumulate(x: x, y: y)
+        let xm = Matrix(x), ym = Matrix(y), n = 500.0
+        for i in 0..<3 { for j in 0..<3 {
+            let mx = (0..<500).reduce(0.0) { $0 + xm[$1, i] } / n, my = (0..<500).reduce(0.0) { $0 + ym[$1, j] } / n
+            let c = (0..<500).reduce(0.0) { $0 + (xm[$1, i] - mx) * (ym[$1, j] - my) } / n
+            XCTAssertEqual(s.covarianceXY[i, j], c, accuracy: 1e-9 * max(1, abs(c)))
+        } }
+    }
+
+    // MARK: BatchNorm re-estimation
+
+    func testReestimateBatchNormIsExactAndCombinesLikeSums() throws {
+        let arch = Self.resnet
+        let net = try makeNetwork(arch, seed: 4)
+        let x1 = input(arch, 8, seed: 1), x2 = input(arch, 8, seed: 2)
+        let whole = Tensor(shape: [16] + arch.input, storage: x1.storage + x2.storage)
+        // bn1's input (the stem convolution) does not depend on any batch statistics: check it directly.
+        let state = net.stateDictionary()
+        var rng = SeededRNG(seed: 0)
+        let stem = Conv2d<Float>(name: "conv1", inChannels: 1, outChannels: 16, kernel: 3, padding: 1, bias: false, rng: &rng)
+        stem.weight.value = state["conv1.weight"]!
+        let pre = Matrix(stem.forward(whole, training: false).reshaped([-1, 16]))
+        try reestimateBatchNorm(net, batches: [x1, x2])
+        let bn1 = net.batchNorms[0]
+        XCTAssertEqual(bn1.name, "bn1")
+        XCTAssertEqual(bn1.numBatchesTracked, 2)
+        let rows = Double(pre.rows)
+        for j in 0..<16 {
+            let m = (0..<pre.rows).reduce(0.0) { $0 + pre[$1, j] } / rows
+            let v = (0..<pre.rows).reduce(0.0) { $0 + (pre[$1, j] - m) * (pre[$1, j] - m) } / (rows - 1)
+            XCTAssertEqual(Double(bn1.runningMean.value[j]), m, accuracy: 1e-6 * max(1, abs(m)))
+            XCTAssertEqual(Double(bn1.runningVar.value[j]), v, accuracy: 1e-6 * max(1, v))
+        }
+        XCTAssertNotEqual(state["layer3.2.bn2.running_var"], net.stateDictionary()["layer3.2.bn2.running_var"])
+        // Statistics of two halves merged (or all-reduced) equal one accumulation over both batches.
+        var s = BatchNormStatistics(net), h1 = s, h2 = s
+        try s.accumulate(net, batch: x1); try s.accumulate(net, batch: x2)
+        try h1.accumulate(net, batch: x1); try h2.accumulate(net, batch: x2)
+        XCTAssertEqual(try h1.merged(with: h2).packed, s.packed)
+        let reduced = try InProcessCommunicator.run(size: 2) { comm in try (comm.rank == 0 ? h1 : h2).allreduced(comm) }
+        XCTAssertEqual(reduced[0].packed, s.packed)
+        // No observer is left behind.
+        XCTAssertTrue(net.batchNorms.allSatisfy { $0.statisticsObserver == nil })
+    }
+
+    // MARK: baselines
+
+    func testAverageAndTaskArithmeticIdentities() throws {
+        let a = try makeNetwork(Self.resnet, seed: 1).stateDictionary()
+        XCTAssertEqual(try averageStateDicts([a, a, a]), a)
+        let pre = try makeNetwork(Self.resnet, seed: 2).stateDictionary()
+        let graph = try MergeGraph(Self.resnet)
+        let ta = try taskArithmetic(pretrained: pre, experts: [a], lambda: 1, selection: .all, graph: graph)
+        for (name, t) in a { XCTAssertLessThan(maxAbsDiff(ta[name]!, t), 1e-6, name) }
+        // Unselected tensors (head, running statistics) are the experts' average, here the expert itself.
+        let backbone = try taskArithmetic(pretrained: pre, experts: [a], lambda: 0, graph: graph)
+        XCTAssertEqual(backbone["fc.weight"], a["fc.weight"])
+        XCTAssertEqual(backbone["bn1.running_mean"], a["bn1.running_mean"])
+        XCTAssertEqual(backbone["conv1.weight"], pre["conv1.weight"])
+        // Average of two is halfway.
+        let b = try makeNetwork(Self.resnet, seed: 3).stateDictionary()
+        let avg = try averageStateDicts([a, b])
+        XCTAssertEqual(avg["fc.bias"]![0], (a["fc.bias"]![0] + b["fc.bias"]![0]) / 2, accuracy: 1e-7)
+    }
+
+    func testTIESOnHandMadeVectors() throws {
+        let pre: StateDict = ["w": Tensor(shape: [6], storage: [0, 0, 0, 0, 0, 0])]
+        let e1: StateDict = ["w": Tensor(shape: [6], storage: [3, -2, 0.1, 1, 0, -4])]
+        let e2: StateDict = ["w": Tensor(shape: [6], storage: [-1, -3, 0.2, 2, 5, 0])]
+        let e3: StateDict = ["w": Tensor(shape: [6], storage: [-2, 1, -0.3, -0.5, 0, 2])]
+        // keep 50% = 3 entries per task vector (thresholds 2, 2, 1):
+        // t1 → [3, -2, 0, 0, 0, -4], t2 → [0, -3, 0, 2, 5, 0], t3 → [-2, 1, 0, 0, 0, 2]
+        // sums: [1, -4, 0, 2, 5, -2] → signs [+, −, none, +, +, −]
+        // disjoint means: [3, (−2−3)/2, 0, 2, 5, −4]
+        let merged = try ties(pretrained: pre, experts: [e1, e2, e3], lambda: 1, keepFraction: 0.5, selection: .all)
+        XCTAssertEqual(merged["w"]!.storage, [3, -2.5, 0, 2, 5, -4])
+        let scaled = try ties(pretrained: ["w": Tensor(shape: [6], repeating: 1)],
+                              experts: [e1, e2, e3].map { ["w": $0["w"]! + Tensor(shape: [6], repeating: 1)] },
+                              lambda: 0.5, keepFraction: 0.5, selection: .all)
+        XCTAssertEqual(scaled["w"]!.storage, [2.5, -0.25, 1, 2, 3.5, -1])
+    }
+
+    // MARK: bad input
+
+    func testBadInputGivesClearErrors() throws {
+        let mlp = try makeNetwork(Self.mlp, seed: 1)
+        let other = try makeNetwork(.mlp(hidden: [32, 8], input: [6, 6, 1], classes: 5), seed: 1)
+        let graph = try MergeGraph(Self.mlp)
+        func message(_ body: () throws -> Void) -> String {
+            do { try body(); return "" } catch { return "\(error)" }
+        }
+        // Different architectures.
+        var stats = ModelPairStatistics(graph: graph)
+        XCTAssertTrue(message { try stats.accumulate(reference: mlp, model: other, batch: self.input(Self.mlp, 4, seed: 1)) }.contains("different architectures"))
+        XCTAssertTrue(message { _ = try weightMatching(reference: mlp.stateDictionary(), model: other.stateDictionary(), graph: graph, seed: 1) }
+            .contains("layers.2.weight"))
+        XCTAssertTrue(message { _ = try averageStateDicts([mlp.stateDictionary(), other.stateDictionary()]) }.contains("model 1"))
+        XCTAssertThrowsError(try requireSameArchitecture([Self.mlp, Self.vgg]))
+        // γ must be positive and finite.
+        try stats.accumulate(reference: mlp, model: mlp, batch: input(Self.mlp, 64, seed: 2))
+        for g in [0, -1e-3, .nan, .infinity] {
+            XCTAssertTrue(message { _ = try ccaMaps(stats, gamma: g) }.contains("γ"), "\(g)")
+        }
+        XCTAssertThrowsError(try CCAMapper(stats).maps(gammas: [1e-3, 0]))
+        // A NaN in the statistics names the merge point and the block.
+        var packed = stats.packed
+        packed[stats.points[0].packedCount + 5] = .nan
+        let poisoned = try stats.unpacked(packed)
+        let nanMessage = message { _ = try ccaMaps(poisoned, gamma: 1e-3) }
+        XCTAssertTrue(nanMessage.contains("layers.3") && nanMessage.contains("NaN"), nanMessage)
+        XCTAssertTrue(message { _ = try permutationMaps(poisoned) }.contains("layers.3"))
+        // A dead layer (every unit constant) is refused by name; one dead unit is handled by the ridge.
+        var dead = PairStatistics(point: "layers.1", c1: 3, ck: 3)
+        try dead.accumulate(x: Tensor(shape: [10, 3], repeating: 0), y: Tensor(shape: [10, 3], repeating: 1))
+        let deadMessage = message { _ = try CCASolver(dead) }
+        XCTAssertTrue(deadMessage.contains("layers.1") && deadMessage.contains("dead"), deadMessage)
+        var oneDead = PairStatistics(point: "q", c1: 4, ck: 4)
+        let (x, y, _) = syntheticPair(c: 4, n: 200, seed: 1)
+        let kill = { (t: Tensor) in Tensor(shape: t.shape, storage: t.storage.enumerated().map { $0.offset % 4 == 2 ? 0 : $0.element }) }
+        try oneDead.accumulate(x: kill(x), y: kill(y))
+        let m = try CCASolver(oneDead).map(gamma: 1e-4)
+        XCTAssertNil(m.forward.firstNonFinite)
+        let corr = try correlation(oneDead)
+        XCTAssertNil(corr.firstNonFinite)
+        XCTAssertEqual((0..<4).map { corr[2, $0] }, [0, 0, 0, 0])
+        // Too few samples, bad maps, bad state dicts.
+        XCTAssertTrue(message { _ = try CCASolver(PairStatistics(point: "z", c1: 2, ck: 2)) }.contains("at least 2 samples"))
+        XCTAssertTrue(message { _ = try applyMaps(mlp.stateDictionary(), maps: ["layers.1": .identity(3)], graph: graph) }.contains("layers.1"))
+        XCTAssertTrue(message { _ = try applyMaps(mlp.stateDictionary(), maps: ["nope": .identity(3)], graph: graph) }.contains("nope"))
+        var broken = mlp.stateDictionary(); broken["head.bias"] = nil
+        XCTAssertTrue(message { _ = try applyMaps(broken, maps: [:], graph: graph) }.contains("head.bias"))
+        XCTAssertTrue(message { _ = try ties(pretrained: mlp.stateDictionary(), experts: [mlp.stateDictionary()], lambda: 1, keepFraction: 0) }.contains("keep fraction"))
+        XCTAssertThrowsError(try PointMap.permutation([0, 0, 1]))
+    }
+}
