@@ -26,8 +26,12 @@ let package = Package(
         .target(name: "LigandModels", dependencies: ["LigandNN", "LigandFormats", "LigandNumerics", "LigandData"]),
         .target(name: "LigandMerge", dependencies: ["LigandNN", "LigandNumerics", "LigandCollective", "LigandData"]),
         .target(name: "LigandNeuLig", dependencies: ["LigandNumerics", "LigandCollective", "LigandNN", "LigandFormats"]),
+        .target(name: "LigandZoo", dependencies: [
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .executableTarget(name: "ligand", dependencies: [
-            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandNeuLig",
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandZoo", "LigandNeuLig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -36,6 +40,7 @@ let package = Package(
         .testTarget(name: "LigandDataTests", dependencies: ["LigandData", "LigandNumerics"]),
         .testTarget(name: "LigandFormatsTests", dependencies: ["LigandFormats", "LigandNumerics"]),
         .testTarget(name: "LigandNeuLigTests", dependencies: ["LigandNeuLig", "LigandCollective", "LigandNumerics"]),
+        .testTarget(name: "LigandZooTests", dependencies: ["LigandZoo", "LigandData", "LigandCollective", "LigandNumerics"]),
         .testTarget(name: "LigandMergeTests", dependencies: ["LigandMerge", "LigandNN", "LigandNumerics", "LigandCollective"]),
         .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData", "LigandModels"]),
     ],

@@ -7,6 +7,8 @@ enum LigandCommands {
         Train.self,
         Init.self,
         Predict.self,
+        Zoo.self,
+        Eval.self,
         Bench.self,
         SelfTestMPI.self,
         SafeTensorsTool.self,

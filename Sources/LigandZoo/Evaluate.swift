@@ -1,0 +1,253 @@
+import Foundation
+import LigandCollective
+import LigandData
+import LigandFormats
+import LigandModels
+import LigandNN
+import LigandNumerics
+
+/// One line of an evaluation table: accuracies (fractions) per column.
+public struct EvalRow: Codable, Equatable, Sendable {
+    public var name: String
+    /// model, ensemble or baseline.
+    public var kind: String
+    public var accuracies: [Double]
+    public var lambda: Double?
+}
+
+/// The result of `ligand eval`: identical whatever the number of ranks.
+public struct EvalReport: Codable, Equatable, Sendable {
+    public var suite: String?
+    public var architecture: String
+    public var split: String
+    public var images: Int
+    public var columns: [String]
+    public var rows: [EvalRow]
+
+    /// The table a person reads (percentages with two decimals).
+    public func render() -> String {
+        let nameWidth = max(28, (rows.map(\.name.count).max() ?? 0) + 2)
+        let colWidth = max(9, (columns.map(\.count).max() ?? 0) + 2)
+        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
+            s.count >= n ? s + " " : (left ? s + String(repeating: " ", count: n - s.count) : String(repeating: " ", count: n - s.count) + s)
+        }
+        var out = "\(suite.map { "suite \($0), " } ?? "")\(architecture), \(split) split, \(images) images per column\n"
+        out += pad("model", nameWidth, left: true) + columns.map { pad($0, colWidth) }.joined() + "\n"
+        for r in rows {
+            let name = r.name + (r.lambda.map { String(format: " (λ=%.2f)", $0) } ?? "")
+            out += pad(name, nameWidth, left: true) + r.accuracies.map { pad(String(format: "%.2f", 100 * $0), colWidth) }.joined() + "\n"
+        }
+        return out
+    }
+}
+
+public enum EvalError: Error, CustomStringConvertible, LocalizedError {
+    case architectureMismatch(file: String, found: String, expected: String, reference: String)
+    case empty
+    public var description: String {
+        switch self {
+        case let .architectureMismatch(file, found, expected, reference):
+            return "\(file): holds a \(found), but \(reference) is a \(expected); every model of an evaluation must have one architecture"
+        case .empty: return "no model to evaluate"
+        }
+    }
+    public var errorDescription: String? { description }
+}
+
+public enum Evaluation {
+    /// Checks every file's header (no tensor is read) and returns the common architecture.
+    public static func commonArchitecture(_ files: [URL], ignoringClasses: Bool = false) throws -> Architecture {
+        guard let first = files.first else { throw EvalError.empty }
+        var reference: Architecture?
+        for url in files {
+            guard FileManager.default.fileExists(atPath: url.path) else { throw ZooError("\(url.path): model file not found") }
+            var arch = try ModelFile.architecture(of: try SafeTensorsFile(url: url))
+            if ignoringClasses { arch.classes = 0 }
+            if let r = reference, r != arch {
+                throw EvalError.architectureMismatch(file: url.path, found: arch.description, expected: r.description, reference: first.path)
+            }
+            reference = arch
+        }
+        return reference!
+    }
+
+    static func softmaxRows(_ logits: [Float], classes c: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: logits.count)
+        for r in 0..<(logits.count / c) {
+            var m = -Double.infinity
+            for j in 0..<c { m = max(m, Double(logits[r * c + j])) }
+            var s = 0.0
+            for j in 0..<c { let e = Foundation.exp(Double(logits[r * c + j]) - m); out[r * c + j] = e; s += e }
+            for j in 0..<c { out[r * c + j] /= s }
+        }
+        return out
+    }
+
+    static func accuracy(_ scores: ArraySlice<Double>, classes c: Int, labels: [Int]) -> Double {
+        var correct = 0
+        let base = scores.startIndex
+        for (r, y) in labels.enumerated() {
+            var best = 0
+            for j in 1..<c where scores[base + r * c + j] > scores[base + r * c + best] { best = j }
+            if best == y { correct += 1 }
+        }
+        return labels.isEmpty ? 0 : Double(correct) / Double(labels.count)
+    }
+
+    static func correct(_ logits: [Float], classes c: Int, labels: [Int]) -> Int {
+        Tensor(shape: [labels.count, c], storage: logits).argmaxRows().enumerated().filter { $0.element == labels[$0.offset] }.count
+    }
+
+    /// Each rank's block of `networks` (indices 0..<K) yields logits on `data`; one deterministic sum
+    /// gives every model's accuracy and the two ensembles, bitwise the same for any rank count.
+    static func ensembleRound(count k: Int, data: LabeledImages, classes c: Int, comm: Communicator,
+                              network: (Int) throws -> Network<Float>) throws -> (models: [Double], softmax: Double, logits: Double) {
+        let n = data.count
+        let mine = blockRange(count: k, parts: comm.size, part: comm.rank)
+        var contributions: [(index: Int, values: [Double])] = []
+        for i in mine {
+            let net = try network(i)
+            let logits = Trainer.logits(net, data: data, indices: Array(0..<n)).storage
+            var v = softmaxRows(logits, classes: c)
+            v += logits.map(Double.init)
+            var hits = [Double](repeating: 0, count: k)
+            hits[i] = Double(correct(logits, classes: c, labels: data.labels))
+            v += hits
+            contributions.append((i, v))
+        }
+        let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
+        let nc = n * c
+        let models = (0..<k).map { sum[2 * nc + $0] / Double(n) }
+        return (models, accuracy(sum[0..<nc], classes: c, labels: data.labels), accuracy(sum[nc..<(2 * nc)], classes: c, labels: data.labels))
+    }
+
+    /// Same task: every model on one evaluation set, plus the prediction ensembles.
+    public static func sameTask(files: [URL], names: [String], data: LabeledImages, suite: String?, split: String,
+                                comm: Communicator) throws -> EvalReport {
+        let arch = try commonArchitecture(files)
+        let r = try ensembleRound(count: files.count, data: data, classes: arch.classes, comm: comm) { i in
+            try ModelFile.load(files[i], expecting: arch).network
+        }
+        var rows = zip(names, r.models).map { EvalRow(name: $0, kind: "model", accuracies: [$1]) }
+        rows.append(EvalRow(name: "best single model", kind: "model", accuracies: [r.models.max() ?? 0]))
+        rows.append(EvalRow(name: "ensemble (mean softmax)", kind: "ensemble", accuracies: [r.softmax]))
+        rows.append(EvalRow(name: "ensemble (mean logits)", kind: "ensemble", accuracies: [r.logits]))
+        return EvalReport(suite: suite, architecture: arch.description, split: split, images: data.count, columns: ["accuracy"], rows: rows)
+    }
+
+    /// A tasks suite for one architecture: every expert on every task (task t read through head h_t),
+    /// the ensembles per task, and (with `baselines`) the pretrained backbone with the task heads,
+    /// weight averaging and task arithmetic of the experts' backbones (λ fitted on calibration).
+    public static func tasks(experts: [(task: TaskTransform, url: URL)], pretrained: URL, test: LabeledImages,
+                             calibration: LabeledImages, suite: String?, baselines: Bool, lambdas: [Double],
+                             comm: Communicator) throws -> EvalReport {
+        let k = experts.count
+        _ = try commonArchitecture(experts.map(\.url) + [pretrained], ignoringClasses: true)
+        let loaded = try experts.map { try ModelFile.load($0.url).network }
+        let heads = loaded.map { (weight: $0.head.weight.value, bias: $0.head.bias?.value ?? Tensor(zeros: [$0.classes])) }
+        var columns = experts.map(\.task.rawValue)
+        columns.append("average")
+        var expertRows = [[Double]](repeating: [], count: k)
+        var softmaxRow: [Double] = [], logitsRow: [Double] = []
+        var testSets: [LabeledImages] = []
+        for (t, e) in experts.enumerated() {
+            let data = try e.task.apply(test)
+            testSets.append(data)
+            let r = try ensembleRound(count: k, data: data, classes: e.task.classes, comm: comm) { i in
+                try ZooBuilder.expertNetwork(pretrained: loaded[i], classes: e.task.classes, head: heads[t])
+            }
+            for i in 0..<k { expertRows[i].append(r.models[i]) }
+            softmaxRow.append(r.softmax); logitsRow.append(r.logits)
+        }
+        func withMean(_ v: [Double]) -> [Double] { v + [v.reduce(0, +) / Double(max(1, v.count))] }
+        var rows: [EvalRow] = []
+        let own = (0..<k).map { expertRows[$0][$0] }
+        var baselineRows: [EvalRow] = []
+        if baselines {
+            let pre = try ModelFile.load(pretrained).network
+            let names = Set(pre.stateDict().map(\.name)).subtracting(pre.head.parameters.map(\.name))
+            let backbones = loaded.map { Dictionary(uniqueKeysWithValues: $0.stateDict().filter { names.contains($0.name) }.map { ($0.name, $0.value) }) }
+            let preBackbone = Dictionary(uniqueKeysWithValues: pre.stateDict().filter { names.contains($0.name) }.map { ($0.name, $0.value) })
+            let average = Merging.average(backbones)
+            let calSets = try experts.map { try $0.task.apply(calibration) }
+            let mine = blockRange(count: k, parts: comm.size, part: comm.rank)
+            // Round 1: calibration hits of every λ on this rank's tasks, summed exactly (integers).
+            var calHits = [Double](repeating: 0, count: lambdas.count)
+            for t in mine {
+                for (j, l) in lambdas.enumerated() {
+                    let net = try Merging.network(backbone: Merging.taskArithmetic(pretrained: preBackbone, experts: backbones, lambda: l),
+                                                  like: pre, classes: experts[t].task.classes, head: heads[t])
+                    calHits[j] += Double(correct(Trainer.logits(net, data: calSets[t], indices: Array(0..<calSets[t].count)).storage,
+                                                 classes: experts[t].task.classes, labels: calSets[t].labels))
+                }
+            }
+            try comm.allreduce(&calHits, op: .sum)
+            let bestJ = calHits.indices.max { calHits[$0] < calHits[$1] || (calHits[$0] == calHits[$1] && $0 > $1) } ?? 0
+            let lambda = lambdas[bestJ]
+            let ta = Merging.taskArithmetic(pretrained: preBackbone, experts: backbones, lambda: lambda)
+            // Round 2: test hits of the three baselines per task.
+            var hits = [Double](repeating: 0, count: 3 * k)
+            for t in mine {
+                let c = experts[t].task.classes
+                for (b, backbone) in [preBackbone, average, ta].enumerated() {
+                    let net = try Merging.network(backbone: backbone, like: pre, classes: c, head: heads[t])
+                    hits[b * k + t] = Double(correct(Trainer.logits(net, data: testSets[t], indices: Array(0..<testSets[t].count)).storage,
+                                                     classes: c, labels: testSets[t].labels))
+                }
+            }
+            try comm.allreduce(&hits, op: .sum)
+            let n = Double(test.count)
+            rows.append(EvalRow(name: "pretrained + task heads", kind: "baseline", accuracies: withMean((0..<k).map { hits[$0] / n })))
+            baselineRows.append(EvalRow(name: "weight averaging", kind: "baseline", accuracies: withMean((0..<k).map { hits[k + $0] / n })))
+            baselineRows.append(EvalRow(name: "task arithmetic", kind: "baseline", accuracies: withMean((0..<k).map { hits[2 * k + $0] / n }), lambda: lambda))
+        }
+        for i in 0..<k { rows.append(EvalRow(name: "expert \(experts[i].task.rawValue)", kind: "model", accuracies: withMean(expertRows[i]))) }
+        rows.append(EvalRow(name: "experts (each on its task)", kind: "model", accuracies: withMean(own)))
+        rows.append(EvalRow(name: "ensemble (mean softmax)", kind: "ensemble", accuracies: withMean(softmaxRow)))
+        rows.append(EvalRow(name: "ensemble (mean logits)", kind: "ensemble", accuracies: withMean(logitsRow)))
+        rows += baselineRows
+        return EvalReport(suite: suite, architecture: (try ModelFile.architecture(of: SafeTensorsFile(url: pretrained))).description + " backbone, task heads", split: "test",
+                          images: test.count, columns: columns, rows: rows)
+    }
+}
+
+/// The two merges the tasks suite's acceptance is measured with (the full library is LigandMerge).
+public enum Merging {
+    /// (1/K) Σ θ_k, accumulated in Float64.
+    public static func average(_ models: [[String: Tensor]]) -> [String: Tensor] {
+        combine(models, base: nil, weight: 1 / Double(models.count))
+    }
+
+    /// θ_pre + λ Σ_k (θ_k − θ_pre), accumulated in Float64.
+    public static func taskArithmetic(pretrained: [String: Tensor], experts: [[String: Tensor]], lambda: Double) -> [String: Tensor] {
+        combine(experts, base: pretrained, weight: lambda)
+    }
+
+    static func combine(_ models: [[String: Tensor]], base: [String: Tensor]?, weight: Double) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for name in models[0].keys.sorted() {
+            let shape = models[0][name]!.shape
+            let b = base?[name]?.storage
+            var acc = [Double](repeating: 0, count: models[0][name]!.count)
+            for m in models {
+                let v = m[name]!.storage
+                if let b { for j in 0..<acc.count { acc[j] += Double(v[j]) - Double(b[j]) } }
+                else { for j in 0..<acc.count { acc[j] += Double(v[j]) } }
+            }
+            out[name] = Tensor(shape: shape, storage: acc.enumerated().map { j, a in Float((b.map { Double($0[j]) } ?? 0) + weight * a) })
+        }
+        return out
+    }
+
+    /// A network of `like`'s architecture (with `classes` outputs) holding `backbone` and `head`.
+    public static func network(backbone: [String: Tensor], like: Network<Float>, classes: Int, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
+        var arch = like.architecture
+        arch.classes = classes
+        let net = try Network<Float>(arch, seed: 0)
+        var tensors = backbone
+        tensors[net.head.weight.name] = head.weight
+        if let b = net.head.bias { tensors[b.name] = head.bias }
+        try net.load(tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
+        return net
+    }
+}

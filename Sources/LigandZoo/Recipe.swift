@@ -1,0 +1,381 @@
+import Foundation
+import LigandFormats
+import LigandNN
+import Yams
+
+/// A recipe that cannot be used, naming the file and the key path at fault.
+public struct RecipeError: Error, CustomStringConvertible, LocalizedError, Equatable {
+    public let file: String
+    public let path: String
+    public let message: String
+
+    public init(file: String, path: String, message: String) {
+        self.file = file; self.path = path; self.message = message
+    }
+
+    public var description: String { path.isEmpty ? "\(file): \(message)" : "\(file): \(path): \(message)" }
+    public var errorDescription: String? { description }
+}
+
+/// How the models of a suite relate to one another (design.md, "Benchmark suites").
+public enum SuiteKind: String, Codable, Sendable, CaseIterable {
+    /// Diverse origin: N models per architecture from different seeds on the whole training split.
+    case seeds
+    /// Diverse origin on different data: models trained on disjoint class subsets or Dirichlet shards.
+    case splits
+    /// Shared origin, multi-task: a pretrained backbone and one expert per task under a frozen head.
+    case tasks
+}
+
+/// One architecture of a suite, with optional per-architecture training overrides.
+public struct ArchitectureSpec: Codable, Equatable, Sendable {
+    public var kind: Architecture.Kind
+    public var hidden: [Int]?
+    /// VGG layers: channel counts, 0 standing for a 2×2 max-pool (kept numeric so the canonical JSON is simple).
+    public var config: [Int]?
+    public var width: Int?
+    public var epochs: Int?
+    public var lr: Double?
+
+    /// The network for `classes` outputs on `input` images.
+    public func architecture(input: [Int], classes: Int) -> Architecture {
+        switch kind {
+        case .mlp: return .mlp(hidden: hidden ?? [512, 512], input: input, classes: classes)
+        case .vgg: return .vgg((config ?? [32, 32, 0, 64, 64, 0, 128, 128, 0]).map { $0 == 0 ? .pool : .conv($0) },
+                               input: input, classes: classes)
+        case .resnet20: return .resnet20(width: width ?? 1, input: input, classes: classes)
+        }
+    }
+
+    /// A short file-name-safe label: "mlp", "vgg", "resnet20".
+    public var label: String { kind.rawValue }
+}
+
+/// One way of cutting the training split into shards for a `splits` suite.
+public struct PartitionSpec: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable { case classes, dirichlet }
+    public var type: Kind
+    public var parts: Int
+    /// Dirichlet concentration (dirichlet only).
+    public var alpha: Double?
+}
+
+/// The pretraining of a `tasks` suite's shared backbone.
+public struct PretrainSpec: Codable, Equatable, Sendable {
+    /// Training images (original labels) reserved for pretraining; no expert sees them.
+    public var images: Int
+    public var epochs: Int
+    public var lr: Double
+}
+
+/// A suite with every default resolved: its canonical JSON is what the cache key hashes.
+public struct SuiteSpec: Codable, Equatable, Sendable {
+    public var name: String
+    public var kind: SuiteKind
+    public var seed: UInt64
+    public var calibration: Int
+    public var architectures: [ArchitectureSpec]
+    public var epochs: Int
+    public var lr: Double
+    public var batchSize: Int
+    public var momentum: Double
+    public var weightDecay: Double
+    /// Augmentation (random flips; shifts of up to `shift` pixels); nil → the architecture's default.
+    public var flip: Bool?
+    public var shift: Int?
+    /// Use only this many images of the training split (a seeded subset); nil → all of it.
+    public var trainImages: Int?
+    /// seeds: models per architecture.
+    public var models: Int?
+    /// splits: the partitions, each giving `parts` models per architecture.
+    public var partitions: [PartitionSpec]?
+    /// tasks: task names (TaskTransform raw values), pretraining, few-shot head settings.
+    public var tasks: [String]?
+    public var pretrain: PretrainSpec?
+    public var shots: Int?
+    public var logitScale: Double?
+    /// tasks: images each expert trains on (a seeded subset of the expert pool); nil → the whole pool.
+    public var expertImages: Int?
+
+    /// The canonical definition: sorted-key JSON of every resolved setting.
+    public var canonicalJSON: String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return String(decoding: try! enc.encode(self), as: UTF8.self)
+    }
+
+    /// The training configuration of one model of this suite.
+    public func trainingConfig(for arch: ArchitectureSpec, seed: UInt64) -> TrainingConfig {
+        var c = TrainingConfig()
+        c.epochs = arch.epochs ?? epochs
+        c.learningRate = arch.lr ?? lr
+        c.batchSize = batchSize
+        c.momentum = momentum
+        c.weightDecay = weightDecay
+        c.flip = flip ?? false
+        c.shift = shift ?? (arch.kind == .mlp ? 0 : 2)
+        c.seed = seed
+        return c
+    }
+}
+
+/// A recipe file: named suites.
+public struct Recipe: Sendable {
+    public let path: String
+    public let suites: [SuiteSpec]
+
+    public func suite(named name: String) throws -> SuiteSpec {
+        guard let s = suites.first(where: { $0.name == name }) else {
+            throw RecipeError(file: path, path: "suites", message: "no suite named '\(name)' (the recipe has \(suites.map(\.name).joined(separator: ", ")))")
+        }
+        return s
+    }
+
+    public static func load(path: String) throws -> Recipe {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw RecipeError(file: path, path: "", message: "file not found")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw RecipeError(file: path, path: "", message: "cannot be read as UTF-8 text")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> Recipe {
+        let root: Any?
+        do { root = try Yams.load(yaml: text) } catch {
+            throw RecipeError(file: path, path: "", message: "not valid YAML: \(error)")
+        }
+        let top = try Fields(root, file: path, path: "")
+        let suitesNode = try top.map("suites", required: true)!
+        try top.finish()
+        guard !suitesNode.keys.isEmpty else { throw RecipeError(file: path, path: "suites", message: "names no suite") }
+        var suites: [SuiteSpec] = []
+        for name in suitesNode.keys {
+            guard name.range(of: "^[A-Za-z0-9][A-Za-z0-9_-]*$", options: .regularExpression) != nil else {
+                throw RecipeError(file: path, path: "suites.\(name)", message: "a suite name may hold only letters, digits, '-' and '_'")
+            }
+            suites.append(try parseSuite(name: name, try suitesNode.map(name, required: true)!))
+        }
+        try suitesNode.finish()
+        return Recipe(path: path, suites: suites)
+    }
+
+    static func parseSuite(name: String, _ f: Fields) throws -> SuiteSpec {
+        let kindName = try f.string("kind", required: true)!
+        guard let kind = SuiteKind(rawValue: kindName) else {
+            throw f.error("kind", "must be one of \(SuiteKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(kindName)'")
+        }
+        var archs: [ArchitectureSpec] = []
+        let archItems = try f.list("architectures", required: true)!
+        guard !archItems.isEmpty else { throw f.error("architectures", "must name at least one architecture") }
+        for (i, item) in archItems.enumerated() {
+            archs.append(try parseArchitecture(item, file: f.file, path: f.sub("architectures[\(i)]")))
+        }
+        let labels = archs.map(\.label)
+        if Set(labels).count != labels.count {
+            throw f.error("architectures", "names an architecture kind twice (\(labels.joined(separator: ", "))); model names use the kind")
+        }
+        var s = SuiteSpec(
+            name: name, kind: kind,
+            seed: UInt64(try f.int("seed", min: 0) ?? 0),
+            calibration: try f.int("calibration", min: 0) ?? 5000,
+            architectures: archs,
+            epochs: try f.int("epochs", min: 1) ?? 3,
+            lr: try f.double("lr", positive: true) ?? 0.05,
+            batchSize: try f.int("batch_size", min: 1) ?? 128,
+            momentum: try f.double("momentum", min: 0, below: 1) ?? 0.9,
+            weightDecay: try f.double("weight_decay", min: 0) ?? 5e-4,
+            flip: try f.bool("flip"), shift: try f.int("shift", min: 0),
+            trainImages: try f.int("train_images", min: 1))
+        switch kind {
+        case .seeds:
+            s.models = try f.int("models", min: 1, required: true)
+        case .splits:
+            let items = try f.list("partitions", required: true)!
+            guard !items.isEmpty else { throw f.error("partitions", "must list at least one partition") }
+            s.partitions = try items.enumerated().map { i, item in
+                let p = try Fields(item, file: f.file, path: f.sub("partitions[\(i)]"))
+                let t = try p.string("type", required: true)!
+                guard let type = PartitionSpec.Kind(rawValue: t) else { throw p.error("type", "must be 'classes' or 'dirichlet', got '\(t)'") }
+                let parts = try p.int("parts", min: 2, required: true)!
+                var alpha: Double?
+                if type == .dirichlet { alpha = try p.double("alpha", positive: true) ?? 0.5 }
+                else if type == .classes && parts > 10 { throw p.error("parts", "must be at most the number of classes (10), got \(parts)") }
+                try p.finish()
+                return PartitionSpec(type: type, parts: parts, alpha: alpha)
+            }
+        case .tasks:
+            let names: [Any] = try f.list("tasks", required: false) ?? TaskTransform.standard.map(\.rawValue)
+            guard !names.isEmpty else { throw f.error("tasks", "must list at least one task") }
+            s.tasks = try names.enumerated().map { i, n in
+                guard let str = n as? String, TaskTransform(rawValue: str) != nil else {
+                    throw RecipeError(file: f.file, path: f.sub("tasks[\(i)]"),
+                                      message: "must be one of \(TaskTransform.allCases.map(\.rawValue).joined(separator: ", ")), got \(describe(n))")
+                }
+                return str
+            }
+            if Set(s.tasks!).count != s.tasks!.count { throw f.error("tasks", "lists a task twice") }
+            let p = try f.map("pretrain", required: true)!
+            s.pretrain = PretrainSpec(images: try p.int("images", min: 1, required: true)!,
+                                      epochs: try p.int("epochs", min: 1) ?? 3,
+                                      lr: try p.double("lr", positive: true) ?? 0.05)
+            try p.finish()
+            s.shots = try f.int("shots", min: 1) ?? 10
+            s.logitScale = try f.double("logit_scale", positive: true) ?? 10
+            s.expertImages = try f.int("expert_images", min: 1)
+            if archs.contains(where: { $0.kind == .resnet20 }) {
+                throw f.error("architectures", "resnet20 is not supported in a tasks suite (its BatchNorm statistics do not merge plainly); use mlp or vgg")
+            }
+        }
+        try f.finish()
+        return s
+    }
+
+    static func parseArchitecture(_ node: Any, file: String, path: String) throws -> ArchitectureSpec {
+        if let name = node as? String {
+            guard let kind = Architecture.Kind(rawValue: name) else {
+                throw RecipeError(file: file, path: path, message: "must be mlp, vgg or resnet20 (or a map with kind:), got '\(name)'")
+            }
+            return ArchitectureSpec(kind: kind)
+        }
+        let f = try Fields(node, file: file, path: path)
+        let k = try f.string("kind", required: true)!
+        guard let kind = Architecture.Kind(rawValue: k) else { throw f.error("kind", "must be mlp, vgg or resnet20, got '\(k)'") }
+        var spec = ArchitectureSpec(kind: kind)
+        switch kind {
+        case .mlp: spec.hidden = try f.intList("hidden", min: 1)
+        case .vgg:
+            if let items = try f.list("config", required: false) {
+                spec.config = try items.enumerated().map { i, item in
+                    if let s = item as? String, s == "M" { return 0 }
+                    if let n = item as? Int, n > 0 { return n }
+                    throw RecipeError(file: file, path: f.sub("config[\(i)]"), message: "must be a positive channel count or \"M\", got \(describe(item))")
+                }
+                guard spec.config!.contains(where: { $0 > 0 }) else { throw f.error("config", "needs at least one convolution") }
+            }
+        case .resnet20: spec.width = try f.int("width", min: 1)
+        }
+        spec.epochs = try f.int("epochs", min: 1)
+        spec.lr = try f.double("lr", positive: true)
+        try f.finish()
+        let problems = spec.architecture(input: [28, 28, 1], classes: 10).validationErrors()
+        guard problems.isEmpty else { throw RecipeError(file: file, path: path, message: problems.joined(separator: "; ")) }
+        return spec
+    }
+}
+
+func describe(_ v: Any?) -> String {
+    guard let v else { return "nothing" }
+    if let s = v as? String { return "'\(s)'" }
+    if v is [Any] { return "a list" }
+    if v is [AnyHashable: Any] { return "a map" }
+    return "\(v)"
+}
+
+/// A YAML mapping being decoded strictly: every key read is remembered, and `finish` rejects the rest.
+final class Fields {
+    let file: String
+    let path: String
+    let values: [String: Any]
+    private var used: Set<String> = []
+
+    init(_ node: Any?, file: String, path: String) throws {
+        self.file = file; self.path = path
+        guard let dict = node as? [AnyHashable: Any] else {
+            throw RecipeError(file: file, path: path, message: "must be a map of keys to values, got \(describe(node))")
+        }
+        var v: [String: Any] = [:]
+        for (k, value) in dict {
+            guard let key = k as? String else { throw RecipeError(file: file, path: path, message: "key \(k) is not a string") }
+            v[key] = value
+        }
+        values = v
+    }
+
+    var keys: [String] { values.keys.sorted() }
+    func sub(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    func error(_ key: String, _ message: String) -> RecipeError { RecipeError(file: file, path: sub(key), message: message) }
+
+    private func raw(_ key: String, required: Bool) throws -> Any? {
+        used.insert(key)
+        guard let v = values[key], !(v is NSNull) else {
+            if required { throw RecipeError(file: file, path: sub(key), message: "is required") }
+            return nil
+        }
+        return v
+    }
+
+    func finish() throws {
+        let unknown = Set(values.keys).subtracting(used).sorted()
+        if let first = unknown.first {
+            throw RecipeError(file: file, path: sub(first), message: "unknown key (allowed here: \(used.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    func map(_ key: String, required: Bool = false) throws -> Fields? {
+        guard let v = try raw(key, required: required) else { return nil }
+        return try Fields(v, file: file, path: sub(key))
+    }
+
+    func list(_ key: String, required: Bool = false) throws -> [Any]? {
+        guard let v = try raw(key, required: required) else { return nil }
+        guard let l = v as? [Any] else { throw error(key, "must be a list, got \(describe(v))") }
+        return l
+    }
+
+    func string(_ key: String, required: Bool = false) throws -> String? {
+        guard let v = try raw(key, required: required) else { return nil }
+        guard let s = v as? String else { throw error(key, "must be a string, got \(describe(v))") }
+        return s
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let v = try raw(key, required: false) else { return nil }
+        guard let b = v as? Bool else { throw error(key, "must be true or false, got \(describe(v))") }
+        return b
+    }
+
+    func int(_ key: String, min: Int, required: Bool = false) throws -> Int? {
+        guard let v = try raw(key, required: required) else { return nil }
+        let what = min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer ≥ \(min)"
+        guard !(v is Bool), let n = v as? Int, n >= min else { throw error(key, "must be \(what), got \(describe(v))") }
+        return n
+    }
+
+    func intList(_ key: String, min: Int) throws -> [Int]? {
+        guard let items = try list(key) else { return nil }
+        guard !items.isEmpty else { throw error(key, "must not be empty") }
+        return try items.enumerated().map { i, item in
+            guard !(item is Bool), let n = item as? Int, n >= min else {
+                throw RecipeError(file: file, path: sub("\(key)[\(i)]"), message: "must be a positive integer, got \(describe(item))")
+            }
+            return n
+        }
+    }
+
+    func double(_ key: String, positive: Bool = false, min: Double? = nil, below: Double? = nil) throws -> Double? {
+        guard let v = try raw(key, required: false) else { return nil }
+        let d: Double
+        if let x = v as? Double { d = x } else if !(v is Bool), let n = v as? Int { d = Double(n) } else {
+            throw error(key, "must be a number, got \(describe(v))")
+        }
+        guard d.isFinite else { throw error(key, "must be finite, got \(d)") }
+        if positive && !(d > 0) { throw error(key, "must be positive, got \(v)") }
+        if let min, d < min { throw error(key, "must be ≥ \(min), got \(v)") }
+        if let below, d >= below { throw error(key, "must be below \(below), got \(v)") }
+        return d
+    }
+}
+
+/// The cache key of a suite: its canonical definition plus the identity of the data files.
+public enum SuiteHash {
+    /// Bumped when the way models are built changes, so old caches are not trusted.
+    public static let builderVersion = "ligand-zoo-1"
+
+    public static func compute(_ suite: SuiteSpec, dataIdentity: String) -> String {
+        var h = LigandFormats.SHA256()
+        h.update(Array("\(builderVersion)\n\(suite.canonicalJSON)\n\(dataIdentity)".utf8))
+        return String(LigandFormats.SHA256.hex(h.finalize()).prefix(16))
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import LigandCollective
+import LigandData
+import LigandZoo
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Accuracy of a set of models and of their prediction ensemble (models spread over the ranks).",
+        discussion: """
+        MODELS are model files, or one cached suite (its name, or its directory). Each rank computes its \
+        models' logits; one rank-order sum forms the ensembles (mean of softmaxes, mean of logits), so the \
+        table is identical for any number of ranks. A tasks suite is evaluated per task on the task's \
+        transformed test set, each model read through that task's frozen head, with the pretrained \
+        backbone, weight averaging and task arithmetic (λ fitted on calibration) as baselines.
+        """)
+
+    @Argument(help: "Model files, or a suite name / suite directory.")
+    var models: [String]
+    @OptionGroup var cacheOption: CacheOption
+    @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
+    var data: String?
+    @Option(help: "Evaluate on the first N test images only (default: all).")
+    var testImages: Int?
+    @Option(help: "tasks suites: calibration images per task for fitting λ (default: 1000).")
+    var calibrationImages: Int = 1000
+    @Flag(inversion: .prefixedNo, help: "tasks suites: also evaluate the pretrained backbone, weight averaging and task arithmetic.")
+    var baselines = true
+    @Option(help: ArgumentHelp("Also write the report as JSON (atomically, on rank 0).", valueName: "file"))
+    var json: String?
+
+    enum Target {
+        case files([URL])
+        case suite(URL, ZooManifest)
+    }
+
+    func resolve() throws -> Target {
+        if models.count == 1, !models[0].hasSuffix(".safetensors") {
+            let arg = models[0]
+            let asDir = URL(fileURLWithPath: arg, isDirectory: true)
+            let manifestURL = asDir.appendingPathComponent(ZooManifest.fileName)
+            if FileManager.default.fileExists(atPath: manifestURL.path) { return .suite(asDir, try ZooManifest.read(manifestURL)) }
+            let found = try ZooCache.find(suite: arg, root: cacheOption.root)
+            return .suite(found.directory, found.manifest)
+        }
+        return .files(models.map { URL(fileURLWithPath: $0) })
+    }
+
+    func run() throws {
+        let dir = data.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? MNISTFamily.defaultDirectory
+        if let testImages, testImages < 1 { failBeforeCollectives(ValidationError("--test-images must be positive, got \(testImages)")) }
+        let target: Target
+        let test: LabeledImages
+        var calibration: LabeledImages?
+        do {
+            target = try resolve()
+            switch target {
+            case .files(let urls): _ = try Evaluation.commonArchitecture(urls)
+            case .suite(let d, let m):
+                for a in m.spec.architectures {
+                    let urls = m.models.filter { $0.architecture == a.label }.map { d.appendingPathComponent($0.file) }
+                    _ = try Evaluation.commonArchitecture(urls, ignoringClasses: m.kind == .tasks)
+                }
+            }
+            _ = try ZooData.identity(directory: dir)
+            var t = try MNISTFamily.load(directory: dir, split: .test)
+            if let n = testImages, n < t.count { t = t.subset(Array(0..<n)) }
+            test = t
+            if case .suite(_, let m) = target, m.kind == .tasks {
+                let train = try MNISTFamily.load(directory: dir, split: .train)
+                let splits = try SuitePlan.splits(m.spec, labels: train.labels)
+                calibration = train.subset(Array(splits.calibration.prefix(calibrationImages)))
+            }
+        } catch { failBeforeCollectives(error) }
+
+        try withWorld("ligand eval") { comm in
+            var reports: [EvalReport] = []
+            switch target {
+            case .files(let urls):
+                reports.append(try Evaluation.sameTask(files: urls, names: urls.map { $0.deletingPathExtension().lastPathComponent },
+                                                       data: test, suite: nil, split: "test", comm: comm))
+            case .suite(let d, let m):
+                for a in m.spec.architectures {
+                    let group = m.models.filter { $0.architecture == a.label }
+                    if m.kind == .tasks {
+                        let experts = group.compactMap { e in e.task.flatMap(TaskTransform.init(rawValue:)).map { (task: $0, url: d.appendingPathComponent(e.file)) } }
+                        guard let pre = group.first(where: { $0.role == .pretrained }) else { throw ZooError("\(d.path): the manifest lists no pretrained \(a.label)") }
+                        reports.append(try Evaluation.tasks(experts: experts, pretrained: d.appendingPathComponent(pre.file), test: test,
+                                                            calibration: calibration!, suite: m.suite, baselines: baselines,
+                                                            lambdas: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], comm: comm))
+                    } else {
+                        reports.append(try Evaluation.sameTask(files: group.map { d.appendingPathComponent($0.file) }, names: group.map(\.name),
+                                                               data: test, suite: m.suite, split: "test", comm: comm))
+                    }
+                }
+            }
+            guard comm.isRoot else { return }
+            for r in reports { print(r.render()) }
+            if let json {
+                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+                try writeAtomically(try enc.encode(reports), to: json)
+                print("wrote \(json)")
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import Foundation
+import LigandData
+import LigandNumerics
+import XCTest
+@testable import LigandZoo
+
+final class TransformTests: XCTestCase {
+    func images(_ n: Int, seed: UInt64 = 1) -> LabeledImages {
+        var rng = SeededRNG(seed: seed)
+        let px = (0..<(n * 28 * 28)).map { _ in Float(rng.int(below: 256)) / 255 }
+        return LabeledImages(height: 28, width: 28, channels: 1, pixels: px, labels: (0..<n).map { $0 % 10 }, classCount: 10)
+    }
+
+    func testRotationFourTimesIsIdentityAndOnceMovesPixels() throws {
+        let d = images(3)
+        var r = d
+        for _ in 0..<4 { r = try TaskTransform.rotate90.apply(r) }
+        XCTAssertEqual(r.pixels, d.pixels)
+        let once = try TaskTransform.rotate90.apply(d)
+        XCTAssertNotEqual(once.pixels, d.pixels)
+        // Clockwise quarter turn: the top-left pixel comes from the bottom-left.
+        XCTAssertEqual(once.pixels[0], d.pixels[27 * 28])
+    }
+
+    func testInvolutions() throws {
+        let d = images(2)
+        for t in [TaskTransform.flipVertical, .invert, .checkerInvert] {
+            let twice = try t.apply(try t.apply(d))
+            for (a, b) in zip(twice.pixels, d.pixels) { XCTAssertEqual(a, b, accuracy: 1e-6, "\(t)") }
+            XCTAssertNotEqual(try t.apply(d).pixels, d.pixels, "\(t) changed nothing")
+        }
+    }
+
+    func testPermutationsAreFixedBijections() throws {
+        for t in [TaskTransform.patchShuffle, .pixelPermutation, .rotate90, .flipVertical] {
+            let s = t.sourceIndex(height: 28, width: 28, channels: 1)
+            XCTAssertEqual(s.sorted(), Array(0..<784), "\(t) is not a bijection")
+            XCTAssertNotEqual(s, Array(0..<784), "\(t) is the identity")
+            XCTAssertEqual(s, t.sourceIndex(height: 28, width: 28, channels: 1), "\(t) is not deterministic")
+        }
+        let d = images(2)
+        let p = try TaskTransform.pixelPermutation.apply(d)
+        XCTAssertEqual(p.pixels[0..<784].sorted(), d.pixels[0..<784].sorted())
+        // Patch shuffle keeps each 7×7 tile intact.
+        let s = TaskTransform.patchShuffle.sourceIndex(height: 28, width: 28, channels: 1)
+        let from = s[0]
+        XCTAssertEqual(s[1], from + 1)
+        XCTAssertEqual(s[28], from + 28)
+    }
+
+    func testDownsampleIsBlockConstantAndCoarseRelabels() throws {
+        let d = images(1)
+        let ds = try TaskTransform.downsample.apply(d)
+        XCTAssertEqual(ds.pixels[0], ds.pixels[1]); XCTAssertEqual(ds.pixels[0], ds.pixels[28]); XCTAssertEqual(ds.pixels[0], ds.pixels[29])
+        XCTAssertEqual(ds.pixels[0], (d.pixels[0] + d.pixels[1] + d.pixels[28] + d.pixels[29]) / 4, accuracy: 1e-6)
+        let c = try TaskTransform.coarse.apply(images(10))
+        XCTAssertEqual(c.classCount, 4)
+        XCTAssertEqual(c.labels, [0, 1, 0, 1, 0, 2, 0, 2, 3, 2])
+        XCTAssertEqual(Set(TaskTransform.coarseGroups), Set(0..<4))
+    }
+
+    func testRejectsNonSquareImages() {
+        let d = LabeledImages(height: 28, width: 32, channels: 1, pixels: [Float](repeating: 0, count: 28 * 32), labels: [0], classCount: 10)
+        XCTAssertThrowsError(try TaskTransform.rotate90.apply(d)) { XCTAssertTrue("\($0)".contains("28×32")) }
+    }
+}
+
+final class RecipeTests: XCTestCase {
+    let valid = """
+    suites:
+      s:
+        kind: seeds
+        architectures: [mlp, {kind: vgg, config: [8, M, 16, M]}]
+        models: 2
+        epochs: 1
+      p:
+        kind: splits
+        architectures: [mlp]
+        partitions: [{type: classes, parts: 2}, {type: dirichlet, parts: 4, alpha: 0.3}]
+      t:
+        kind: tasks
+        architectures: [{kind: mlp, hidden: [64]}]
+        tasks: [rotate90, coarse]
+        pretrain: {images: 100}
+    """
+
+    func error(_ text: String) -> String {
+        do { _ = try Recipe.parse(text, path: "r.yaml"); return "no error" } catch { return "\(error)" }
+    }
+
+    func testValidRecipe() throws {
+        let r = try Recipe.parse(valid, path: "r.yaml")
+        XCTAssertEqual(r.suites.map(\.name), ["p", "s", "t"])
+        XCTAssertEqual(SuitePlan.jobs(try r.suite(named: "s")).count, 4)
+        XCTAssertEqual(SuitePlan.jobs(try r.suite(named: "p")).map(\.name).count, 6)
+        let t = SuitePlan.jobs(try r.suite(named: "t"))
+        XCTAssertEqual(t.map(\.name), ["mlp-pretrained", "mlp-rotate90", "mlp-coarse"])
+        XCTAssertEqual(t.map(\.phase), [0, 1, 1])
+    }
+
+    func testUnknownKeyNamesItsPath() {
+        let e = error(valid.replacingOccurrences(of: "    epochs: 1", with: "    epochs: 1\n    epoch: 2"))
+        XCTAssertTrue(e.hasPrefix("r.yaml: suites.s.epoch: unknown key"), e)
+        let nested = error(valid.replacingOccurrences(of: "{images: 100}", with: "{images: 100, lr0: 1}"))
+        XCTAssertTrue(nested.hasPrefix("r.yaml: suites.t.pretrain.lr0: unknown key"), nested)
+    }
+
+    func testBadValuesNameTheirPath() {
+        XCTAssertEqual(error(valid.replacingOccurrences(of: "epochs: 1", with: "epochs: -1")),
+                       "r.yaml: suites.s.epochs: must be a positive integer, got -1")
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "kind: seeds", with: "kind: seed")).hasPrefix("r.yaml: suites.s.kind: must be one of"))
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "rotate90, coarse", with: "rotate90, spin")).hasPrefix("r.yaml: suites.t.tasks[1]: must be one of"))
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "[8, M, 16, M]", with: "[8, X]")).hasPrefix("r.yaml: suites.s.architectures[1].config[1]:"))
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "    models: 2\n", with: "")).hasPrefix("r.yaml: suites.s.models: is required"))
+        XCTAssertTrue(error("suites: [1, 2]").hasPrefix("r.yaml: suites: must be a map"))
+        XCTAssertTrue(error("suites: {a: {kind: seeds").hasPrefix("r.yaml: not valid YAML"))
+    }
+
+    func testHashFollowsDefinitionAndData() throws {
+        let r = try Recipe.parse(valid, path: "r.yaml")
+        let s = try r.suite(named: "s")
+        let h = SuiteHash.compute(s, dataIdentity: "a:1")
+        XCTAssertEqual(h.count, 16)
+        XCTAssertEqual(h, SuiteHash.compute(try Recipe.parse(valid, path: "other.yaml").suite(named: "s"), dataIdentity: "a:1"))
+        XCTAssertNotEqual(h, SuiteHash.compute(s, dataIdentity: "a:2"))
+        var changed = s
+        changed.epochs = 2
+        XCTAssertNotEqual(h, SuiteHash.compute(changed, dataIdentity: "a:1"))
+        // Writing a default explicitly changes nothing.
+        let explicit = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    lr: 0.05\n"), path: "r.yaml")
+        XCTAssertEqual(h, SuiteHash.compute(try explicit.suite(named: "s"), dataIdentity: "a:1"))
+    }
+}
+
+final class SplitTests: XCTestCase {
+    let labels = (0..<3000).map { ($0 * 7) % 10 }
+
+    func spec(_ kind: SuiteKind) -> SuiteSpec {
+        var s = SuiteSpec(name: "x", kind: kind, seed: 4, calibration: 300, architectures: [ArchitectureSpec(kind: .mlp)], epochs: 1,
+                          lr: 0.1, batchSize: 32, momentum: 0.9, weightDecay: 0, trainImages: 2000)
+        s.pretrain = PretrainSpec(images: 500, epochs: 1, lr: 0.1)
+        s.partitions = [PartitionSpec(type: .classes, parts: 3), PartitionSpec(type: .dirichlet, parts: 4, alpha: 0.5)]
+        s.tasks = ["invert"]
+        return s
+    }
+
+    func testTaskSplitsAreDisjointAndDeterministic() throws {
+        let s = spec(.tasks)
+        let a = try SuitePlan.splits(s, labels: labels)
+        XCTAssertEqual(a, try SuitePlan.splits(s, labels: labels))
+        XCTAssertEqual(a.calibration.count, 300); XCTAssertEqual(a.pretrain.count, 500); XCTAssertEqual(a.train.count, 1500)
+        XCTAssertTrue(Set(a.train).isDisjoint(with: a.pretrain))
+        XCTAssertTrue(Set(a.train).isDisjoint(with: a.calibration))
+        XCTAssertTrue(Set(a.pretrain).isDisjoint(with: a.calibration))
+        var other = s
+        other.seed = 5
+        XCTAssertNotEqual(a.pretrain, try SuitePlan.splits(other, labels: labels).pretrain)
+    }
+
+    func testShardsAreDisjoint() throws {
+        let s = spec(.splits)
+        let sp = try SuitePlan.splits(s, labels: labels)
+        let jobs = SuitePlan.jobs(s)
+        XCTAssertEqual(jobs.count, 7)
+        for p in 0..<2 {
+            let parts = try jobs.filter { if case .shard(p, _) = $0.role { return true }; return false }
+                .map { try SuitePlan.trainingIndices(s, job: $0, splits: sp, labels: labels) }
+            XCTAssertEqual(parts.reduce(0) { $0 + $1.count }, sp.train.count)
+            XCTAssertEqual(Set(parts.flatMap { $0 }), Set(sp.train))
+            if p == 0 {
+                let classSets = parts.map { Set($0.map { labels[$0] }) }
+                for i in 0..<3 { for j in (i + 1)..<3 { XCTAssertTrue(classSets[i].isDisjoint(with: classSets[j])) } }
+            }
+        }
+        XCTAssertEqual(SuitePlan.classSubsets(classes: 10, parts: 3, seed: 1), SuitePlan.classSubsets(classes: 10, parts: 3, seed: 1))
+    }
+
+    func testSizesThatDoNotFitAreErrors() {
+        var s = spec(.tasks)
+        s.trainImages = 5000
+        XCTAssertThrowsError(try SuitePlan.splits(s, labels: labels)) { XCTAssertTrue("\($0)".contains("train_images (5000)")) }
+    }
+
+    func testShotsPerClass() {
+        let idx = SuitePlan.shotIndices(labels: labels, classes: 10, shots: 3, seed: 1, task: "invert")
+        XCTAssertEqual(idx.count, 30)
+        XCTAssertEqual(Set(idx.map { labels[$0] }).count, 10)
+    }
+}
+
+final class MergingTests: XCTestCase {
+    func testAverageAndTaskArithmetic() {
+        let pre = ["w": Tensor(shape: [2], storage: [1, 1])]
+        let a = ["w": Tensor(shape: [2], storage: [2, 0])], b = ["w": Tensor(shape: [2], storage: [4, 1])]
+        XCTAssertEqual(Merging.average([a, b])["w"]!.storage, [3, 0.5])
+        XCTAssertEqual(Merging.taskArithmetic(pretrained: pre, experts: [a, b], lambda: 0.5)["w"]!.storage, [3, 0.5])
+        XCTAssertEqual(Merging.taskArithmetic(pretrained: pre, experts: [a, b], lambda: 1)["w"]!.storage, [5, 0])
+    }
+}
