@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command, and what .ci/run runs):
 #   setup → release build (no warnings from Sources/) → swift test → MPI tests (mpirun -np 1..4)
-#   → Python interoperability tests → launch smoke test.
+#   → model-zoo and eval tests (mpirun -np 1, 2, 4) → Python interoperability tests → launch smoke test.
 # Every stage runs even if an earlier one failed (stages that need the binary are marked failed
 # when the build failed); the last line is "N passed, N failed" over the stages.
 set -uo pipefail
@@ -73,6 +73,7 @@ stage setup bash launch/setup.sh
 stage build release_build
 stage swift-test swift test
 stage_script mpi-tests launch/mpi-tests.sh bash launch/mpi-tests.sh "$BIN"
+stage_script zoo-tests launch/zoo-tests.sh bash launch/zoo-tests.sh "$BIN"
 stage_script python-tests launch/python-tests.sh env LIGAND_BIN="$BIN" bash launch/python-tests.sh
 stage_script smoke launch/smoke.sh env LIGAND_BIN="$BIN" bash launch/smoke.sh
 

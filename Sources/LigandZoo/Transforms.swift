@@ -24,9 +24,38 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
     case checkerInvert = "checker_invert"
     case downsample = "downsample"
     case coarse = "coarse"
+    // A half-size thumbnail (2×2 average pool of the transformed image) in one quadrant, the rest
+    // black: each quadrant is its own input distribution, read with the fine or the coarse labels.
+    case thumbTL = "thumb_tl"
+    case thumbTRRotate90 = "thumb_tr_rotate90"
+    case thumbBLInvert = "thumb_bl_invert"
+    case thumbBRFlip = "thumb_br_flip"
+    case thumbTLCoarse = "thumb_tl_coarse"
+    case thumbTRRotate90Coarse = "thumb_tr_rotate90_coarse"
+    case thumbBLInvertCoarse = "thumb_bl_invert_coarse"
+    case thumbBRFlipCoarse = "thumb_br_flip_coarse"
 
-    /// The eight tasks a recipe gets when it does not list them.
-    public static let standard: [TaskTransform] = allCases
+    /// The eight tasks a recipe gets when it does not list them (docs/suites.md says why these).
+    public static let standard: [TaskTransform] = [.thumbTL, .thumbTRRotate90, .thumbBLInvert, .thumbBRFlip,
+                                                   .thumbTLCoarse, .thumbTRRotate90Coarse, .thumbBLInvertCoarse, .thumbBRFlipCoarse]
+
+    /// For a thumbnail task: the transform applied first (labels untouched) and the quadrant (0 TL, 1 TR, 2 BL, 3 BR).
+    var thumbnail: (inner: TaskTransform?, quadrant: Int)? {
+        switch self {
+        case .thumbTL, .thumbTLCoarse: return (nil, 0)
+        case .thumbTRRotate90, .thumbTRRotate90Coarse: return (.rotate90, 1)
+        case .thumbBLInvert, .thumbBLInvertCoarse: return (.invert, 2)
+        case .thumbBRFlip, .thumbBRFlipCoarse: return (.flipVertical, 3)
+        default: return nil
+        }
+    }
+
+    var usesCoarseLabels: Bool {
+        switch self {
+        case .coarse, .thumbTLCoarse, .thumbTRRotate90Coarse, .thumbBLInvertCoarse, .thumbBRFlipCoarse: return true
+        default: return false
+        }
+    }
 
     /// The constant seed of the fixed permutations; changing it changes the tasks.
     static let permutationSeed: UInt64 = 0x7A5C
@@ -35,9 +64,9 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
     /// footwear (sandal, sneaker, ankle boot), bags.
     public static let coarseGroups: [Int] = [0, 1, 0, 1, 0, 2, 0, 2, 3, 2]
 
-    public var classes: Int { self == .coarse ? 4 : 10 }
+    public var classes: Int { usesCoarseLabels ? 4 : 10 }
 
-    public func label(_ y: Int) -> Int { self == .coarse ? Self.coarseGroups[y] : y }
+    public func label(_ y: Int) -> Int { usesCoarseLabels ? Self.coarseGroups[y] : y }
 
     /// The whole set transformed (images and labels).
     public func apply(_ data: LabeledImages) throws -> LabeledImages {
@@ -45,6 +74,22 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
         guard h == w, h % 4 == 0 else { throw TransformError.unsupportedShape(task: rawValue, height: h, width: w) }
         guard data.classCount == 10 else { throw TransformError.labelSpace(task: rawValue, classes: data.classCount) }
         let size = h * w * c
+        if let (inner, quadrant) = thumbnail {
+            let base = try inner?.apply(data) ?? data
+            var out = [Float](repeating: 0, count: data.pixels.count)
+            let (h2, w2) = (h / 2, w / 2)
+            let (r0, c0) = ((quadrant / 2) * h2, (quadrant % 2) * w2)
+            base.pixels.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    for n in 0..<data.count { for r in 0..<h2 { for col in 0..<w2 { for ch in 0..<c {
+                        let at = { (rr: Int, cc: Int) in n * size + (rr * w + cc) * c + ch }
+                        dst[at(r0 + r, c0 + col)] = (src[at(2 * r, 2 * col)] + src[at(2 * r, 2 * col + 1)]
+                                                     + src[at(2 * r + 1, 2 * col)] + src[at(2 * r + 1, 2 * col + 1)]) / 4
+                    } } } }
+                }
+            }
+            return LabeledImages(height: h, width: w, channels: c, pixels: out, labels: data.labels.map(label), classCount: classes)
+        }
         var out = data.pixels
         switch self {
         case .coarse:
@@ -124,7 +169,7 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
             var s = identity
             for p in 0..<(h * w) { for ch in 0..<c { s[p * c + ch] = perm[p] * c + ch } }
             return s
-        case .downsample, .invert, .checkerInvert, .coarse:
+        default:
             return identity
         }
     }

@@ -59,6 +59,34 @@ final class TransformTests: XCTestCase {
         XCTAssertEqual(Set(TaskTransform.coarseGroups), Set(0..<4))
     }
 
+    func testThumbnailsSitInTheirQuadrant() throws {
+        let d = images(2)
+        var covered = [Int](repeating: 0, count: 784)
+        for t in TaskTransform.standard.prefix(4) {
+            let out = try t.apply(d)
+            guard let (inner, q) = t.thumbnail else { return XCTFail("\(t) is not a thumbnail task") }
+            let base = try inner?.apply(d) ?? d
+            let (r0, c0) = ((q / 2) * 14, (q % 2) * 14)
+            for p in 0..<784 {
+                let (r, c) = (p / 28, p % 28)
+                let inside = r >= r0 && r < r0 + 14 && c >= c0 && c < c0 + 14
+                if inside {
+                    covered[p] += 1
+                    let (sr, sc) = (2 * (r - r0), 2 * (c - c0))
+                    let mean = (base.pixels[sr * 28 + sc] + base.pixels[sr * 28 + sc + 1] + base.pixels[(sr + 1) * 28 + sc] + base.pixels[(sr + 1) * 28 + sc + 1]) / 4
+                    XCTAssertEqual(out.pixels[p], mean, accuracy: 1e-6)
+                } else {
+                    XCTAssertEqual(out.pixels[p], 0, "\(t) wrote outside its quadrant")
+                }
+            }
+        }
+        // The four quadrants tile the image exactly once.
+        XCTAssertEqual(covered, [Int](repeating: 1, count: 784))
+        let coarse = try TaskTransform.thumbBRFlipCoarse.apply(images(10))
+        XCTAssertEqual(coarse.classCount, 4)
+        XCTAssertEqual(coarse.pixels, try TaskTransform.thumbBRFlip.apply(images(10)).pixels)
+    }
+
     func testRejectsNonSquareImages() {
         let d = LabeledImages(height: 28, width: 32, channels: 1, pixels: [Float](repeating: 0, count: 28 * 32), labels: [0], classCount: 10)
         XCTAssertThrowsError(try TaskTransform.rotate90.apply(d)) { XCTAssertTrue("\($0)".contains("28×32")) }
