@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job (the README's first command). Today it installs what is missing, builds, and
-# shows how two MPI ranks would share the collaborating models (`ligand info`). The steps below
-# are where training the model zoo, fusing it and writing the report will go, in that order.
+# The main job (the README's first command): installs what is missing, builds, checks the MPI
+# launch (`ligand info`), builds the demo model zoo (recipes/demo.yaml: four seed MLPs and an
+# eight-task MLP suite, cached in cache/zoo, so a second run skips the training) under mpirun with
+# one rank per model in turn, then evaluates both suites (`ligand eval`: each model, the prediction
+# ensembles and, for the tasks suite, the pretrained backbone, weight averaging and task arithmetic),
+# writing the tables' JSON to out/demo-*.json.
 #
-# Environment: DEMO_RANKS (default 2) ranks on this machine; DEMO_MODELS (default 4) models.
+# Environment: DEMO_RANKS (default 2) ranks on this machine; DEMO_MODELS (default 4) models for
+# the launch check; LIGAND_ZOO_CACHE moves the cache.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LIGAND_ROOT"
@@ -23,8 +27,17 @@ export LIGAND_BIN="$bin"
 step "launch check: $RANKS ranks, $MODELS models, on this machine"
 bash launch/cluster.sh hostfiles/localhost -np "$RANKS" -- info --models "$MODELS"
 
+step "model zoo: recipes/demo.yaml on $RANKS ranks (cached: an unchanged recipe is not rebuilt)"
+ligand_mpirun -np "$RANKS" -- "$bin" zoo build recipes/demo.yaml --quiet
+"$bin" zoo list
+
+mkdir -p out
+for suite in demo-seeds demo-tasks; do
+    step "evaluate $suite on $RANKS ranks (accuracy in %, official test set)"
+    ligand_mpirun -np "$RANKS" -- "$bin" eval "$suite" --json "out/$suite.json"
+done
+
 # Next steps, added as the commands land:
-#   step "train the model zoo"   (ligand zoo ..., cached on disk by its recipe)
 #   step "fuse"                  (ligand merge ... under mpirun, one block of models per rank)
 #   step "report"                (JSON, Markdown and SVG on rank 0)
 

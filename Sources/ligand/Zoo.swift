@@ -97,7 +97,8 @@ struct ZooList: ParsableCommand {
             print("\(m.suite) (\(m.kind.rawValue), hash \(m.hash), recipe \(m.recipe)): \(m.models.count) model(s) in \(e.directory.path)")
             for model in m.models {
                 let cal = model.calibrationAccuracy.map { String(format: "  calibration %6.2f%%", 100 * $0) } ?? ""
-                print(String(format: "  %-36@ test %6.2f%%%@  (%d training images)", model.name as NSString, 100 * model.testAccuracy, cal, model.trainImages))
+                let name = model.name.padding(toLength: max(36, model.name.count), withPad: " ", startingAt: 0)
+                print("  \(name) " + String(format: "test %6.2f%%", 100 * model.testAccuracy) + cal + "  (\(model.trainImages) training images)")
             }
         }
     }
