@@ -30,8 +30,11 @@ let package = Package(
             "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels",
             .product(name: "Yams", package: "Yams"),
         ]),
-        .executableTarget(name: "ligand", dependencies: [
+        .target(name: "LigandPipeline", dependencies: [
             "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandZoo", "LigandNeuLig",
+        ]),
+        .executableTarget(name: "ligand", dependencies: [
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandZoo", "LigandNeuLig", "LigandPipeline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),

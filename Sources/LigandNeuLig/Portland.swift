@@ -339,6 +339,21 @@ public final class Portland {
         return out
     }
 
+    /// β(x) [count, K] for any inputs, given the local models' features of them ([count, d] each); identical on every rank.
+    public func betas(localFeatures: [[Float]], count: Int) throws -> [Double] {
+        guard localFeatures.count == localModels.count, localFeatures.allSatisfy({ $0.count == count * width }) else {
+            throw PortlandError.invalidInput("features for \(localFeatures.count) local models of \(count) samples do not fit \(localModels.count) models of width \(width)")
+        }
+        let t = PortlandTask(name: "inputs", headWeight: [Double](repeating: 0, count: width), headBias: [0], labels: [Int](repeating: 0, count: count), features: localFeatures)
+        var out: [Double] = []
+        var lo = 0
+        while lo < count {
+            out += try betas(gather(t, Array(lo..<min(count, lo + 1024))))
+            lo += 1024
+        }
+        return out
+    }
+
     /// β̄ per task (`task` mode) and over every task's samples (`global` mode).
     public func meanCoefficients() throws -> (perTask: [[Double]], global: [Double]) {
         let k = totalModels

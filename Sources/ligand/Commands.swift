@@ -7,6 +7,7 @@ enum LigandCommands {
         Train.self,
         Init.self,
         Predict.self,
+        Merge.self,
         Zoo.self,
         Eval.self,
         Bench.self,

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import LigandCollective
+import LigandNeuLig
+import LigandPipeline
+
+extension AlignLoss: ExpressibleByArgument {}
+extension RegularizerKind: ExpressibleByArgument {}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fuse the models of a zoo suite into one and report it beside the ensemble.",
+        discussion: """
+        --method neulig trains NeuLig's Portland on the experts' cached calibration features of a `tasks` suite \
+        (one expert per rank, or a block of them) and reports the fused model in `task` and `global` mode beside the \
+        prediction ensemble, the Portland (feature) ensemble, the pretrained backbone, weight averaging and task \
+        arithmetic (λ fitted on calibration). Run it under mpirun to spread the experts over ranks.
+        """)
+
+    enum Method: String, ExpressibleByArgument, CaseIterable { case neulig }
+
+    @Option(help: "Fusion method: neulig.")
+    var method: Method
+    @Option(help: "Zoo suite to fuse (see `ligand zoo list`).")
+    var suite: String
+    @Option(help: "Architecture of the suite to use when it holds several (mlp, vgg, resnet20).")
+    var arch: String?
+    @Option(help: "Tasks to fuse, comma-separated (default: every task of the suite).")
+    var tasks: String?
+    @Option(help: "Portland alignment loss: sup (labels), semi (entropy) or ensemble (KL to the prediction ensemble).")
+    var loss: AlignLoss = .semi
+    @Option(help: "Regulariser: paper (standardised parameter sums), gram (⟨θ_k−θ̄, θ_l−θ̄⟩) or none.")
+    var regularizer: RegularizerKind = .paper
+    @Option(help: "The regulariser is divided by this.")
+    var scaling: Double = 100
+    @Option(help: "Adam learning rate for the Portland.")
+    var lr: Double = 1e-3
+    @Option(help: "Portland batch size (one task per batch, tasks round-robin).")
+    var batchSize: Int = 128
+    @Option(help: "Portland epochs.")
+    var epochs: Int = 1000
+    @Option(help: "Seed of the Portland's initialisation and data order.")
+    var seed: UInt64 = 0
+    @Option(help: "Calibration images per task the Portland trains on (default: the suite's whole calibration split).")
+    var calibrationSamples: Int?
+    @Option(help: "Save a checkpoint every N epochs (0: never); a rerun of the same command resumes from it.")
+    var checkpointEvery: Int = 50
+    @Option(help: "Output directory for the fused model, the report and the checkpoints (default: out/SUITE-METHOD).")
+    var out: String?
+    @Option(help: "Also write the report as JSON here (default: OUT/report.json).")
+    var json: String?
+    @Option(help: "Zoo cache root (default: $LIGAND_ZOO_CACHE or cache/zoo).")
+    var cache: String?
+    @Option(help: "Directory with the Fashion-MNIST IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
+    var data: String?
+    @Flag(help: "Also report the paper's batch mode: a model merged per evaluation batch from its first sample's β (needs every expert at test time).")
+    var batchMode = false
+    @Flag(help: "Skip the baselines (pretrained, averaging, task arithmetic).")
+    var noBaselines = false
+    @Flag(help: "Sum over models with a plain allreduce instead of the rank-count-independent reduction (faster; results then depend on -np).")
+    var fastSums = false
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    func validate() throws {
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive, got \(lr)") }
+        guard scaling > 0 else { throw ValidationError("--scaling must be positive, got \(scaling)") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive, got \(batchSize)") }
+        guard epochs >= 0 else { throw ValidationError("--epochs must be non-negative, got \(epochs)") }
+        if let n = calibrationSamples, n <= 0 { throw ValidationError("--calibration-samples must be positive, got \(n) (an empty calibration split cannot train a Portland)") }
+        guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be non-negative") }
+    }
+
+    func run() throws {
+        try withWorld("ligand merge") { comm in
+            let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(method.rawValue)")
+            var o = NeuLigOptions(suite: suite, outDirectory: outDir)
+            o.architecture = arch
+            o.tasks = tasks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            o.portland.loss = loss; o.portland.regularizer = regularizer; o.portland.scaling = scaling
+            o.portland.learningRate = lr; o.portland.batchSize = batchSize; o.portland.epochs = epochs; o.portland.seed = seed
+            o.portland.deterministic = !fastSums
+            o.calibrationSamples = calibrationSamples
+            o.checkpointEvery = checkpointEvery
+            o.baselines = !noBaselines
+            o.batchMode = batchMode
+            o.quiet = quiet
+            if let cache { o.zooRoot = URL(fileURLWithPath: cache) }
+            if let data { o.dataDirectory = URL(fileURLWithPath: data) }
+            let report = try NeuLigRun.run(o, comm: comm) { if comm.isRoot { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } }
+            if comm.isRoot {
+                print(report.table(), terminator: "")
+                let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let path = json ?? outDir.appendingPathComponent("report.json").path
+                try writeAtomically(try enc.encode(report), to: path)
+                print("report: \(path); fused model: \(outDir.appendingPathComponent("neulig-global.safetensors").path)")
+            }
+        }
+    }
+}
