@@ -17,9 +17,10 @@ public enum TrainingBenchmark {
     }
 
     public static func run(_ arch: Architecture, batchSize: Int = 128, steps: Int = 20, warmup: Int = 3, threads: Int) throws -> Result {
-        let saved = BLAS.threads
-        BLAS.threads = threads
-        defer { BLAS.threads = saved; ConvProfiler.enabled = false }
+        _ = BLAS.configured
+        let saved = Parallel.workers
+        Parallel.setWorkers(threads)
+        defer { Parallel.workers = saved; ConvProfiler.enabled = false }
         let net = try Network<Float>(arch, seed: 1)
         var rng = SeededRNG(seed: 2)
         let x = Tensor.randomUniform([batchSize] + arch.input, lo: 0, hi: 1, rng: &rng)

@@ -2,11 +2,20 @@ import CBLAS
 
 /// Thin, checked wrappers over OpenBLAS's cblas for row-major matrices.
 public enum BLAS {
-    /// Threads OpenBLAS uses for one call (OPENBLAS_NUM_THREADS sets the start value).
+    /// Threads OpenBLAS uses for one call. Ligand keeps it at 1 (see `configured`); only benchmarks change it.
     public static var threads: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(max(1, newValue))) }
+        get { _ = configured; return Int(openblas_get_num_threads()) }
+        set { _ = configured; openblas_set_num_threads(Int32(max(1, newValue))) }
     }
+
+    /// On first use, OPENBLAS_NUM_THREADS becomes the engine's worker count and BLAS goes single-threaded:
+    /// a multi-threaded OpenBLAS call may round differently from a single-threaded one, and the rank
+    /// layout changes the threads per rank, so only the engine's own fixed-chunk parallelism keeps results
+    /// bitwise identical for -np 1, 2, 4.
+    public static let configured: Void = {
+        Parallel.workers = max(1, Int(openblas_get_num_threads()))
+        openblas_set_num_threads(1)
+    }()
 
     /// C ← α·op(A)·op(B) + β·C, row-major; op(A) is m×k, op(B) is k×n, C is m×n.
     @inline(__always)
@@ -14,6 +23,7 @@ public enum BLAS {
                              alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                              b: UnsafePointer<Float>, ldb: Int,
                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = configured
         if m == 0 || n == 0 { return }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -25,6 +35,7 @@ public enum BLAS {
                              alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
                              b: UnsafePointer<Double>, ldb: Int,
                              beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        _ = configured
         if m == 0 || n == 0 { return }
         cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -122,6 +122,7 @@ public enum Linalg {
     /// Eigendecomposition of (A + Aᵀ)/2: ascending eigenvalues, eigenvectors as the columns of
     /// `vectors`, so A ≈ V·diag(λ)·Vᵀ.
     public static func symmetricEigen(_ a: Matrix) throws -> (values: [Double], vectors: Matrix) {
+        _ = BLAS.configured
         let op = "symmetricEigen"
         try checkSquare(a, op)
         try checkFinite(a, op)
@@ -140,6 +141,7 @@ public enum Linalg {
 
     /// Thin SVD of an m×n matrix: A ≈ U·diag(s)·Vᵀ with U m×k, s descending, Vᵀ k×n, k = min(m, n).
     public static func svd(_ a: Matrix) throws -> (u: Matrix, s: [Double], vt: Matrix) {
+        _ = BLAS.configured
         let op = "svd"
         try checkFinite(a, op)
         let m = a.rows, n = a.cols, k = min(m, n)
@@ -214,6 +216,7 @@ public enum Linalg {
 
     /// X with A·X = B for symmetric positive definite A, by Cholesky (the lower triangle of A is used).
     public static func solveSymmetricPositive(_ a: Matrix, _ b: Matrix) throws -> Matrix {
+        _ = BLAS.configured
         let op = "solveSymmetricPositive"
         try checkSystem(a, b, op)
         let n = a.rows, nrhs = b.cols
@@ -237,11 +240,13 @@ public enum Linalg {
 
     /// X with A·X = B for a general square A, by LU with partial pivoting.
     public static func solve(_ a: Matrix, _ b: Matrix) throws -> Matrix {
-        try luSolve(a, b, "solve")
+        _ = BLAS.configured
+        return try luSolve(a, b, "solve")
     }
 
     /// A⁻¹ of a general square matrix (LU solve against the identity).
     public static func inverse(_ a: Matrix) throws -> Matrix {
+        _ = BLAS.configured
         try checkSquare(a, "inverse")
         return try luSolve(a, Matrix.identity(a.rows), "inverse")
     }

@@ -2,14 +2,20 @@ import Dispatch
 
 /// Data-parallel loops over independent chunks, with as many workers as BLAS has threads.
 public enum Parallel {
-    /// Runs body(i) for i in 0..<count on `BLAS.threads` workers (static round-robin schedule).
-    /// BLAS runs single-threaded inside, even with one worker: every GEMM then sees the same call
-    /// whatever the thread count, which keeps results bitwise independent of it.
+    /// Worker threads of the engine's loops: OPENBLAS_NUM_THREADS at start-up (see `BLAS.configured`).
+    nonisolated(unsafe) public static var workers: Int = 1
+
+    /// Sets the worker count (and leaves BLAS single-threaded).
+    public static func setWorkers(_ n: Int) { _ = BLAS.configured; workers = max(1, n) }
+
+    /// Runs body(i) for i in 0..<count on `workers` threads (static round-robin schedule). BLAS runs
+    /// single-threaded inside, so every GEMM sees the same call whatever the worker count.
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        _ = BLAS.configured
         let saved = BLAS.threads
-        let workers = min(saved, count)
-        BLAS.threads = 1
-        defer { BLAS.threads = saved }
+        let workers = min(Parallel.workers, count)
+        if saved != 1 { BLAS.threads = 1 }
+        defer { if saved != 1 { BLAS.threads = saved } }
         if workers <= 1 { for i in 0..<count { body(i) }; return }
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: workers) { w in

@@ -86,7 +86,7 @@ struct Info: ParsableCommand {
         try withWorld("ligand info") { comm in
             let range = blockRange(count: models, parts: comm.size, part: comm.rank)
             let own = RankReport(rank: comm.rank, host: localHostName(), modelLower: range.lowerBound,
-                                 modelUpper: range.upperBound, blasThreads: BLAS.threads,
+                                 modelUpper: range.upperBound, blasThreads: { _ = BLAS.configured; return Parallel.workers }(),
                                  pid: getpid(), dataFiles: present.filter { $0 }.count)
             let reports = try gatherReports(own, comm: comm)
             guard comm.isRoot else { return }

@@ -80,7 +80,7 @@ struct Train: ParsableCommand {
     var flip: Bool?
     @Option(help: "Random shifts of up to this many pixels (default: 0 for mlp, 2 otherwise).")
     var shift: Int?
-    @Option(help: "OpenBLAS threads (default: $OPENBLAS_NUM_THREADS or all cores).")
+    @Option(help: "Worker threads (default: $OPENBLAS_NUM_THREADS or all cores).")
     var threads: Int?
     @Option(help: "Output model file (default: cache/models/ARCH-seedSEED.safetensors).")
     var out: String?
@@ -90,7 +90,8 @@ struct Train: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        if let threads { BLAS.threads = threads }
+        _ = BLAS.configured
+        if let threads { Parallel.setWorkers(threads) }
         let dir = data.map { URL(fileURLWithPath: $0) } ?? MNISTFamily.defaultDirectory
         let trainSet = try MNISTFamily.load(directory: dir, split: .train)
         let testSet = try MNISTFamily.load(directory: dir, split: .test)
@@ -120,7 +121,7 @@ struct Train: ParsableCommand {
         try FileManager.default.createDirectory(at: outURL.deletingLastPathComponent(), withIntermediateDirectories: true)
         let net = try Network<Float>(arch, seed: seed)
         let style: PhaseProgress.Style = quiet ? .quiet : PhaseProgress.defaultStyle
-        PhaseProgress.note("training \(arch) (\(net.parameterCount) parameters) on \(split.train.count) images, \(config.epochs) epochs, \(BLAS.threads) BLAS threads", style: style)
+        PhaseProgress.note("training \(arch) (\(net.parameterCount) parameters) on \(split.train.count) images, \(config.epochs) epochs, \(Parallel.workers) worker threads", style: style)
         let start = Date()
         let reports = try Trainer.train(net, data: trainSet, indices: split.train, config: config, progressStyle: style)
         let seconds = Date().timeIntervalSince(start)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# MPI tests of `ligand merge --method neulig` on a tiny tasks suite: the fused file is bitwise
+# identical for -np 1, 2 and 3; a rank killed midway ends the job non-zero within seconds with no
+# fused file, and a rerun resumes from the last checkpoint and ends with the same file as an
+# undisturbed run; bad input gives one clear error and writes nothing.
+#
+#   bash launch/neulig-tests.sh [BIN]      (default: LIGAND_BIN, else a release build)
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$LIGAND_ROOT" || exit 1
+
+bin="${1:-$(ligand_bin)}" || exit 1
+[[ "$bin" == /* ]] || bin="$LIGAND_ROOT/$bin"
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/ligand-neulig.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+passed=0; failed=0
+ok()   { echo "ok:   $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+export LIGAND_QUIET=1 LIGAND_ZOO_CACHE="$tmp/cache"
+
+cat >"$tmp/tiny.yaml" <<'YAML'
+suites:
+  tiny-tasks:
+    kind: tasks
+    calibration: 600
+    train_images: 3000
+    architectures: [{kind: mlp, hidden: [32]}]
+    tasks: [rotate90, invert, coarse]
+    pretrain: {images: 1000, epochs: 1}
+    expert_images: 2000
+    shots: 5
+    epochs: 1
+  tiny-seeds:
+    kind: seeds
+    calibration: 500
+    train_images: 2000
+    architectures: [{kind: mlp, hidden: [16]}]
+    models: 2
+    epochs: 1
+YAML
+
+run_np() {   # run_np NP OUT ARGS...
+    local np="$1" out="$2"; shift 2
+    timeout --kill-after=5 300 bash -c 'source launch/common.sh; ligand_mpirun -np "$0" -- "$@"' "$np" "$bin" "$@" >"$out" 2>&1 </dev/null
+}
+merge_args=(merge --method neulig --suite tiny-tasks --loss sup --epochs 60 --calibration-samples 300 --quiet)
+
+run_np 2 "$tmp/build.out" zoo build "$tmp/tiny.yaml" --quiet || { fail "zoo build"; tail "$tmp/build.out"; echo "neulig tests: $passed passed, $((failed)) failed"; exit 1; }
+
+echo "--- fused file for -np 1, 2, 3"
+for np in 1 2 3; do
+    if run_np "$np" "$tmp/m$np.out" "${merge_args[@]}" --out "$tmp/out$np"; then ok "merge neulig -np $np"
+    else fail "merge neulig -np $np"; tail "$tmp/m$np.out" | sed 's/^/    | /'; fi
+done
+for np in 2 3; do
+    if cmp -s "$tmp/out1/neulig-global.safetensors" "$tmp/out$np/neulig-global.safetensors"; then ok "-np 1 and -np $np fused files are bitwise identical"
+    else fail "-np 1 and -np $np fused files differ"; fi
+done
+grep -q "NeuLig fused, task mode" "$tmp/m1.out" && grep -q "Portland ensemble" "$tmp/m1.out" && ok "the report table names the modes and ensembles" \
+    || fail "report table incomplete"
+
+echo "--- a killed rank, then a resume"
+long=(merge --method neulig --suite tiny-tasks --loss sup --epochs 1000 --calibration-samples 300 --checkpoint-every 50 --quiet --no-baselines)
+run_np 2 "$tmp/full.out" "${long[@]}" --out "$tmp/full" || fail "undisturbed long run"
+(run_np 2 "$tmp/killed.out" "${long[@]}" --out "$tmp/killed"; echo $? >"$tmp/killed.rc") &
+for _ in $(seq 1 600); do ls "$tmp"/killed/checkpoints/*.safetensors >/dev/null 2>&1 && break; sleep 0.1; done
+victim=$(pgrep -f "ligand merge --method neulig --suite tiny-tasks.*--out $tmp/killed" | tail -1)
+start=$(date +%s)
+if [[ -n "$victim" ]]; then kill -9 "$victim"; fi
+wait
+elapsed=$(( $(date +%s) - start ))
+rc=$(cat "$tmp/killed.rc" 2>/dev/null || echo 0)
+if [[ -n "$victim" ]] && (( rc != 0 && elapsed <= 30 )) && [[ ! -e "$tmp/killed/neulig-global.safetensors" ]]; then
+    ok "killing rank pid $victim: exit $rc after ${elapsed}s, no fused file"
+else fail "killed run: victim '$victim', exit $rc after ${elapsed}s, fused file $(ls "$tmp/killed" 2>/dev/null | tr '\n' ' ')"; fi
+ls "$tmp"/killed/checkpoints/*.safetensors >/dev/null 2>&1 && ok "checkpoints survived the kill" || fail "no checkpoint after the kill"
+if run_np 2 "$tmp/resumed.out" "${long[@]}" --out "$tmp/killed" && grep -q "resumed Portland from the checkpoint at epoch" "$tmp/resumed.out"; then
+    ok "rerun: $(grep -m1 -o 'resumed Portland from the checkpoint at epoch [0-9]*' "$tmp/resumed.out")"
+else fail "rerun did not resume"; tail "$tmp/resumed.out" | sed 's/^/    | /'; fi
+cmp -s "$tmp/full/neulig-global.safetensors" "$tmp/killed/neulig-global.safetensors" && ok "the resumed run's fused file equals the undisturbed run's" \
+    || fail "resumed fused file differs from the undisturbed run's"
+
+echo "--- bad input"
+expect_error() {   # expect_error NAME PATTERN ARGS...
+    local name="$1" pattern="$2"; shift 2
+    run_np 2 "$tmp/$name.out" "$@" --out "$tmp/bad-$name"
+    local rc=$?
+    if (( rc != 0 )) && grep -qE -- "$pattern" "$tmp/$name.out" && [[ ! -e "$tmp/bad-$name/neulig-global.safetensors" ]]; then
+        ok "$name: exit $rc: $(grep -m1 -E -- "$pattern" "$tmp/$name.out" | cut -c1-150)"
+    else fail "$name: exit $rc"; sed 's/^/    | /' "$tmp/$name.out" | head; fi
+}
+expect_error lr-zero "--lr must be positive" merge --method neulig --suite tiny-tasks --lr 0
+expect_error empty-calibration "calibration-samples must be positive" merge --method neulig --suite tiny-tasks --calibration-samples 0
+expect_error seeds-suite "needs a tasks suite" merge --method neulig --suite tiny-seeds
+expect_error unknown-task "no mlp expert for task 'nope'" merge --method neulig --suite tiny-tasks --tasks rotate90,nope
+expect_error one-task "at least two experts" merge --method neulig --suite tiny-tasks --tasks rotate90
+
+echo "neulig tests: $passed passed, $failed failed"
+(( failed == 0 ))
