@@ -31,7 +31,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "LigandPipeline", dependencies: [
-            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandZoo", "LigandNeuLig",
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandZoo", "LigandNeuLig", "LigandMerge",
         ]),
         .executableTarget(name: "ligand", dependencies: [
             "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandZoo", "LigandNeuLig", "LigandPipeline",
@@ -45,6 +45,7 @@ let package = Package(
         .testTarget(name: "LigandNeuLigTests", dependencies: ["LigandNeuLig", "LigandCollective", "LigandNumerics"]),
         .testTarget(name: "LigandZooTests", dependencies: ["LigandZoo", "LigandData", "LigandCollective", "LigandNumerics"]),
         .testTarget(name: "LigandMergeTests", dependencies: ["LigandMerge", "LigandNN", "LigandNumerics", "LigandCollective"]),
+        .testTarget(name: "LigandPipelineTests", dependencies: ["LigandPipeline", "LigandMerge", "LigandNN", "LigandNumerics", "LigandCollective", "LigandData"]),
         .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData", "LigandModels"]),
     ],
     swiftLanguageModes: [.v5]

@@ -74,6 +74,7 @@ stage build release_build
 stage swift-test swift test
 stage_script mpi-tests launch/mpi-tests.sh bash launch/mpi-tests.sh "$BIN"
 stage_script zoo-tests launch/zoo-tests.sh bash launch/zoo-tests.sh "$BIN"
+stage_script merge-tests launch/merge-tests.sh bash launch/merge-tests.sh "$BIN"
 stage_script neulig-tests launch/neulig-tests.sh bash launch/neulig-tests.sh "$BIN"
 stage_script python-tests launch/python-tests.sh env LIGAND_BIN="$BIN" bash launch/python-tests.sh
 stage_script smoke launch/smoke.sh env LIGAND_BIN="$BIN" bash launch/smoke.sh

@@ -17,9 +17,12 @@ struct Merge: ParsableCommand {
         arithmetic (λ fitted on calibration). Run it under mpirun to spread the experts over ranks.
         """)
 
-    enum Method: String, ExpressibleByArgument, CaseIterable { case neulig }
+    enum Method: String, ExpressibleByArgument, CaseIterable {
+        case neulig, average, ties, permute, cca
+        case taskArithmetic = "task-arithmetic", weightMatching = "weight-matching"
+    }
 
-    @Option(help: "Fusion method: neulig.")
+    @Option(help: "Fusion method: neulig, average, task-arithmetic, ties (tasks suites), weight-matching, permute, cca (seeds/splits suites; average too).")
     var method: Method
     @Option(help: "Zoo suite to fuse (see `ligand zoo list`).")
     var suite: String
@@ -61,6 +64,18 @@ struct Merge: ParsableCommand {
     var fastSums = false
     @Flag(help: "No progress output.")
     var quiet = false
+    @Option(help: "Alignment methods: use the first K models of the suite (default: all).")
+    var models: Int?
+    @Option(help: "Alignment methods: the reference model: first, best (on calibration) or a model index.")
+    var reference: String = "first"
+    @Option(help: "cca: relative ridges γ to choose from on calibration, comma-separated (default: 1e-6,1e-5,...,1e7).")
+    var gammas: String?
+    @Option(help: "task-arithmetic, ties: λ grid, comma-separated (default: 0.1,0.2,...,1).")
+    var lambdas: String?
+    @Option(name: .customLong("ties-k"), help: "ties: percentages of each task vector kept, comma-separated (default: 10,20,30).")
+    var tiesK: String?
+    @Option(help: "Alignment methods: training images BatchNorm statistics are re-estimated on after merging.")
+    var bnSamples: Int = 5000
 
     func validate() throws {
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive, got \(lr)") }
@@ -71,7 +86,55 @@ struct Merge: ParsableCommand {
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be non-negative") }
     }
 
+    static func numbers(_ text: String, option: String) throws -> [Double] {
+        try text.split(separator: ",").map { part in
+            let t = part.trimmingCharacters(in: .whitespaces)
+            guard let v = Double(t) else { throw AlignError("\(option): '\(t)' is not a number") }
+            return v
+        }
+    }
+
+    /// Every non-NeuLig method: the "statistics → maps → weights" pipeline of LigandPipeline/AlignRun.
+    func runAlignment(_ m: AlignMethod) throws {
+        let comm = try worldCommunicator()
+        let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(method.rawValue)")
+        do {
+            var o = AlignOptions(method: m, suite: suite, outDirectory: outDir)
+            o.architecture = arch
+            o.models = models
+            o.reference = try ReferenceRule(parsing: reference)
+            if let gammas { o.gammas = try Self.numbers(gammas, option: "--gammas") }
+            if let lambdas { o.lambdas = try Self.numbers(lambdas, option: "--lambdas") }
+            if let tiesK { o.tiesKeep = try Self.numbers(tiesK, option: "--ties-k").map { $0 / 100 } }
+            o.calibrationSamples = calibrationSamples
+            o.bnSamples = bnSamples
+            o.seed = seed
+            o.quiet = quiet
+            if let cache { o.zooRoot = URL(fileURLWithPath: cache) }
+            if let data { o.dataDirectory = URL(fileURLWithPath: data) }
+            try o.validate()
+            let report = try AlignRun.run(o, comm: comm) { if comm.isRoot && !quiet { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } }
+            if comm.isRoot {
+                print(report.table(), terminator: "")
+                let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let path = json ?? outDir.appendingPathComponent("report.json").path
+                try writeAtomically(try enc.encode(report), to: path)
+                print("report: \(path); fused model: \(report.fusedFile ?? "-")")
+            }
+            try comm.barrier()
+        } catch let e as AlignError where e.everyRank {
+            // Every rank holds this same error: end cleanly, one message, no fused file.
+            if comm.isRoot { FileHandle.standardError.write(Data("Error: \(e.message)\n".utf8)) }
+            if let mpi = comm as? MPICommunicator { try mpi.finalize() }
+            throw ExitCode.failure
+        } catch {
+            comm.abort(message: "ligand merge: rank \(comm.rank) of \(comm.size) failed: \(error)", code: 1)
+        }
+        if let mpi = comm as? MPICommunicator { try mpi.finalize() }
+    }
+
     func run() throws {
+        if let m = AlignMethod(rawValue: method.rawValue) { return try runAlignment(m) }
         try withWorld("ligand merge") { comm in
             let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(method.rawValue)")
             var o = NeuLigOptions(suite: suite, outDirectory: outDir)

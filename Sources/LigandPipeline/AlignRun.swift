@@ -1,0 +1,750 @@
+import Foundation
+import LigandCollective
+import LigandData
+import LigandFormats
+import LigandMerge
+import LigandModels
+import LigandNN
+import LigandNumerics
+import LigandZoo
+
+/// The merges of `ligand merge` other than NeuLig (algorithms.md, CCA Merge and Baselines).
+public enum AlignMethod: String, Codable, Sendable, CaseIterable {
+    case average
+    case taskArithmetic = "task-arithmetic"
+    case ties
+    case weightMatching = "weight-matching"
+    case permute
+    case cca
+
+    /// Methods that combine task vectors and so need a pretrained model (a tasks suite).
+    public var needsPretrained: Bool { self == .taskArithmetic || self == .ties }
+    /// Methods that align diverse-origin models into a reference (a seeds or splits suite).
+    public var aligns: Bool { self == .weightMatching || self == .permute || self == .cca }
+}
+
+/// How the reference model (the space every other model is aligned into) is chosen.
+public enum ReferenceRule: Equatable, Sendable, CustomStringConvertible {
+    case first
+    /// The model with the highest calibration accuracy (the lowest index among equals).
+    case best
+    case index(Int)
+
+    public init(parsing s: String) throws {
+        switch s.lowercased() {
+        case "first": self = .first
+        case "best": self = .best
+        default:
+            guard let i = Int(s) else { throw AlignError("--reference must be first, best or a model index, got '\(s)'") }
+            self = .index(i)
+        }
+    }
+
+    public var description: String {
+        switch self { case .first: return "first"; case .best: return "best"; case .index(let i): return "index \(i)" }
+    }
+}
+
+/// A failure of the alignment pipeline. `everyRank` means every rank raised this same error (it was agreed
+/// on, or found before any rank-specific work), so the job can end cleanly instead of aborting.
+public struct AlignError: Error, CustomStringConvertible, LocalizedError {
+    public let message: String
+    public let everyRank: Bool
+    public init(_ message: String, everyRank: Bool = true) { self.message = message; self.everyRank = everyRank }
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
+
+public struct AlignOptions: Sendable {
+    /// CCA's γ grid of the reference code: 1e-6 … 1e7, one value per decade.
+    public static let defaultGammas: [Double] = (-6...7).map { pow(10, Double($0)) }
+    public static let defaultLambdas: [Double] = (1...10).map { Double($0) / 10 }
+
+    public var method: AlignMethod
+    public var suite: String
+    public var architecture: String?
+    /// The first K models of the suite (nil: all of them).
+    public var models: Int?
+    public var reference: ReferenceRule = .first
+    /// Relative ridges (fractions of the mean unit variance, see `CCASolver`).
+    public var gammas: [Double] = AlignOptions.defaultGammas
+    public var lambdas: [Double] = AlignOptions.defaultLambdas
+    /// TIES: fractions of each task vector kept (0.2 = the customary top 20%).
+    public var tiesKeep: [Double] = [0.1, 0.2, 0.3]
+    /// Calibration images for statistics and every fitted choice (nil: the suite's whole calibration split).
+    public var calibrationSamples: Int?
+    /// Training images BatchNorm statistics are re-estimated on after merging.
+    public var bnSamples = 5000
+    public var batchSize = 100
+    /// Seed of weight matching's coordinate order.
+    public var seed: UInt64 = 0
+    public var outDirectory: URL
+    public var dataDirectory: URL = MNISTFamily.defaultDirectory
+    public var zooRoot: URL = ZooCache.defaultRoot
+    public var quiet = false
+
+    public init(method: AlignMethod, suite: String, outDirectory: URL) {
+        self.method = method; self.suite = suite; self.outDirectory = outDirectory
+    }
+
+    /// Refuses hyper-parameter grids and sizes that cannot work, naming the option.
+    public func validate() throws {
+        if let k = models, k < 2 { throw AlignError("--models must be at least 2 (a merge needs two models), got \(k)") }
+        if let n = calibrationSamples, n < 2 { throw AlignError("--calibration-samples must be at least 2, got \(n)") }
+        guard bnSamples > 0 else { throw AlignError("--bn-samples must be positive, got \(bnSamples)") }
+        guard batchSize > 0 else { throw AlignError("--batch-size must be positive, got \(batchSize)") }
+        guard !gammas.isEmpty else { throw AlignError("--gammas is empty") }
+        if let g = gammas.first(where: { !($0.isFinite && $0 > 0) }) {
+            throw AlignError("--gammas: every γ must be finite and > 0 (it is a ridge relative to the mean unit variance), got \(g)")
+        }
+        guard !lambdas.isEmpty else { throw AlignError("--lambdas is empty") }
+        if let l = lambdas.first(where: { !$0.isFinite }) { throw AlignError("--lambdas: every λ must be finite, got \(l)") }
+        guard !tiesKeep.isEmpty else { throw AlignError("--ties-k is empty") }
+        if let k = tiesKeep.first(where: { !($0 > 0 && $0 <= 1) }) {
+            throw AlignError("--ties-k: every kept fraction must be in (0, 100] percent, got \(k * 100)")
+        }
+    }
+}
+
+/// The report of one merge: chosen hyper-parameters, the calibration score of every candidate, test accuracy
+/// of the fused model beside the ensemble and the single models.
+public struct AlignReport: Codable, Sendable {
+    public var method: String
+    public var suite: String
+    public var suiteKind: String
+    public var architecture: String
+    /// Task names (tasks suite) or ["accuracy"].
+    public var columns: [String]
+    public var models: [String]
+    public var ranks: Int
+    public var reference: String?
+    public var referenceRule: String?
+    public var split = "test"
+    public var calibrationSamples: Int
+    public var hyperparameters: [String: String]
+    /// Mean calibration accuracy of each candidate of the grid search, keyed by its settings.
+    public var calibrationScores: [String: Double]
+    public var rows: [ReportRow]
+    public var fusedFile: String?
+    public var seconds: [String: Double]
+
+    public func table() -> String {
+        let nameWidth = max(36, (rows.map(\.name.count).max() ?? 0) + 2)
+        var s = "\(method) on suite '\(suite)' (\(architecture)), K = \(models.count) models over \(ranks) rank(s), \(split) accuracy %\n"
+        if let r = reference { s += "reference: \(r) (rule: \(referenceRule ?? "-"))\n" }
+        if !hyperparameters.isEmpty {
+            s += "chosen on calibration (\(calibrationSamples) images): " + hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
+        }
+        let multi = columns.count > 1
+        s += "".padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+        s += (multi ? columns.indices.map { "T\($0 + 1)".padding(toLength: 7, withPad: " ", startingAt: 0) }.joined() + "mean" : "accuracy") + "\n"
+        for r in rows {
+            s += r.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+            if multi { s += r.accuracies.map { String(format: "%-7.2f", 100 * $0) }.joined() }
+            s += String(format: "%.2f", 100 * r.mean)
+            if !r.hyperparameters.isEmpty { s += "   " + r.hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+            s += "\n"
+        }
+        if multi { s += "tasks: " + columns.enumerated().map { "T\($0.offset + 1) = \($0.element)" }.joined(separator: ", ") + "\n" }
+        return s
+    }
+}
+
+/// What a same-task merge (seeds or splits suite) works on; `load` is called only for this rank's models.
+public struct SameTaskInputs {
+    public var suite: String
+    public var suiteKind: String
+    public var names: [String]
+    public var architectures: [Architecture]
+    public var load: (Int) throws -> Network<Float>
+    public var calibration: LabeledImages
+    public var test: LabeledImages
+    /// BatchNorm re-estimation images (the training split).
+    public var train: LabeledImages
+
+    public init(suite: String, suiteKind: String = "seeds", names: [String], architectures: [Architecture], load: @escaping (Int) throws -> Network<Float>,
+                calibration: LabeledImages, test: LabeledImages, train: LabeledImages) {
+        self.suite = suite; self.suiteKind = suiteKind; self.names = names; self.architectures = architectures; self.load = load
+        self.calibration = calibration; self.test = test; self.train = train
+    }
+}
+
+/// What a multi-task merge works on: experts (local ones loaded by `load`), every task's frozen head, the pretrained backbone.
+public struct TasksInputs {
+    public var suite: String
+    public var tasks: [String]
+    public var architectures: [Architecture]
+    public var load: (Int) throws -> Network<Float>
+    public var heads: [(weight: Tensor, bias: Tensor)]
+    public var pretrained: Network<Float>
+    public var calibration: [LabeledImages]
+    public var test: [LabeledImages]
+
+    public init(suite: String, tasks: [String], architectures: [Architecture], load: @escaping (Int) throws -> Network<Float>,
+                heads: [(weight: Tensor, bias: Tensor)], pretrained: Network<Float>, calibration: [LabeledImages], test: [LabeledImages]) {
+        self.suite = suite; self.tasks = tasks; self.architectures = architectures; self.load = load; self.heads = heads
+        self.pretrained = pretrained; self.calibration = calibration; self.test = test
+    }
+}
+
+/// A merge's outcome on every rank: the report and the fused tensors (identical on every rank).
+public struct AlignResult {
+    public var report: AlignReport
+    /// Same task: the fused network. Tasks: nil (see `backbone`).
+    public var fused: Network<Float>?
+    /// Tasks: the fused backbone in state-dict order.
+    public var backbone: [(name: String, value: Tensor)]
+    public var heads: [(task: String, weight: Tensor, bias: Tensor)]
+}
+
+/// The tensors of a state dict as one Float64 vector, in a fixed (state-dict) order.
+struct FlatLayout {
+    let names: [String]
+    let shapes: [[Int]]
+    let total: Int
+
+    init(_ entries: [(name: String, value: Tensor)]) {
+        names = entries.map(\.name); shapes = entries.map(\.value.shape)
+        total = entries.reduce(0) { $0 + $1.value.count }
+    }
+
+    func flatten(_ d: StateDict) -> [Double] {
+        var out = [Double](); out.reserveCapacity(total)
+        for n in names { out += d[n]!.storage.map(Double.init) }
+        return out
+    }
+
+    func floats(_ d: StateDict) -> [Float] { names.flatMap { d[$0]!.storage } }
+
+    /// Float(v / divisor) per element (the division of `averageStateDicts`), split back into named tensors.
+    func unflatten(_ v: [Double], divisor: Double = 1) -> StateDict {
+        var out: StateDict = [:], o = 0
+        for (n, s) in zip(names, shapes) {
+            let c = s.reduce(1, *)
+            out[n] = Tensor(shape: s, storage: (o..<(o + c)).map { Float(v[$0] / divisor) })
+            o += c
+        }
+        return out
+    }
+
+    func unflatten(_ v: [Float]) -> StateDict {
+        var out: StateDict = [:], o = 0
+        for (n, s) in zip(names, shapes) {
+            let c = s.reduce(1, *)
+            out[n] = Tensor(shape: s, storage: Array(v[o..<(o + c)]))
+            o += c
+        }
+        return out
+    }
+}
+
+/// CCA Merge, permutation alignment, weight matching and the task-vector baselines over a Communicator:
+/// each rank holds a contiguous block of the models (blockRange), statistics and maps are computed where a
+/// model lives, and every sum over models is the rank-count-independent `deterministicSum`, so the fused
+/// tensors are bitwise the same for any number of ranks.
+public enum AlignRun {
+    /// Runs body on every rank; if any rank fails, every rank throws the lowest failing rank's message.
+    static func agreeing<T>(_ comm: Communicator, _ phase: String, _ body: () throws -> T) throws -> T {
+        var result: T?
+        var message = ""
+        do { result = try body() } catch { message = "\(error)" }
+        let all = try comm.allgatherv(Array(message.utf8))
+        if let r = all.firstIndex(where: { !$0.isEmpty }) {
+            let text = String(decoding: all[r], as: UTF8.self)
+            throw AlignError(comm.size > 1 ? "\(phase) (rank \(r)): \(text)" : "\(phase): \(text)")
+        }
+        return result!
+    }
+
+    static func network(_ arch: Architecture, _ tensors: StateDict, counters: [(name: String, value: Int64)]) throws -> Network<Float> {
+        let n = try Network<Float>(arch, seed: 0)
+        try n.load(tensors, counters: Dictionary(uniqueKeysWithValues: counters.map { ($0.name, $0.value) }))
+        return n
+    }
+
+    static func batch(_ data: LabeledImages, _ indices: [Int]) -> Tensor {
+        var it = BatchIterator(data: data, indices: indices, batchSize: max(1, indices.count))
+        return it.next()!.pixels
+    }
+
+    /// Correct predictions on `data`, its rows split over the ranks; integer counts, so the sum is exact.
+    static func hits(_ net: Network<Float>, _ data: LabeledImages, comm: Communicator) throws -> Double {
+        let mine = blockRange(count: data.count, parts: comm.size, part: comm.rank)
+        var h = [0.0]
+        if !mine.isEmpty {
+            let preds = Trainer.logits(net, data: data, indices: Array(mine)).argmaxRows()
+            h[0] = Double(zip(preds, mine).filter { $0 == data.labels[$1] }.count)
+        }
+        try comm.allreduce(&h, op: .sum)
+        return h[0]
+    }
+
+    /// Exact BatchNorm re-estimation over the first `samples` training images in fixed batches, the batches
+    /// spread over the ranks and their sums combined by the rank-count-independent reduction.
+    static func reestimateBatchNorm(_ net: Network<Float>, train: LabeledImages, samples: Int, batchSize: Int, comm: Communicator) throws {
+        let empty = BatchNormStatistics(net)
+        if empty.names.isEmpty { return }
+        let n = min(samples, train.count)
+        guard n >= 2 else { throw AlignError("BatchNorm re-estimation needs training images, the split has \(train.count)") }
+        let batches = stride(from: 0, to: n, by: batchSize).map { Array($0..<min(n, $0 + batchSize)) }
+        let mine = blockRange(count: batches.count, parts: comm.size, part: comm.rank)
+        var contributions: [(index: Int, values: [Double])] = []
+        for b in mine {
+            var s = BatchNormStatistics(net)
+            try s.accumulate(net, batch: batch(train, batches[b]))
+            contributions.append((b, s.packed))
+        }
+        let sum = try deterministicSum(contributions: contributions, total: batches.count, comm: comm)
+        try empty.unpacked(sum).apply(to: net)
+    }
+
+    static func softmaxRows(_ logits: [Float], classes c: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: logits.count)
+        for r in 0..<(logits.count / c) {
+            var m = -Double.infinity
+            for j in 0..<c { m = max(m, Double(logits[r * c + j])) }
+            var s = 0.0
+            for j in 0..<c { let e = exp(Double(logits[r * c + j]) - m); out[r * c + j] = e; s += e }
+            for j in 0..<c { out[r * c + j] /= s }
+        }
+        return out
+    }
+
+    static func argmaxHits(_ scores: ArraySlice<Double>, classes c: Int, labels: [Int]) -> Int {
+        var correct = 0
+        let base = scores.startIndex
+        for (r, y) in labels.enumerated() {
+            var best = 0
+            for j in 1..<c where scores[base + r * c + j] > scores[base + r * c + best] { best = j }
+            if best == y { correct += 1 }
+        }
+        return correct
+    }
+
+    static func formatted(_ x: Double) -> String {
+        if x == 0 { return "0" }
+        let e = log10(abs(x))
+        if e == e.rounded() { return "1e\(Int(e))" }
+        return String(format: "%g", x)
+    }
+
+    // MARK: Same task (seeds, splits)
+
+    public static func mergeSameTask(_ input: SameTaskInputs, options o: AlignOptions, comm: Communicator,
+                                     log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
+        try o.validate()
+        var timings: [String: Double] = [:]
+        var clock = Date()
+        func lap(_ key: String) { timings[key] = Date().timeIntervalSince(clock); clock = Date() }
+
+        let k = input.names.count
+        guard !o.method.needsPretrained else {
+            throw AlignError("--method \(o.method.rawValue) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; suite '\(input.suite)' is a \(input.suiteKind) suite")
+        }
+        guard k >= 2 else { throw AlignError("a merge needs at least two models, suite '\(input.suite)' gives \(k)\(k == 1 ? " (\(input.names[0]))" : "")") }
+        do { try requireSameArchitecture(input.architectures, names: input.names) } catch { throw AlignError("\(error)") }
+        let arch = input.architectures[0]
+        if case .index(let i) = o.reference, !(0..<k).contains(i) {
+            throw AlignError("--reference \(i) is out of range: the merge has \(k) models (indices 0..<\(k))")
+        }
+        guard input.calibration.count >= 2 else { throw AlignError("the calibration split holds \(input.calibration.count) images, at least 2 are needed") }
+        let graph: MergeGraph
+        do { graph = try MergeGraph(arch) } catch { throw AlignError("\(error)") }
+        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        func owner(_ i: Int) -> Int { (0..<comm.size).first { blockRange(count: k, parts: comm.size, part: $0).contains(i) }! }
+
+        let nets = try agreeing(comm, "loading the models") { try local.map { try input.load($0) } }
+        let layout = FlatLayout(try nets.first.map { $0.stateDict() } ?? Network<Float>(arch, seed: 0).stateDict())
+        let counters = (try Network<Float>(arch, seed: 0)).batchCounters()
+        lap("load")
+
+        // Every model on the calibration and test sets: calibration hits, test hits, and the softmax ensemble.
+        let c = arch.classes, nTest = input.test.count, nCal = input.calibration.count
+        var contributions: [(index: Int, values: [Double])] = []
+        for (j, i) in local.enumerated() {
+            let logits = Trainer.logits(nets[j], data: input.test, indices: Array(0..<nTest)).storage
+            var v = softmaxRows(logits, classes: c)
+            var counts = [Double](repeating: 0, count: 2 * k)
+            counts[i] = Double(argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: input.test.labels))
+            let cal = Trainer.logits(nets[j], data: input.calibration, indices: Array(0..<nCal)).storage
+            counts[k + i] = Double(argmaxHits(ArraySlice(cal.map(Double.init)), classes: c, labels: input.calibration.labels))
+            v += counts
+            contributions.append((i, v))
+        }
+        let summed = try deterministicSum(contributions: contributions, total: k, comm: comm)
+        let ensemble = Double(argmaxHits(summed[0..<(nTest * c)], classes: c, labels: input.test.labels)) / Double(nTest)
+        let testAccuracy = (0..<k).map { summed[nTest * c + $0] / Double(nTest) }
+        let calAccuracy = (0..<k).map { summed[nTest * c + k + $0] / Double(nCal) }
+        lap("ensemble")
+
+        let ref: Int
+        switch o.reference {
+        case .first: ref = 0
+        case .index(let i): ref = i
+        case .best: ref = calAccuracy.indices.max { calAccuracy[$0] < calAccuracy[$1] || (calAccuracy[$0] == calAccuracy[$1] && $0 > $1) }!
+        }
+        let holder = owner(ref)
+        let referenceNet: Network<Float>? = local.contains(ref) ? nets[ref - local.lowerBound] : nil
+
+        /// Averages the local models' (aligned) tensors over all models, then re-estimates BN on training data.
+        func fuse(_ aligned: [StateDict]) throws -> Network<Float> {
+            let contributions = zip(local, aligned).map { (index: $0, values: layout.flatten($1)) }
+            let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
+            let net = try network(arch, layout.unflatten(sum, divisor: Double(k)), counters: counters)
+            try reestimateBatchNorm(net, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm)
+            return net
+        }
+        let states = nets.map { $0.stateDictionary() }
+        var rows: [ReportRow] = []
+        var hyper: [String: String] = [:]
+        var scores: [String: Double] = [:]
+        let fused: Network<Float>
+        let averaged = try fuse(states)
+        lap("average")
+
+        switch o.method {
+        case .average, .taskArithmetic, .ties:
+            fused = averaged
+        case .weightMatching:
+            // The reference's weights reach every rank once; each rank matches its models to them.
+            var flat: [Float] = referenceNet.map { layout.floats($0.stateDictionary()) } ?? []
+            try comm.broadcast(&flat, root: holder)
+            let refState = layout.unflatten(flat)
+            var sweeps: [Int] = []
+            let aligned = try agreeing(comm, "weight matching") {
+                try zip(local, states).map { i, s -> StateDict in
+                    if i == ref { return s }
+                    let r = try weightMatching(reference: refState, model: s, graph: graph, seed: o.seed)
+                    sweeps.append(r.sweeps)
+                    return try applyMaps(s, maps: r.maps, graph: graph, model: input.names[i])
+                }
+            }
+            lap("maps")
+            fused = try fuse(aligned)
+            hyper["seed"] = "\(o.seed)"
+        case .permute, .cca:
+            var stats = [Int: ModelPairStatistics]()
+            for i in local where i != ref { stats[i] = ModelPairStatistics(graph: graph) }
+            let calIndices = Array(0..<nCal)
+            let progress = PhaseProgress("statistics (calibration)", total: (nCal + o.batchSize - 1) / o.batchSize,
+                                         style: (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
+            var failure: String?
+            for (bi, lo) in stride(from: 0, to: nCal, by: o.batchSize).enumerated() {
+                let x = batch(input.calibration, Array(calIndices[lo..<min(nCal, lo + o.batchSize)]))
+                // Only the reference's activations travel: every rank pairs them with its own models'.
+                let refActs = referenceNet.map { captureActivations($0, x) }
+                var buf: [Float] = refActs.map { $0.flatMap(\.activation.storage) } ?? []
+                try comm.broadcast(&buf, root: holder)
+                if failure != nil { continue }
+                for i in local where i != ref {
+                    let mine = captureActivations(nets[i - local.lowerBound], x)
+                    var offset = 0
+                    let theirs = mine.map { tap -> (point: String, activation: Tensor) in
+                        let n = tap.activation.count
+                        defer { offset += n }
+                        return (tap.point, Tensor(shape: tap.activation.shape, storage: offset + n <= buf.count ? Array(buf[offset..<(offset + n)]) : []))
+                    }
+                    do {
+                        guard offset == buf.count else { throw AlignError("the reference's activations (\(buf.count) values) do not match \(input.names[i])'s (\(offset))") }
+                        try stats[i]!.accumulate(reference: theirs, model: mine)
+                    } catch { failure = "\(input.names[i]): \(error)"; break }
+                }
+                progress.update(bi + 1)
+            }
+            progress.finish()
+            try agreeing(comm, "statistics") { if let f = failure { throw AlignError(f) } }
+            lap("statistics")
+            if o.method == .permute {
+                let aligned = try agreeing(comm, "permutation maps") {
+                    try zip(local, states).map { i, s -> StateDict in
+                        guard i != ref else { return s }
+                        do { return try applyMaps(s, maps: try permutationMaps(stats[i]!), graph: graph, model: input.names[i]) }
+                        catch { throw AlignError("\(input.names[i]): \(error)") }
+                    }
+                }
+                lap("maps")
+                fused = try fuse(aligned)
+            } else {
+                // One statistics pass, many γ: eigendecompositions once per model, one SVD per γ and point.
+                let mappers = try agreeing(comm, "CCA") {
+                    try Dictionary(uniqueKeysWithValues: stats.map { i, s in
+                        do { return (i, try CCAMapper(s)) } catch { throw AlignError("\(input.names[i]): \(error)") }
+                    })
+                }
+                var best: (gamma: Double, hits: Double, net: Network<Float>)?
+                for g in o.gammas {
+                    let aligned = try agreeing(comm, "CCA maps at γ = \(formatted(g))") {
+                        try zip(local, states).map { i, s -> StateDict in
+                            guard i != ref else { return s }
+                            do { return try applyMaps(s, maps: try mappers[i]!.maps(gamma: g), graph: graph, model: input.names[i]) }
+                            catch { throw AlignError("\(input.names[i]): \(error)") }
+                        }
+                    }
+                    let candidate = try fuse(aligned)
+                    let h = try hits(candidate, input.calibration, comm: comm)
+                    scores["gamma=\(formatted(g))"] = h / Double(nCal)
+                    log(String(format: "γ = %@: calibration accuracy %.2f%%", formatted(g), 100 * h / Double(nCal)))
+                    if best == nil || h > best!.hits { best = (g, h, candidate) }
+                }
+                fused = best!.net
+                hyper["gamma"] = formatted(best!.gamma)
+                hyper["gamma_scale"] = "relative to tr(Σ)/C"
+                lap("gamma-grid")
+            }
+        }
+
+        let fusedHits = try hits(fused, input.test, comm: comm)
+        let averageHits = try hits(averaged, input.test, comm: comm)
+        lap("evaluate")
+        func row(_ name: String, _ kind: String, _ acc: Double, _ hp: [String: String] = [:]) -> ReportRow {
+            ReportRow(name: name, kind: kind, accuracies: [acc], mean: acc, hyperparameters: hp)
+        }
+        let bestSingle = testAccuracy.indices.max { testAccuracy[$0] < testAccuracy[$1] }!
+        rows.append(row("ensemble (mean softmax)", "ensemble", ensemble))
+        rows.append(row("best single model (\(input.names[bestSingle]))", "model", testAccuracy[bestSingle]))
+        rows.append(row("reference (\(input.names[ref]))", "model", testAccuracy[ref]))
+        rows.append(row("mean single model", "model", testAccuracy.reduce(0, +) / Double(k)))
+        if o.method != .average { rows.append(row("weight averaging (no alignment)", "baseline", averageHits / Double(nTest))) }
+        rows.append(row("fused: \(o.method.rawValue)", "merge", fusedHits / Double(nTest), hyper))
+        for (i, n) in input.names.enumerated() { rows.append(row(n, "model", testAccuracy[i], ["calibration": String(format: "%.4f", calAccuracy[i])])) }
+
+        let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
+                                 columns: ["accuracy"], models: input.names, ranks: comm.size,
+                                 reference: o.method.aligns ? input.names[ref] : nil, referenceRule: o.method.aligns ? o.reference.description : nil,
+                                 calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timings)
+        return AlignResult(report: report, fused: fused, backbone: [], heads: [])
+    }
+
+    // MARK: Tasks (shared origin): average, task arithmetic, TIES on the experts' backbones
+
+    public static func mergeTasks(_ input: TasksInputs, options o: AlignOptions, comm: Communicator,
+                                  log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
+        try o.validate()
+        var timings: [String: Double] = [:]
+        var clock = Date()
+        func lap(_ key: String) { timings[key] = Date().timeIntervalSince(clock); clock = Date() }
+        let k = input.tasks.count
+        guard !o.method.aligns else {
+            throw AlignError("--method \(o.method.rawValue) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use average, task-arithmetic or ties)")
+        }
+        guard k >= 2 else { throw AlignError("a merge needs at least two experts, suite '\(input.suite)' gives \(k)") }
+        var stripped = input.architectures
+        for i in stripped.indices { stripped[i].classes = 0 }
+        do { try requireSameArchitecture(stripped, names: input.tasks.map { "expert \($0)" }) } catch { throw AlignError("\(error)") }
+        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let pre = input.pretrained
+        let headNames = Set(pre.head.parameters.map(\.name))
+        let backboneLayout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
+        let preFlat = backboneLayout.flatten(pre.stateDictionary())
+        // Task vectors cover parameters only; BN running statistics are averaged (they describe data, not training).
+        let isParameter = backboneLayout.names.flatMap { n -> [Bool] in
+            let c = backboneLayout.shapes[backboneLayout.names.firstIndex(of: n)!].reduce(1, *)
+            let stat = n.hasSuffix(".running_mean") || n.hasSuffix(".running_var")
+            return [Bool](repeating: !stat, count: c)
+        }
+        let experts = try agreeing(comm, "loading the experts") { try local.map { backboneLayout.flatten(try input.load($0).stateDictionary()) } }
+        lap("load")
+
+        func sum(_ vectors: [[Double]]) throws -> [Double] {
+            try deterministicSum(contributions: zip(local, vectors).map { (index: $0, values: $1) }, total: k, comm: comm)
+        }
+        /// Accuracy of a backbone with each task's head on each task's set (tasks spread over the ranks).
+        func evaluate(_ flat: [Double], sets: [LabeledImages]) throws -> [Double] {
+            let backbone = backboneLayout.unflatten(flat)
+            var h = [Double](repeating: 0, count: k)
+            for t in 0..<k where t % comm.size == comm.rank {
+                let net = try Merging.network(backbone: backbone, like: pre, classes: input.heads[t].weight.shape[0], head: input.heads[t])
+                let preds = Trainer.logits(net, data: sets[t], indices: Array(0..<sets[t].count)).argmaxRows()
+                h[t] = Double(zip(preds, sets[t].labels).filter { $0 == $1 }.count) / Double(max(1, sets[t].count))
+            }
+            try comm.allreduce(&h, op: .sum)
+            return h
+        }
+        let averageFlat = try sum(experts).map { $0 / Double(k) }
+        var hyper: [String: String] = [:]
+        var scores: [String: Double] = [:]
+        var fusedFlat = averageFlat
+        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
+        /// θ_pre + λ·delta on parameters, the experts' average on running statistics.
+        func combine(_ delta: [Double], _ lambda: Double) -> [Double] {
+            (0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : averageFlat[$0] }
+        }
+        switch o.method {
+        case .average: break
+        case .taskArithmetic:
+            let delta = try sum(experts.map { e in (0..<e.count).map { e[$0] - preFlat[$0] } })
+            var best = (lambda: o.lambdas[0], score: -1.0)
+            for l in o.lambdas {
+                let s = mean(try evaluate(combine(delta, l), sets: input.calibration))
+                scores["lambda=\(formatted(l))"] = s
+                if s > best.score { best = (l, s) }
+            }
+            fusedFlat = combine(delta, best.lambda)
+            hyper["lambda"] = formatted(best.lambda)
+        case .ties:
+            var best = (keep: o.tiesKeep[0], lambda: o.lambdas[0], score: -1.0, delta: [Double]())
+            for keep in o.tiesKeep {
+                let delta = try tiesDelta(localExperts: experts, pretrained: preFlat, isParameter: isParameter, keepFraction: keep, local: local, total: k, comm: comm)
+                for l in o.lambdas {
+                    let s = mean(try evaluate(combine(delta, l), sets: input.calibration))
+                    scores[String(format: "k=%g%%,lambda=%@", 100 * keep, formatted(l))] = s
+                    if s > best.score { best = (keep, l, s, delta) }
+                }
+            }
+            fusedFlat = combine(best.delta, best.lambda)
+            hyper["lambda"] = formatted(best.lambda); hyper["k"] = String(format: "%g%%", 100 * best.keep)
+        default: break
+        }
+        lap("fit")
+
+        // Ensemble per task: mean over experts of softmax(h_t(f_k(x))); experts on their own tasks.
+        var ensemble = [Double](repeating: 0, count: k), own = [Double](repeating: 0, count: k)
+        for t in 0..<k {
+            let data = input.test[t], c = input.heads[t].weight.shape[0], n = data.count
+            let contributions = try zip(local, experts).map { i, flat -> (index: Int, values: [Double]) in
+                let net = try Merging.network(backbone: backboneLayout.unflatten(flat), like: pre, classes: c, head: input.heads[t])
+                let logits = Trainer.logits(net, data: data, indices: Array(0..<n)).storage
+                var v = softmaxRows(logits, classes: c)
+                var hit = [Double](repeating: 0, count: k)
+                if i == t { hit[t] = Double(argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: data.labels)) }
+                v += hit
+                return (i, v)
+            }
+            let s = try deterministicSum(contributions: contributions, total: k, comm: comm)
+            ensemble[t] = Double(argmaxHits(s[0..<(n * c)], classes: c, labels: data.labels)) / Double(n)
+            own[t] = s[n * c + t] / Double(n)
+        }
+        let fusedAcc = try evaluate(fusedFlat, sets: input.test)
+        let preAcc = try evaluate(backboneLayout.flatten(pre.stateDictionary()), sets: input.test)
+        let avgAcc = try evaluate(averageFlat, sets: input.test)
+        lap("evaluate")
+        func row(_ name: String, _ kind: String, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
+            ReportRow(name: name, kind: kind, accuracies: acc, mean: mean(acc), hyperparameters: hp)
+        }
+        var rows = [row("experts (each on its own task)", "model", own), row("ensemble (mean softmax)", "ensemble", ensemble),
+                    row("pretrained + task heads", "baseline", preAcc)]
+        if o.method != .average { rows.append(row("weight averaging", "baseline", avgAcc)) }
+        rows.append(row("fused: \(o.method.rawValue)", "merge", fusedAcc, hyper))
+        let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
+                                 columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
+                                 calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
+                                 rows: rows, fusedFile: nil, seconds: timings)
+        let fusedDict = backboneLayout.unflatten(fusedFlat)
+        return AlignResult(report: report, fused: nil, backbone: backboneLayout.names.map { ($0, fusedDict[$0]!) },
+                           heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })
+    }
+
+    /// TIES's merged task vector over experts spread across ranks (same rule as LigandMerge's `ties`): each
+    /// rank trims its experts' task vectors to their top `keepFraction` by magnitude, the signs are elected
+    /// from the deterministic sum of the trimmed vectors, and the agreeing values are averaged.
+    public static func tiesDelta(localExperts: [[Double]], pretrained: [Double], isParameter: [Bool], keepFraction: Double,
+                                 local: Range<Int>, total k: Int, comm: Communicator) throws -> [Double] {
+        let idx = pretrained.indices.filter { isParameter[$0] }
+        let keep = max(1, Int((keepFraction * Double(idx.count)).rounded()))
+        let trimmed = localExperts.map { e -> [Double] in
+            var tau = idx.map { e[$0] - pretrained[$0] }
+            let t = tau.map(abs).sorted(by: >)[keep - 1]
+            for j in tau.indices where abs(tau[j]) < t { tau[j] = 0 }
+            return tau
+        }
+        let elected = try deterministicSum(contributions: zip(local, trimmed).map { (index: $0, values: $1) }, total: k, comm: comm)
+        let agreeing = trimmed.map { tau -> [Double] in
+            var v = [Double](repeating: 0, count: 2 * tau.count)
+            for j in tau.indices where tau[j] != 0 && elected[j] != 0 && (tau[j] > 0) == (elected[j] > 0) { v[j] = tau[j]; v[tau.count + j] = 1 }
+            return v
+        }
+        let s = try deterministicSum(contributions: zip(local, agreeing).map { (index: $0, values: $1) }, total: k, comm: comm)
+        var delta = [Double](repeating: 0, count: pretrained.count)
+        for (j, p) in idx.enumerated() where s[idx.count + j] > 0 { delta[p] = s[j] / s[idx.count + j] }
+        return delta
+    }
+
+    // MARK: From the zoo
+
+    /// Loads a suite from the zoo cache, merges it, and writes the fused model (rank 0, atomically).
+    public static func run(_ o: AlignOptions, comm: Communicator, log: @escaping (String) -> Void) throws -> AlignReport {
+        try o.validate()
+        let (dir, manifest): (URL, ZooManifest)
+        do { (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot) } catch { throw AlignError("\(error)") }
+        let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
+        let archLabel = o.architecture ?? labels.first!
+        guard labels.contains(archLabel) else { throw AlignError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
+        guard o.architecture != nil || labels.count == 1 else {
+            throw AlignError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+        }
+        let data: ZooData, splits: SuiteSplits
+        do {
+            data = try ZooData.load(directory: o.dataDirectory)
+            splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
+        } catch { throw AlignError("\(error)") }
+        var calIdx = splits.calibration
+        if let n = o.calibrationSamples { calIdx = Array(calIdx.prefix(n)) }
+        func header(_ url: URL) throws -> Architecture {
+            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw AlignError("\(error)") }
+        }
+
+        let result: AlignResult
+        if manifest.kind == .tasks {
+            var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
+                guard m.architecture == archLabel, case .expert(let t) = m.role else { return nil }
+                return (t, dir.appendingPathComponent(m.file))
+            }
+            if let n = o.models { experts = Array(experts.prefix(n)) }
+            guard let preModel = manifest.models.first(where: { $0.architecture == archLabel && $0.role == .pretrained }) else {
+                throw AlignError("suite '\(o.suite)' has no pretrained \(archLabel) backbone")
+            }
+            let archs = try experts.map { try header($0.url) }
+            let pre = try agreeing(comm, "loading the pretrained model") { try ModelFile.load(dir.appendingPathComponent(preModel.file)).network }
+            let heads = try agreeing(comm, "reading the task heads") {
+                try experts.map { e -> (weight: Tensor, bias: Tensor) in
+                    let f = try SafeTensorsFile(url: e.url)
+                    return (try f.floats(pre.head.weight.name), try f.floats(pre.head.bias!.name))
+                }
+            }
+            let cal = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(calIdx)) } }
+            let test = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.test) } }
+            let input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
+                                    load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
+            result = try mergeTasks(input, options: o, comm: comm, log: log)
+        } else {
+            var models = manifest.models.filter { $0.architecture == archLabel }
+            if let n = o.models {
+                guard n <= models.count else { throw AlignError("--models \(n): suite '\(o.suite)' has only \(models.count) \(archLabel) models") }
+                models = Array(models.prefix(n))
+            }
+            let urls = models.map { dir.appendingPathComponent($0.file) }
+            let archs = try urls.map { try header($0) }
+            let input = SameTaskInputs(suite: o.suite, suiteKind: manifest.kind.rawValue, names: models.map(\.name), architectures: archs,
+                                       load: { try ModelFile.load(urls[$0], expecting: archs[0]).network },
+                                       calibration: data.train.subset(calIdx), test: data.test,
+                                       train: data.train.subset(Array(splits.train.prefix(o.bnSamples))))
+            result = try mergeSameTask(input, options: o, comm: comm, log: log)
+        }
+
+        var report = result.report
+        let file = o.outDirectory.appendingPathComponent("\(o.method.rawValue).safetensors")
+        if comm.isRoot {
+            try FileManager.default.createDirectory(at: o.outDirectory, withIntermediateDirectories: true)
+            var meta = ["ligand.method": o.method.rawValue, "ligand.suite": o.suite, "ligand.models": report.models.joined(separator: ",")]
+            for (key, v) in report.hyperparameters { meta["ligand.\(key)"] = v }
+            if let r = report.reference { meta["ligand.reference"] = r }
+            if let net = result.fused {
+                try ModelFile.save(net, to: file, metadata: meta)
+            } else {
+                var tensors: [(name: String, value: TensorPayload)] = result.backbone.map { ($0.name, .float32($0.value)) }
+                for h in result.heads {
+                    tensors.append(("heads.\(h.task).weight", .float32(h.weight)))
+                    tensors.append(("heads.\(h.task).bias", .float32(h.bias)))
+                }
+                let probe = try Network<Float>(try header(dir.appendingPathComponent(manifest.models.first { $0.architecture == archLabel }!.file)), seed: 0)
+                tensors += probe.batchCounters().map { ($0.name, .int64([0], shape: [])) }
+                meta[ModelFile.architectureKey] = probe.architecture.json
+                meta["ligand.heads"] = result.heads.map(\.task).joined(separator: ",")
+                try SafeTensors.write(tensors, metadata: meta, to: file)
+            }
+        }
+        try comm.barrier()
+        report.fusedFile = file.path
+        return report
+    }
+}

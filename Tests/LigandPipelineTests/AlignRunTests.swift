@@ -1,0 +1,214 @@
+import XCTest
+import LigandCollective
+import LigandData
+import LigandMerge
+import LigandNN
+import LigandNumerics
+@testable import LigandPipeline
+
+final class AlignRunTests: XCTestCase {
+    static let mlp = Architecture.mlp(hidden: [12, 8], input: [4, 4, 1], classes: 3)
+    static let resnet = Architecture.resnet20(width: 1, input: [6, 6, 1], classes: 3)
+
+    func images(_ arch: Architecture, _ n: Int, seed: UInt64) -> LabeledImages {
+        var rng = SeededRNG(seed: seed, stream: "align-test-images")
+        let size = arch.input.reduce(1, *)
+        let pixels = (0..<(n * size)).map { _ in Float(rng.normal()) }
+        let labels = (0..<n).map { _ in rng.int(below: arch.classes) }
+        return LabeledImages(height: arch.input[0], width: arch.input[1], channels: arch.input[2], pixels: pixels, labels: labels, classCount: arch.classes)
+    }
+
+    /// Randomised weights including biases (so no unit is dead by construction).
+    func model(_ arch: Architecture, seed: UInt64) throws -> Network<Float> {
+        let net = try Network<Float>(arch, seed: seed)
+        var rng = SeededRNG(seed: seed, stream: "align-test-model")
+        var s = net.stateDictionary()
+        for (name, t) in s where t.rank == 1 && !name.hasSuffix("running_var") && !name.hasSuffix(".weight") {
+            s[name] = Tensor(shape: t.shape, storage: (0..<t.count).map { _ in Float(0.1 + 0.1 * rng.normal()) })
+        }
+        try net.load(s)
+        return net
+    }
+
+    func inputs(_ arch: Architecture, models: [Network<Float>]) -> SameTaskInputs {
+        SameTaskInputs(suite: "synthetic", names: models.indices.map { "m\($0)" }, architectures: models.map(\.architecture),
+                       load: { models[$0] }, calibration: images(arch, 120, seed: 1), test: images(arch, 90, seed: 2), train: images(arch, 300, seed: 3))
+    }
+
+    func options(_ m: AlignMethod) -> AlignOptions {
+        var o = AlignOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
+        o.gammas = [1e-3, 1e-1, 10]
+        o.batchSize = 50
+        o.bnSamples = 256
+        o.quiet = true
+        return o
+    }
+
+    func bits(_ net: Network<Float>) -> [UInt32] { net.stateDict().flatMap { $0.value.storage.map(\.bitPattern) } }
+
+    /// Every method, on 1, 2 and 3 in-process ranks: the fused weights are bitwise the same on every rank and for every rank count.
+    func testFusedWeightsBitwiseIdenticalAcrossRankCounts() throws {
+        for arch in [Self.mlp, Self.resnet] {
+            let models = try (0..<4).map { try model(arch, seed: 10 + UInt64($0)) }
+            // ResNet-20 is slow in debug builds: its BN and stream handling is covered by the alignment methods with data.
+            let methods: [AlignMethod] = arch.kind == .mlp ? [.average, .weightMatching, .permute, .cca] : [.permute, .cca]
+            for method in methods {
+                var reference: [UInt32]?
+                var referenceRows: [Double]?
+                for size in [1, 2, 3] {
+                    let input = inputs(arch, models: models)
+                    let o = options(method)
+                    let results = try InProcessCommunicator.run(size: size) { comm in
+                        try AlignRun.mergeSameTask(input, options: o, comm: comm)
+                    }
+                    for r in results {
+                        let b = bits(r.fused!)
+                        if let ref = reference { XCTAssertEqual(b, ref, "\(arch.kind) \(method) at \(size) ranks") } else { reference = b }
+                        let accs = r.report.rows.map(\.mean)
+                        if let ref = referenceRows { XCTAssertEqual(accs, ref, "\(arch.kind) \(method) report at \(size) ranks") } else { referenceRows = accs }
+                    }
+                    if method == .cca { XCTAssertNotNil(results[0].report.hyperparameters["gamma"]) }
+                }
+            }
+        }
+    }
+
+    /// With every model on one rank, the pipeline's permutation merge equals LigandMerge's serial alignAndAverage (MLP: no BN re-estimation).
+    func testOneRankMatchesSerialAlignAndAverage() throws {
+        let arch = Self.mlp
+        let models = try (0..<3).map { try model(arch, seed: 30 + UInt64($0)) }
+        let input = inputs(arch, models: models)
+        let graph = try MergeGraph(arch)
+        var maps: [[String: PointMap]?] = [nil]
+        for m in models.dropFirst() {
+            var s = ModelPairStatistics(graph: graph)
+            for lo in stride(from: 0, to: 120, by: 50) {
+                let x = AlignRun.batch(input.calibration, Array(lo..<min(120, lo + 50)))
+                try s.accumulate(reference: models[0], model: m, batch: x)
+            }
+            maps.append(try permutationMaps(s))
+        }
+        let serial = try alignAndAverage(models.map { $0.stateDictionary() }, maps: maps, graph: graph)
+        let r = try AlignRun.mergeSameTask(input, options: options(.permute), comm: InProcessCommunicator.single())
+        XCTAssertEqual(r.fused!.stateDictionary(), serial)
+    }
+
+    /// A model merged with a copy of itself whose hidden units are permuted gives back the model, exactly.
+    func testPermutedCopyIsAlignedBack() throws {
+        let arch = Self.mlp
+        let graph = try MergeGraph(arch)
+        let original = try model(arch, seed: 5)
+        var rng = SeededRNG(seed: 8)
+        let maps = try Dictionary(uniqueKeysWithValues: graph.points.map { ($0.name, try PointMap.permutation(rng.permutation($0.channels))) })
+        let permuted = try Network<Float>(arch, seed: 0)
+        try permuted.load(try applyMaps(original.stateDictionary(), maps: maps, graph: graph))
+        XCTAssertNotEqual(permuted.stateDictionary(), original.stateDictionary())
+        for method in [AlignMethod.permute, .weightMatching] {
+            let r = try InProcessCommunicator.run(size: 2) { comm in
+                try AlignRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: self.options(method), comm: comm)
+            }
+            XCTAssertEqual(r[0].fused!.stateDictionary(), original.stateDictionary(), "\(method)")
+            let fusedRow = r[0].report.rows.first { $0.kind == "merge" }!
+            XCTAssertEqual(fusedRow.mean, r[0].report.rows.first { $0.name.hasPrefix("reference") }!.mean, "\(method)")
+        }
+    }
+
+    func testReferenceRuleBestPicksHighestCalibrationAccuracy() throws {
+        let arch = Self.mlp
+        let models = try (0..<3).map { try model(arch, seed: 40 + UInt64($0)) }
+        var o = options(.permute)
+        o.reference = .best
+        let r = try InProcessCommunicator.run(size: 2) { comm in try AlignRun.mergeSameTask(self.inputs(arch, models: models), options: o, comm: comm) }
+        let report = r[0].report
+        let cal = report.models.map { name in Double(report.rows.first { $0.name == name }!.hyperparameters["calibration"]!)! }
+        let best = cal.indices.max { cal[$0] < cal[$1] || (cal[$0] == cal[$1] && $0 > $1) }!
+        XCTAssertEqual(report.reference, report.models[best])
+        XCTAssertEqual(report.referenceRule, "best")
+    }
+
+    func assertError(_ size: Int, _ input: SameTaskInputs, _ o: AlignOptions, contains text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try InProcessCommunicator.run(size: size) { comm in try AlignRun.mergeSameTask(input, options: o, comm: comm) },
+                             file: file, line: line) { error in
+            XCTAssertTrue("\(error)".contains(text), "\(error) should mention '\(text)'", file: file, line: line)
+            if let e = error as? AlignError { XCTAssertTrue(e.everyRank, file: file, line: line) }
+            else { XCTFail("\(type(of: error)) is not an AlignError: \(error)", file: file, line: line) }
+        }
+    }
+
+    func testBadInputGivesOneClearError() throws {
+        let arch = Self.mlp
+        let models = try (0..<3).map { try model(arch, seed: 50 + UInt64($0)) }
+        assertError(2, inputs(arch, models: [models[0]]), options(.cca), contains: "at least two models")
+        let other = try model(.mlp(hidden: [12, 9], input: [4, 4, 1], classes: 3), seed: 1)
+        var mixed = inputs(arch, models: models)
+        mixed.architectures[2] = other.architecture
+        assertError(2, mixed, options(.permute), contains: "different architectures")
+        var o = options(.cca)
+        o.reference = .index(3)
+        assertError(2, inputs(arch, models: models), o, contains: "--reference 3 is out of range")
+        o = options(.cca)
+        o.gammas = [1e-3, 0]
+        assertError(1, inputs(arch, models: models), o, contains: "--gammas")
+        o.gammas = [-1]
+        assertError(1, inputs(arch, models: models), o, contains: "--gammas")
+        assertError(1, inputs(arch, models: models), options(.ties), contains: "tasks suite")
+        // A dead layer (every unit constant): CCA cannot estimate a map; the rank holding it names the model and point.
+        let dead = try model(arch, seed: 60)
+        var s = dead.stateDictionary()
+        s["layers.0.weight"] = Tensor(zeros: s["layers.0.weight"]!.shape)
+        s["layers.0.bias"] = Tensor(shape: s["layers.0.bias"]!.shape, repeating: -1)
+        try dead.load(s)
+        assertError(3, inputs(arch, models: [models[0], models[1], dead]), options(.cca), contains: "m2")
+        assertError(3, inputs(arch, models: [models[0], models[1], dead]), options(.cca), contains: "dead layer")
+    }
+
+    // MARK: tasks
+
+    func testDistributedTIESMatchesSerialTIES() throws {
+        var rng = SeededRNG(seed: 3)
+        let n = 200
+        let pre = (0..<n).map { _ in Float(rng.normal()) }
+        let experts = (0..<5).map { _ in pre.map { $0 + Float(0.3 * rng.normal()) } }
+        let serial = try ties(pretrained: ["w": Tensor(shape: [n], storage: pre)], experts: experts.map { ["w": Tensor(shape: [n], storage: $0)] },
+                              lambda: 1, keepFraction: 0.2, selection: .all)["w"]!.storage
+        for size in [1, 2, 3] {
+            let out = try InProcessCommunicator.run(size: size) { comm -> [Float] in
+                let local = blockRange(count: 5, parts: comm.size, part: comm.rank)
+                let delta = try AlignRun.tiesDelta(localExperts: local.map { experts[$0].map(Double.init) }, pretrained: pre.map(Double.init),
+                                                   isParameter: [Bool](repeating: true, count: n), keepFraction: 0.2, local: local, total: 5, comm: comm)
+                return (0..<n).map { Float(Double(pre[$0]) + delta[$0]) }
+            }
+            for o in out { XCTAssertEqual(o, serial, "\(size) ranks") }
+        }
+    }
+
+    func testTasksMergeIsRankCountIndependent() throws {
+        let arch = Architecture.mlp(hidden: [10], input: [4, 4, 1], classes: 3)
+        let pre = try model(arch, seed: 70)
+        var rng = SeededRNG(seed: 71)
+        let experts: [Network<Float>] = try (0..<3).map { _ in
+            let e = try Network<Float>(arch, seed: 0)
+            try e.load(pre.stateDictionary().mapValues { t in Tensor(shape: t.shape, storage: t.storage.map { $0 + Float(0.05 * rng.normal()) }) })
+            return e
+        }
+        let heads = experts.map { (weight: $0.head.weight.value, bias: $0.head.bias!.value) }
+        let input = TasksInputs(suite: "synthetic", tasks: ["a", "b", "c"], architectures: experts.map(\.architecture), load: { experts[$0] },
+                                heads: heads, pretrained: pre, calibration: (0..<3).map { images(arch, 60, seed: 80 + UInt64($0)) },
+                                test: (0..<3).map { images(arch, 60, seed: 90 + UInt64($0)) })
+        for method in [AlignMethod.average, .taskArithmetic, .ties] {
+            var o = options(method)
+            o.lambdas = [0.3, 0.6]
+            o.tiesKeep = [0.2, 0.5]
+            var reference: [[UInt32]]?
+            for size in [1, 2, 3] {
+                let r = try InProcessCommunicator.run(size: size) { comm in try AlignRun.mergeTasks(input, options: o, comm: comm) }
+                for x in r {
+                    let b = x.backbone.map { $0.value.storage.map(\.bitPattern) }
+                    if let ref = reference { XCTAssertEqual(b, ref, "\(method) at \(size) ranks") } else { reference = b }
+                    XCTAssertEqual(x.report.columns, ["a", "b", "c"])
+                }
+                if method != .average { XCTAssertNotNil(r[0].report.hyperparameters["lambda"]) }
+            }
+        }
+    }
+}

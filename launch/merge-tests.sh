@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# MPI tests of `ligand merge` with the alignment and task-vector methods on a tiny zoo (a few thousand
+# images, [16]/[32] MLPs, one epoch, built into a temporary cache): every method gives a bitwise-identical
+# fused file under mpirun -np 1 and -np 2, and bad input (one model, a reference out of range, a
+# non-positive γ, models of different architectures, a method the suite cannot use) fails with one clear
+# error and writes no fused file.
+#
+#   bash launch/merge-tests.sh [BIN]      (default: LIGAND_BIN, else a release build)
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$LIGAND_ROOT" || exit 1
+
+bin="${1:-$(ligand_bin)}" || exit 1
+[[ "$bin" == /* ]] || bin="$LIGAND_ROOT/$bin"
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/ligand-merge.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+passed=0; failed=0
+ok()   { echo "ok:   $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+export LIGAND_QUIET=1
+export LIGAND_ZOO_CACHE="$tmp/cache"
+
+cat >"$tmp/tiny.yaml" <<'EOF'
+suites:
+  tiny-seeds:
+    kind: seeds
+    seed: 3
+    calibration: 500
+    train_images: 3000
+    architectures: [{kind: mlp, hidden: [16]}]
+    models: 3
+    epochs: 1
+  tiny-tasks:
+    kind: tasks
+    calibration: 500
+    train_images: 3000
+    architectures: [{kind: mlp, hidden: [32]}]
+    tasks: [rotate90, invert, coarse]
+    pretrain: {images: 1000, epochs: 1}
+    expert_images: 2000
+    shots: 5
+    epochs: 1
+EOF
+
+run_np() {   # run_np NP OUT ARGS... : ligand under mpirun (NP ranks), stdout+stderr to OUT
+    local np="$1" out="$2"; shift 2
+    timeout --kill-after=5 300 bash -c 'source launch/common.sh; ligand_mpirun -np "$0" -x LIGAND_ZOO_CACHE -- "$@"' "$np" "$bin" "$@" >"$out" 2>&1 </dev/null
+}
+
+echo "--- build the tiny zoo"
+if run_np 2 "$tmp/build.out" zoo build "$tmp/tiny.yaml" --quiet; then ok "zoo build ($(ls "$tmp"/cache/*/*.safetensors | wc -l) model files)"
+else fail "zoo build"; sed 's/^/    | /' "$tmp/build.out" | tail -20; echo "merge tests: $passed passed, $failed failed"; exit 1; fi
+
+echo "--- every method: the same fused file for -np 1 and -np 2"
+check_method() {   # check_method SUITE METHOD ARGS...
+    local suite="$1" method="$2"; shift 2
+    for np in 1 2; do
+        run_np "$np" "$tmp/$method-$np.out" merge --method "$method" --suite "$suite" --out "$tmp/$method-$np" --quiet "$@" \
+            || { fail "$method -np $np"; sed 's/^/    | /' "$tmp/$method-$np.out" | tail; return; }
+    done
+    local f1="$tmp/$method-1/$method.safetensors" f2="$tmp/$method-2/$method.safetensors"
+    if [[ -s "$f1" ]] && cmp -s "$f1" "$f2" && grep -q "fused: $method" "$tmp/$method-1.out" \
+            && diff <(grep -v '^report:' "$tmp/$method-1.out" | grep -v 'rank(s)') <(grep -v '^report:' "$tmp/$method-2.out" | grep -v 'rank(s)') >/dev/null; then
+        ok "$method on $suite: bitwise-identical fused file and same table for -np 1 and 2 ($(grep "fused: $method" "$tmp/$method-1.out" | tr -s ' '))"
+    else fail "$method: -np 1 and -np 2 differ"; diff "$tmp/$method-1.out" "$tmp/$method-2.out" | head; fi
+}
+check_method tiny-seeds average
+check_method tiny-seeds weight-matching
+check_method tiny-seeds permute --reference best
+check_method tiny-seeds cca --gammas 1e-3,1e-1,10
+check_method tiny-tasks task-arithmetic --lambdas 0.3,0.6,1
+check_method tiny-tasks ties --lambdas 0.5,1 --ties-k 20
+sed 's/^/    | /' "$tmp/cca-2.out"
+
+echo "--- bad input: one clear error, no fused file"
+expect_error() {   # expect_error NAME PATTERN NP ARGS...
+    local name="$1" pattern="$2" np="$3"; shift 3
+    run_np "$np" "$tmp/$name.out" merge --out "$tmp/bad-$name" --quiet "$@"
+    local rc=$?
+    local n
+    n=$(grep -ci "error: " "$tmp/$name.out")
+    if (( rc != 0 )) && grep -qE -- "$pattern" "$tmp/$name.out" && (( n == 1 )) && [[ ! -e "$tmp/bad-$name" ]]; then
+        ok "$name: exit $rc: $(grep -im1 'error: ' "$tmp/$name.out")"
+    else fail "$name: exit $rc, $n error line(s)"; sed 's/^/    | /' "$tmp/$name.out" | head; fi
+}
+expect_error one-model "--models must be at least 2" 2 --method cca --suite tiny-seeds --models 1
+expect_error reference-range "--reference 7 is out of range: the merge has 3 models" 2 --method permute --suite tiny-seeds --reference 7
+expect_error gamma-grid "--gammas: every γ must be finite and > 0" 2 --method cca --suite tiny-seeds --gammas 1e-3,0
+# A recipe cannot hold two MLPs (model names use the kind): a copy of tiny-seeds with one file from tiny-tasks stands in.
+mixed="$tmp/cache/tiny-mixed-0"
+cp -r "$(ls -d "$tmp"/cache/tiny-seeds-*)" "$mixed"
+sed -i 's/"suite" *: *"tiny-seeds"/"suite" : "tiny-mixed"/' "$mixed/manifest.json"
+cp "$(ls "$tmp"/cache/tiny-tasks-*/mlp-pretrained.safetensors)" "$mixed/mlp-seed1.safetensors"
+expect_error mixed-architectures "models of different architectures cannot be merged: mlp-seed1 is mlp 784-32-10 but mlp-seed0 is mlp 784-16-10" 2 --method permute --suite tiny-mixed
+expect_error ties-on-seeds "needs a tasks suite" 2 --method ties --suite tiny-seeds
+expect_error cca-on-tasks "use average, task-arithmetic or ties" 2 --method cca --suite tiny-tasks
+
+echo "merge tests: $passed passed, $failed failed"
+(( failed == 0 ))
