@@ -37,8 +37,10 @@ for suite in demo-seeds demo-tasks; do
     ligand_mpirun -np "$RANKS" -- "$bin" eval "$suite" --json "out/$suite.json"
 done
 
-# Next steps, added as the commands land:
-#   step "fuse"                  (ligand merge ... under mpirun, one block of models per rank)
-#   step "report"                (JSON, Markdown and SVG on rank 0)
+step "fuse demo-tasks with NeuLig on $RANKS ranks (Portland on 500 calibration images per task, 200 epochs)"
+ligand_mpirun -np "$RANKS" -- "$bin" merge --method neulig --suite demo-tasks --loss sup --epochs 200 \
+    --calibration-samples 500 --out out/demo-tasks-neulig --quiet
+
+# Next: the alignment methods on demo-seeds (ligand merge --method cca ...) and the report (Markdown, SVG).
 
 step "done"
