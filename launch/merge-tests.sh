@@ -10,42 +10,10 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LIGAND_ROOT" || exit 1
 
-bin="${1:-$(ligand_bin)}" || exit 1
-[[ "$bin" == /* ]] || bin="$LIGAND_ROOT/$bin"
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/ligand-merge.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-passed=0; failed=0
-ok()   { echo "ok:   $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-export LIGAND_QUIET=1
+source "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
+test_setup merge "${1:-}"
 export LIGAND_ZOO_CACHE="$tmp/cache"
-
-cat >"$tmp/tiny.yaml" <<'EOF'
-suites:
-  tiny-seeds:
-    kind: seeds
-    seed: 3
-    calibration: 500
-    train_images: 3000
-    architectures: [{kind: mlp, hidden: [16]}]
-    models: 3
-    epochs: 1
-  tiny-tasks:
-    kind: tasks
-    calibration: 500
-    train_images: 3000
-    architectures: [{kind: mlp, hidden: [32]}]
-    tasks: [rotate90, invert, coarse]
-    pretrain: {images: 1000, epochs: 1}
-    expert_images: 2000
-    shots: 5
-    epochs: 1
-EOF
-
-run_np() {   # run_np NP OUT ARGS... : ligand under mpirun (NP ranks), stdout+stderr to OUT
-    local np="$1" out="$2"; shift 2
-    timeout --kill-after=5 300 bash -c 'source launch/common.sh; ligand_mpirun -np "$0" -x LIGAND_ZOO_CACHE -- "$@"' "$np" "$bin" "$@" >"$out" 2>&1 </dev/null
-}
+tiny_recipe "$tmp/tiny.yaml"
 
 echo "--- build the tiny zoo"
 if run_np 2 "$tmp/build.out" zoo build "$tmp/tiny.yaml" --quiet; then ok "zoo build ($(ls "$tmp"/cache/*/*.safetensors | wc -l) model files)"

@@ -9,40 +9,11 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LIGAND_ROOT" || exit 1
 
-bin="${1:-$(ligand_bin)}" || exit 1
-[[ "$bin" == /* ]] || bin="$LIGAND_ROOT/$bin"
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/ligand-neulig.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-passed=0; failed=0
-ok()   { echo "ok:   $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-export LIGAND_QUIET=1 LIGAND_ZOO_CACHE="$tmp/cache"
+source "$(dirname "${BASH_SOURCE[0]}")/test-lib.sh"
+test_setup neulig "${1:-}"
+export LIGAND_ZOO_CACHE="$tmp/cache"
+tiny_recipe "$tmp/tiny.yaml"
 
-cat >"$tmp/tiny.yaml" <<'YAML'
-suites:
-  tiny-tasks:
-    kind: tasks
-    calibration: 600
-    train_images: 3000
-    architectures: [{kind: mlp, hidden: [32]}]
-    tasks: [rotate90, invert, coarse]
-    pretrain: {images: 1000, epochs: 1}
-    expert_images: 2000
-    shots: 5
-    epochs: 1
-  tiny-seeds:
-    kind: seeds
-    calibration: 500
-    train_images: 2000
-    architectures: [{kind: mlp, hidden: [16]}]
-    models: 2
-    epochs: 1
-YAML
-
-run_np() {   # run_np NP OUT ARGS...
-    local np="$1" out="$2"; shift 2
-    timeout --kill-after=5 300 bash -c 'source launch/common.sh; ligand_mpirun -np "$0" -- "$@"' "$np" "$bin" "$@" >"$out" 2>&1 </dev/null
-}
 merge_args=(merge --method neulig --suite tiny-tasks --loss sup --epochs 60 --calibration-samples 300 --quiet)
 
 run_np 2 "$tmp/build.out" zoo build "$tmp/tiny.yaml" --quiet || { fail "zoo build"; tail "$tmp/build.out"; echo "neulig tests: $passed passed, $((failed)) failed"; exit 1; }

@@ -1,0 +1,50 @@
+# Shared by the MPI test scripts (zoo, merge, neulig): sourced after common.sh.
+#   test_setup NAME [BIN]   sets bin, tmp (removed on exit), the pass/fail counters, LIGAND_QUIET
+#   ok MSG / fail MSG       count and print one check
+#   run_np NP OUT ARGS...   ligand under mpirun with NP ranks, stdout+stderr to OUT, 300 s limit
+#   tiny_recipe FILE        the tiny recipe the scripts build (a few thousand images, 1 epoch)
+
+test_setup() {
+    local name="$1"
+    bin="${2:-$(ligand_bin)}" || exit 1
+    [[ "$bin" == /* ]] || bin="$LIGAND_ROOT/$bin"
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/ligand-$name.XXXXXX")"
+    trap 'rm -rf "$tmp"' EXIT
+    passed=0; failed=0
+    export LIGAND_QUIET=1
+}
+
+ok()   { echo "ok:   $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+run_np() {
+    local np="$1" out="$2"; shift 2
+    local pass=()
+    [[ -n "${LIGAND_ZOO_CACHE:-}" ]] && pass=(-x LIGAND_ZOO_CACHE)
+    timeout --kill-after=5 300 bash -c 'source launch/common.sh; np="$1"; shift; ligand_mpirun -np "$np" "$@"' \
+        _ "$np" "${pass[@]}" -- "$bin" "$@" >"$out" 2>&1 </dev/null
+}
+
+tiny_recipe() {
+    cat >"$1" <<'YAML'
+suites:
+  tiny-seeds:
+    kind: seeds
+    seed: 3
+    calibration: 500
+    train_images: 3000
+    architectures: [{kind: mlp, hidden: [16]}]
+    models: 3
+    epochs: 1
+  tiny-tasks:
+    kind: tasks
+    calibration: 500
+    train_images: 3000
+    architectures: [{kind: mlp, hidden: [32]}]
+    tasks: [rotate90, invert, coarse]
+    pretrain: {images: 1000, epochs: 1}
+    expert_images: 2000
+    shots: 5
+    epochs: 1
+YAML
+}
