@@ -56,6 +56,10 @@ struct Train: ParsableCommand {
     var data: String?
     @Option(help: "Training images held out as the calibration split (stratified).")
     var calibration: Int = 5000
+    @Option(help: "Train on only this many images of the training split (a seeded subset; default: all of it).")
+    var trainImages: Int?
+    @Option(help: "Measure test and calibration accuracy on only the first N images of each (default: all).")
+    var evalImages: Int?
     @Option(help: "Seed for initialisation, shuffling, augmentation and the split.")
     var seed: UInt64 = 0
     @Option(help: "Epochs (default: mlp 12, vgg 12, resnet20 15).")
@@ -98,7 +102,14 @@ struct Train: ParsableCommand {
         guard calibration >= 0 && calibration < trainSet.count else {
             throw ValidationError("--calibration must be in 0..<\(trainSet.count), got \(calibration)")
         }
-        let split = try DataSplits.trainCalibration(stratifiedBy: trainSet.labels, calibration: calibration, seed: seed)
+        var split = try DataSplits.trainCalibration(stratifiedBy: trainSet.labels, calibration: calibration, seed: seed)
+        if let n = trainImages {
+            guard n > 0 && n <= split.train.count else { throw ValidationError("--train-images must be in 1...\(split.train.count), got \(n)") }
+            var rng = SeededRNG(seed: seed, stream: "train-subset")
+            split.train = rng.permutation(split.train.count).prefix(n).map { split.train[$0] }.sorted()
+        }
+        if let n = evalImages, n <= 0 { throw ValidationError("--eval-images must be positive, got \(n)") }
+        let evalLimit = evalImages ?? Int.max
         let arch = try architecture.architecture(input: [trainSet.height, trainSet.width, trainSet.channels], classes: trainSet.classCount)
         var config = TrainingConfig()
         let kind = arch.kind
@@ -125,8 +136,8 @@ struct Train: ParsableCommand {
         let start = Date()
         let reports = try Trainer.train(net, data: trainSet, indices: split.train, config: config, progressStyle: style)
         let seconds = Date().timeIntervalSince(start)
-        let testAcc = try Trainer.accuracy(net, data: testSet, indices: Array(0..<testSet.count))
-        let calAcc = split.calibration.isEmpty ? nil : try Trainer.accuracy(net, data: trainSet, indices: split.calibration)
+        let testAcc = try Trainer.accuracy(net, data: testSet, indices: Array(0..<min(testSet.count, evalLimit)))
+        let calAcc = split.calibration.isEmpty ? nil : try Trainer.accuracy(net, data: trainSet, indices: Array(split.calibration.prefix(evalLimit)))
         let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
         let meta: [String: String] = [
             "ligand.training": String(decoding: try enc.encode(config), as: UTF8.self),
