@@ -298,29 +298,6 @@ public enum AlignRun {
         try empty.unpacked(sum).apply(to: net)
     }
 
-    static func softmaxRows(_ logits: [Float], classes c: Int) -> [Double] {
-        var out = [Double](repeating: 0, count: logits.count)
-        for r in 0..<(logits.count / c) {
-            var m = -Double.infinity
-            for j in 0..<c { m = max(m, Double(logits[r * c + j])) }
-            var s = 0.0
-            for j in 0..<c { let e = exp(Double(logits[r * c + j]) - m); out[r * c + j] = e; s += e }
-            for j in 0..<c { out[r * c + j] /= s }
-        }
-        return out
-    }
-
-    static func argmaxHits(_ scores: ArraySlice<Double>, classes c: Int, labels: [Int]) -> Int {
-        var correct = 0
-        let base = scores.startIndex
-        for (r, y) in labels.enumerated() {
-            var best = 0
-            for j in 1..<c where scores[base + r * c + j] > scores[base + r * c + best] { best = j }
-            if best == y { correct += 1 }
-        }
-        return correct
-    }
-
     static func formatted(_ x: Double) -> String {
         if x == 0 { return "0" }
         let e = log10(abs(x))
@@ -363,16 +340,16 @@ public enum AlignRun {
         var contributions: [(index: Int, values: [Double])] = []
         for (j, i) in local.enumerated() {
             let logits = Trainer.logits(nets[j], data: input.test, indices: Array(0..<nTest)).storage
-            var v = softmaxRows(logits, classes: c)
+            var v = Evaluation.softmaxRows(logits, classes: c)
             var counts = [Double](repeating: 0, count: 2 * k)
-            counts[i] = Double(argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: input.test.labels))
+            counts[i] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: input.test.labels))
             let cal = Trainer.logits(nets[j], data: input.calibration, indices: Array(0..<nCal)).storage
-            counts[k + i] = Double(argmaxHits(ArraySlice(cal.map(Double.init)), classes: c, labels: input.calibration.labels))
+            counts[k + i] = Double(Evaluation.argmaxHits(ArraySlice(cal.map(Double.init)), classes: c, labels: input.calibration.labels))
             v += counts
             contributions.append((i, v))
         }
         let summed = try deterministicSum(contributions: contributions, total: k, comm: comm)
-        let ensemble = Double(argmaxHits(summed[0..<(nTest * c)], classes: c, labels: input.test.labels)) / Double(nTest)
+        let ensemble = Double(Evaluation.argmaxHits(summed[0..<(nTest * c)], classes: c, labels: input.test.labels)) / Double(nTest)
         let testAccuracy = (0..<k).map { summed[nTest * c + $0] / Double(nTest) }
         let calAccuracy = (0..<k).map { summed[nTest * c + k + $0] / Double(nCal) }
         lap("ensemble")
@@ -604,14 +581,14 @@ public enum AlignRun {
             let contributions = try zip(local, experts).map { i, flat -> (index: Int, values: [Double]) in
                 let net = try Merging.network(backbone: backboneLayout.unflatten(flat), like: pre, classes: c, head: input.heads[t])
                 let logits = Trainer.logits(net, data: data, indices: Array(0..<n)).storage
-                var v = softmaxRows(logits, classes: c)
+                var v = Evaluation.softmaxRows(logits, classes: c)
                 var hit = [Double](repeating: 0, count: k)
-                if i == t { hit[t] = Double(argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: data.labels)) }
+                if i == t { hit[t] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: data.labels)) }
                 v += hit
                 return (i, v)
             }
             let s = try deterministicSum(contributions: contributions, total: k, comm: comm)
-            ensemble[t] = Double(argmaxHits(s[0..<(n * c)], classes: c, labels: data.labels)) / Double(n)
+            ensemble[t] = Double(Evaluation.argmaxHits(s[0..<(n * c)], classes: c, labels: data.labels)) / Double(n)
             own[t] = s[n * c + t] / Double(n)
         }
         let fusedAcc = try evaluate(fusedFlat, sets: input.test)

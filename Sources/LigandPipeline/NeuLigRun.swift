@@ -195,14 +195,14 @@ public enum NeuLigRun {
             let u = feats.map { f -> [Double] in headOutputs(f, n: n, width: width, head: heads[ti]) }
             let soft = u.map { Loss.softmax(TensorOf<Double>(shape: [n, c], storage: $0)).storage }
             let pEns = try deterministicSum(contributions: soft.enumerated().map { (local.lowerBound + $0.offset, $0.element) }, total: k, comm: comm)
-            ensemble[ti] = accuracy(pEns, labels: test.labels, classes: c)
+            ensemble[ti] = Evaluation.accuracy(pEns[...], classes: c, labels: test.labels)
             let beta = try portland.betas(localFeatures: feats, count: n)
             let weighted = u.enumerated().map { (i, ui) -> [Double] in
                 let kk = local.lowerBound + i
                 return (0..<(n * c)).map { ui[$0] * beta[($0 / c) * k + kk] }
             }
             let y = try deterministicSum(contributions: weighted.enumerated().map { (local.lowerBound + $0.offset, $0.element) }, total: k, comm: comm)
-            portlandEnsemble[ti] = accuracy(y, labels: test.labels, classes: c)
+            portlandEnsemble[ti] = Evaluation.accuracy(y[...], classes: c, labels: test.labels)
             if o.batchMode {
                 // Paper parity: each batch of 128 gets a model merged with its first sample's β (needs all K experts at test time).
                 var hits = 0.0
@@ -220,7 +220,7 @@ public enum NeuLigRun {
                 batchModeAccuracy[ti] = h[0] / Double(n)
             }
             var own = [0.0]
-            if local.contains(ti) { own[0] = accuracy(u[ti - local.lowerBound], labels: test.labels, classes: c) }
+            if local.contains(ti) { own[0] = Evaluation.accuracy(u[ti - local.lowerBound][...], classes: c, labels: test.labels) }
             try comm.allreduce(&own, op: .sum)
             expertOwn[ti] = own[0]
         }
@@ -308,15 +308,5 @@ public enum NeuLigRun {
         let c = head.bias.count
         for r in 0..<n { for j in 0..<c { y.storage[r * c + j] += Double(head.bias.storage[j]) } }
         return y.storage
-    }
-
-    static func accuracy(_ scores: [Double], labels: [Int], classes c: Int) -> Double {
-        var hits = 0
-        for (r, y) in labels.enumerated() {
-            var best = 0
-            for j in 1..<c where scores[r * c + j] > scores[r * c + best] { best = j }
-            if best == y { hits += 1 }
-        }
-        return Double(hits) / Double(max(1, labels.count))
     }
 }

@@ -71,7 +71,8 @@ public enum Evaluation {
         return reference!
     }
 
-    static func softmaxRows(_ logits: [Float], classes c: Int) -> [Double] {
+    /// Row-wise softmax of Float32 logits, in Float64.
+    public static func softmaxRows(_ logits: [Float], classes c: Int) -> [Double] {
         var out = [Double](repeating: 0, count: logits.count)
         for r in 0..<(logits.count / c) {
             var m = -Double.infinity
@@ -83,7 +84,8 @@ public enum Evaluation {
         return out
     }
 
-    static func accuracy(_ scores: ArraySlice<Double>, classes c: Int, labels: [Int]) -> Double {
+    /// Rows whose largest score is the label (scores [rows, c], row-major).
+    public static func argmaxHits(_ scores: ArraySlice<Double>, classes c: Int, labels: [Int]) -> Int {
         var correct = 0
         let base = scores.startIndex
         for (r, y) in labels.enumerated() {
@@ -91,7 +93,11 @@ public enum Evaluation {
             for j in 1..<c where scores[base + r * c + j] > scores[base + r * c + best] { best = j }
             if best == y { correct += 1 }
         }
-        return labels.isEmpty ? 0 : Double(correct) / Double(labels.count)
+        return correct
+    }
+
+    public static func accuracy(_ scores: ArraySlice<Double>, classes c: Int, labels: [Int]) -> Double {
+        labels.isEmpty ? 0 : Double(argmaxHits(scores, classes: c, labels: labels)) / Double(labels.count)
     }
 
     static func correct(_ logits: [Float], classes c: Int, labels: [Int]) -> Int {
