@@ -16,9 +16,13 @@ public enum AlignMethod: String, Codable, Sendable, CaseIterable {
     case weightMatching = "weight-matching"
     case permute
     case cca
+    case regmean
+    case progressive
 
     /// Methods that combine task vectors and so need a pretrained model (a tasks suite).
     public var needsPretrained: Bool { self == .taskArithmetic || self == .ties }
+    /// Least-squares fusion of a tasks suite's experts into one backbone (FusionRun).
+    public var fuses: Bool { self == .regmean || self == .progressive }
     /// Methods that align diverse-origin models into a reference (a seeds or splits suite).
     public var aligns: Bool { self == .weightMatching || self == .permute || self == .cca }
 }
@@ -71,6 +75,14 @@ public struct AlignOptions: Sendable {
     public var lambdas: [Double] = AlignOptions.defaultLambdas
     /// TIES: fractions of each task vector kept (0.2 = the customary top 20%).
     public var tiesKeep: [Double] = [0.1, 0.2, 0.3]
+    /// RegMean: scales of the Gram matrices' off-diagonal entries.
+    public var alphas: [Double] = (0...10).map { Double($0) / 10 }
+    /// RegMean, progressive: ridges relative to the mean diagonal of the Gram matrix.
+    public var ridges: [Double] = [1e-4, 1e-3, 1e-2, 1e-1]
+    /// RegMean, progressive: calibration images per task held out (at the end of the split) to fit α, ridge and λ.
+    public var selectionSamples = 1000
+    /// Writes each task's statistics images here (rank 0), for independent checks of the fusion.
+    public var dumpCalibration: URL?
     /// Calibration images for statistics and every fitted choice (nil: the suite's whole calibration split).
     public var calibrationSamples: Int?
     /// Training images BatchNorm statistics are re-estimated on after merging.
@@ -103,6 +115,13 @@ public struct AlignOptions: Sendable {
         if let k = tiesKeep.first(where: { !($0 > 0 && $0 <= 1) }) {
             throw AlignError("--ties-k: every kept fraction must be in (0, 100] percent, got \(k * 100)")
         }
+        guard !alphas.isEmpty else { throw AlignError("--alphas is empty") }
+        if let a = alphas.first(where: { !($0 >= 0 && $0 <= 1) }) { throw AlignError("--alphas: every α must be in [0, 1], got \(a)") }
+        guard !ridges.isEmpty else { throw AlignError("--ridges is empty") }
+        if let r = ridges.first(where: { !($0.isFinite && $0 >= 0) }) {
+            throw AlignError("--ridges: every ridge must be finite and ≥ 0 (it is relative to the mean diagonal of the Gram matrix), got \(r)")
+        }
+        guard selectionSamples >= 0 else { throw AlignError("--selection-samples must be non-negative, got \(selectionSamples)") }
     }
 }
 
@@ -318,6 +337,9 @@ public enum AlignRun {
         guard !o.method.needsPretrained else {
             throw AlignError("--method \(o.method.rawValue) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; suite '\(input.suite)' is a \(input.suiteKind) suite")
         }
+        guard !o.method.fuses else {
+            throw AlignError("--method \(o.method.rawValue) fuses experts of different tasks into one backbone and needs a tasks suite; suite '\(input.suite)' is a \(input.suiteKind) suite")
+        }
         guard k >= 2 else { throw AlignError("a merge needs at least two models, suite '\(input.suite)' gives \(k)\(k == 1 ? " (\(input.names[0]))" : "")") }
         do { try requireSameArchitecture(input.architectures, names: input.names) } catch { throw AlignError("\(error)") }
         let arch = input.architectures[0]
@@ -380,7 +402,7 @@ public enum AlignRun {
         lap("average")
 
         switch o.method {
-        case .average, .taskArithmetic, .ties:
+        case .average, .taskArithmetic, .ties, .regmean, .progressive:
             fused = averaged
         case .weightMatching:
             // The reference's weights reach every rank once; each rank matches its models to them.
@@ -655,6 +677,13 @@ public enum AlignRun {
             splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
         } catch { throw AlignError("\(error)") }
         var calIdx = splits.calibration
+        var selectionIdx: [Int] = []
+        if o.method.fuses && manifest.kind == .tasks {
+            // Statistics on the first images, hyper-parameters on images held out at the end of the split.
+            let held = min(o.selectionSamples, calIdx.count / 2)
+            selectionIdx = Array(calIdx.suffix(held))
+            calIdx = Array(calIdx.prefix(calIdx.count - held))
+        }
         if let n = o.calibrationSamples { calIdx = Array(calIdx.prefix(n)) }
         func header(_ url: URL) throws -> Architecture {
             do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw AlignError("\(error)") }
@@ -682,7 +711,20 @@ public enum AlignRun {
             let test = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.test) } }
             let input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
                                     load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
-            result = try mergeTasks(input, options: o, comm: comm, log: log)
+            if o.method.fuses {
+                let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }
+                if let dump = o.dumpCalibration, comm.isRoot {
+                    try FileManager.default.createDirectory(at: dump, withIntermediateDirectories: true)
+                    for (e, c) in zip(experts, cal) {
+                        let pixels = Tensor(shape: [c.count, c.height, c.width, c.channels], storage: c.pixels)
+                        try SafeTensors.write([("pixels", .float32(pixels))], metadata: ["ligand.task": e.task.rawValue],
+                                              to: dump.appendingPathComponent("calibration-\(e.task.rawValue).safetensors"))
+                    }
+                }
+                result = try FusionRun.mergeTasks(input, selection: selection, options: o, comm: comm, log: log)
+            } else {
+                result = try mergeTasks(input, options: o, comm: comm, log: log)
+            }
         } else {
             var models = manifest.models.filter { $0.architecture == archLabel }
             if let n = o.models {

@@ -18,11 +18,11 @@ struct Merge: ParsableCommand {
         """)
 
     enum Method: String, ExpressibleByArgument, CaseIterable {
-        case neulig, average, ties, permute, cca
+        case neulig, average, ties, permute, cca, regmean, progressive
         case taskArithmetic = "task-arithmetic", weightMatching = "weight-matching"
     }
 
-    @Option(help: "Fusion method: neulig, average, task-arithmetic, ties (tasks suites), weight-matching, permute, cca (seeds/splits suites; average too).")
+    @Option(help: "Fusion method: neulig, average, task-arithmetic, ties, regmean, progressive (tasks suites), weight-matching, permute, cca (seeds/splits suites; average too).")
     var method: Method
     @Option(help: "Zoo suite to fuse (see `ligand zoo list`).")
     var suite: String
@@ -76,6 +76,14 @@ struct Merge: ParsableCommand {
     var tiesK: String?
     @Option(help: "Alignment methods: training images BatchNorm statistics are re-estimated on after merging.")
     var bnSamples: Int = 5000
+    @Option(help: "regmean: scales α of the Gram matrices' off-diagonal entries to choose from on calibration, comma-separated (default: 0,0.1,...,1).")
+    var alphas: String?
+    @Option(help: "regmean, progressive: ridges relative to the mean diagonal of the Gram matrix, comma-separated (default: 1e-4,1e-3,1e-2,1e-1).")
+    var ridges: String?
+    @Option(help: "regmean, progressive: calibration images per task held out (at most half the split) to choose α, the ridge and λ.")
+    var selectionSamples: Int = 1000
+    @Option(help: .hidden)
+    var dumpCalibration: String?
 
     func validate() throws {
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive, got \(lr)") }
@@ -108,6 +116,10 @@ struct Merge: ParsableCommand {
             if let tiesK { o.tiesKeep = try Self.numbers(tiesK, option: "--ties-k").map { $0 / 100 } }
             o.calibrationSamples = calibrationSamples
             o.bnSamples = bnSamples
+            if let alphas { o.alphas = try Self.numbers(alphas, option: "--alphas") }
+            if let ridges { o.ridges = try Self.numbers(ridges, option: "--ridges") }
+            o.selectionSamples = selectionSamples
+            o.dumpCalibration = dumpCalibration.map { URL(fileURLWithPath: $0) }
             o.seed = seed
             o.quiet = quiet
             if let cache { o.zooRoot = URL(fileURLWithPath: cache) }

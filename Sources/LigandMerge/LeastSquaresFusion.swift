@@ -1,0 +1,522 @@
+import Foundation
+import LigandNN
+import LigandNumerics
+
+/// Why a least-squares fusion (RegMean, progressive) refused its input, naming the layer or task at fault.
+public enum FusionError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    /// The normal equations of a layer cannot be solved (no ridge and a rank-deficient Gram matrix).
+    case singular(layer: String, size: Int, detail: String)
+    case emptyCalibration(task: String)
+    case hyperparameter(name: String, value: Double, requirement: String)
+    case invalidInput(String)
+
+    public var description: String {
+        switch self {
+        case let .singular(layer, size, detail):
+            return "layer '\(layer)': the \(size)×\(size) Gram system is singular (\(detail)); use a positive relative ridge, e.g. --ridges 1e-4"
+        case .emptyCalibration(let task):
+            return "task '\(task)': the calibration split is empty, the fusion needs that task's calibration images"
+        case let .hyperparameter(name, value, requirement): return "\(name) = \(value) is invalid: \(requirement)"
+        case .invalidInput(let m): return m
+        }
+    }
+    public var errorDescription: String? { description }
+}
+
+/// One linear or convolution layer of a backbone as least-squares fusion sees it: where its input comes from
+/// (the network input or a merge-point tap, then max-pools / a global average pool), its geometry, and the
+/// BatchNorm folded into it.
+public struct FusionUnit: Equatable, Sendable {
+    public enum Source: Equatable, Sendable {
+        case image
+        /// The i-th tap of `Network.features` in call order (a ResNet stream appears once per block).
+        case tap(Int)
+    }
+    /// Layer prefix in the state dict, e.g. "layers.0", "features.3", "layer2.0.shortcut.0".
+    public let name: String
+    public let source: Source
+    /// Per-sample shape of the source: [h, w, c], or [features] for an MLP tap.
+    public let sourceShape: [Int]
+    /// 2×2 max-pools between the source and this layer.
+    public let pools: Int
+    public let globalPool: Bool
+    /// 0 for a linear layer.
+    public let kernel: Int
+    public let stride: Int, padding: Int
+    /// Channels (convolution) or features (linear) of the input.
+    public let inChannels: Int
+    public let outChannels: Int
+    public let hasBias: Bool
+    /// Prefix of the BatchNorm that follows the layer and is folded into it.
+    public let batchNorm: String?
+
+    public var isConv: Bool { kernel > 0 }
+    public var weightName: String { name + ".weight" }
+    public var biasName: String? { hasBias ? name + ".bias" : nil }
+    /// Columns of the layer's input rows: kh·kw·c (im2col, tap-major) or the feature count.
+    public var columns: Int { isConv ? kernel * kernel * inChannels : inChannels }
+
+    /// Per-sample shape of the layer's input, after the pools.
+    public var inputShape: [Int] {
+        guard sourceShape.count == 3 else { return sourceShape }
+        var (h, w) = (sourceShape[0], sourceShape[1])
+        for _ in 0..<pools { h /= 2; w /= 2 }
+        if globalPool { return [sourceShape[2]] }
+        return isConv ? [h, w, sourceShape[2]] : [h * w * sourceShape[2]]
+    }
+
+    public var geometry: ConvGeometry? {
+        guard isConv else { return nil }
+        let s = inputShape
+        return ConvGeometry(height: s[0], width: s[1], channels: s[2], kernelH: kernel, kernelW: kernel, stride: stride, padding: padding)
+    }
+
+    /// Input rows each sample contributes (output positions of a convolution).
+    public var rowsPerSample: Int { geometry.map { $0.outHeight * $0.outWidth } ?? 1 }
+
+    static func linear(_ name: String, _ source: Source, _ shape: [Int], pools: Int = 0, globalPool: Bool = false, in i: Int, out o: Int) -> FusionUnit {
+        FusionUnit(name: name, source: source, sourceShape: shape, pools: pools, globalPool: globalPool, kernel: 0, stride: 1, padding: 0,
+                   inChannels: i, outChannels: o, hasBias: true, batchNorm: nil)
+    }
+}
+
+/// The backbone layers of an architecture in the order progressive fusion visits them (each layer after
+/// every layer its input depends on), and the classification head's input.
+public struct FusionPlan: Sendable {
+    public let architecture: Architecture
+    public let units: [FusionUnit]
+    public let head: FusionUnit
+
+    public init(_ a: Architecture) throws {
+        let problems = a.validationErrors()
+        guard problems.isEmpty else { throw FusionError.invalidInput("invalid architecture: " + problems.joined(separator: "; ")) }
+        architecture = a
+        let (h0, w0, c0) = (a.input[0], a.input[1], a.input[2])
+        var units: [FusionUnit] = []
+        switch a.kind {
+        case .mlp:
+            var source = FusionUnit.Source.image, shape = [h0, w0, c0], width = h0 * w0 * c0
+            for (i, out) in (a.hidden ?? []).enumerated() {
+                units.append(.linear("layers.\(2 * i)", source, shape, in: width, out: out))
+                source = .tap(i); shape = [out]; width = out
+            }
+            head = .linear("head", source, shape, in: width, out: a.classes)
+        case .vgg:
+            var source = FusionUnit.Source.image, shape = [h0, w0, c0], pools = 0, index = 0, taps = 0
+            var (h, w, c) = (h0, w0, c0)
+            for item in a.config ?? [] {
+                switch item {
+                case .conv(let out):
+                    units.append(FusionUnit(name: "features.\(index)", source: source, sourceShape: shape, pools: pools, globalPool: false,
+                                            kernel: 3, stride: 1, padding: 1, inChannels: c, outChannels: out, hasBias: true, batchNorm: nil))
+                    c = out; source = .tap(taps); shape = [h, w, c]; pools = 0; taps += 1; index += 2
+                case .pool:
+                    h /= 2; w /= 2; pools += 1; index += 1
+                }
+            }
+            head = .linear("classifier", source, shape, pools: pools, globalPool: true, in: c, out: a.classes)
+        case .resnet20:
+            let widths = [16, 32, 64].map { $0 * (a.width ?? 1) }
+            units.append(FusionUnit(name: "conv1", source: .image, sourceShape: [h0, w0, c0], pools: 0, globalPool: false, kernel: 3, stride: 1,
+                                    padding: 1, inChannels: c0, outChannels: widths[0], hasBias: false, batchNorm: "bn1"))
+            var (h, w, c) = (h0, w0, widths[0])
+            var block = 0
+            for stage in 0..<3 {
+                for b in 0..<3 {
+                    let name = "layer\(stage + 1).\(b)", stride = (stage > 0 && b == 0) ? 2 : 1, out = widths[stage]
+                    let input = FusionUnit.Source.tap(2 * block), inner = FusionUnit.Source.tap(2 * block + 1)
+                    let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1
+                    units.append(FusionUnit(name: "\(name).conv1", source: input, sourceShape: [h, w, c], pools: 0, globalPool: false, kernel: 3,
+                                            stride: stride, padding: 1, inChannels: c, outChannels: out, hasBias: false, batchNorm: "\(name).bn1"))
+                    units.append(FusionUnit(name: "\(name).conv2", source: inner, sourceShape: [oh, ow, out], pools: 0, globalPool: false, kernel: 3,
+                                            stride: 1, padding: 1, inChannels: out, outChannels: out, hasBias: false, batchNorm: "\(name).bn2"))
+                    if stride != 1 || c != out {
+                        units.append(FusionUnit(name: "\(name).shortcut.0", source: input, sourceShape: [h, w, c], pools: 0, globalPool: false, kernel: 1,
+                                                stride: stride, padding: 0, inChannels: c, outChannels: out, hasBias: false, batchNorm: "\(name).shortcut.1"))
+                    }
+                    (h, w, c) = (oh, ow, out)
+                    block += 1
+                }
+            }
+            head = .linear("fc", .tap(2 * block), [h, w, c], globalPool: true, in: c, out: a.classes)
+        }
+        self.units = units
+    }
+
+    /// The layer's input for a batch: x is the network input [N, H, W, C], taps the captured activations of that batch.
+    public func input(of unit: FusionUnit, image x: Tensor, taps: [Tensor]) throws -> Tensor {
+        let n = x.shape[0]
+        var t: Tensor
+        switch unit.source {
+        case .image: t = x
+        case .tap(let i):
+            guard i < taps.count else { throw FusionError.invalidInput("layer '\(unit.name)' reads tap \(i) but the network produced \(taps.count)") }
+            t = taps[i]
+        }
+        guard t.count == n * unit.sourceShape.reduce(1, *) else {
+            throw FusionError.invalidInput("layer '\(unit.name)': input of \(t.count) values does not fit \(n) × \(unit.sourceShape)")
+        }
+        t = t.reshaped([n] + unit.sourceShape)
+        let pool = MaxPool2d<Float>(kernel: 2)
+        for _ in 0..<unit.pools { t = pool.forward(t, training: false) }
+        if unit.globalPool { t = GlobalAvgPool<Float>().forward(t, training: false) }
+        return unit.isConv ? t : t.reshaped([n, -1])
+    }
+}
+
+/// A layer as a matrix on its input rows: y = W·row + b, with W [out, columns] in im2col's tap-major column
+/// order and any following BatchNorm (evaluation mode) folded in.
+public struct FoldedLayer: Equatable, Sendable {
+    public var weight: Matrix
+    public var bias: [Double]
+    public init(weight: Matrix, bias: [Double]) { self.weight = weight; self.bias = bias }
+
+    /// [W | b] as one out × (columns + 1) matrix (the bias rides as the last column).
+    public var augmented: Matrix {
+        let o = weight.rows, p = weight.cols
+        var m = Matrix(zeros: o, p + 1)
+        for i in 0..<o {
+            for j in 0..<p { m.data[i * (p + 1) + j] = weight.data[i * p + j] }
+            m.data[i * (p + 1) + p] = bias[i]
+        }
+        return m
+    }
+
+    public init(augmented m: Matrix) {
+        let p = m.cols - 1
+        var w = Matrix(zeros: m.rows, p)
+        for i in 0..<m.rows { for j in 0..<p { w.data[i * p + j] = m.data[i * m.cols + j] } }
+        self.init(weight: w, bias: (0..<m.rows).map { m.data[$0 * m.cols + p] })
+    }
+}
+
+/// RegMean and progressive least-squares fusion (algorithms.md, "One fused model for every task").
+public enum LeastSquaresFusion {
+    /// BatchNorm's ε (the engine's default, as in PyTorch).
+    public static let batchNormEpsilon = BatchNorm2d<Float>(name: "probe", channels: 1).eps
+
+    /// The unit's layer from a state dict, BatchNorm folded in: W' = s·W, b' = β + s·(b − μ), s = γ/√(σ² + ε).
+    public static func fold(_ unit: FusionUnit, _ state: StateDict, model: String = "model") throws -> FoldedLayer {
+        func tensor(_ name: String) throws -> Tensor {
+            guard let t = state[name] else { throw MergeError.missingTensor(model: model, tensor: name) }
+            return t
+        }
+        let w = try tensor(unit.weightName), o = unit.outChannels, p = unit.columns
+        guard w.count == o * p else { throw MergeError.shapeMismatch(model: model, tensor: unit.weightName, expected: [o, p], found: w.shape) }
+        var m = Matrix(zeros: o, p)
+        if unit.isConv {
+            let k2 = unit.kernel * unit.kernel, ci = unit.inChannels
+            for r in 0..<o { for c in 0..<ci { for t in 0..<k2 { m.data[r * p + t * ci + c] = Double(w[(r * ci + c) * k2 + t]) } } }
+        } else {
+            m.data = w.storage.map(Double.init)
+        }
+        var b = try unit.biasName.map { try tensor($0).storage.map(Double.init) } ?? [Double](repeating: 0, count: o)
+        if let bn = unit.batchNorm {
+            let gamma = try tensor(bn + ".weight"), beta = try tensor(bn + ".bias")
+            let mean = try tensor(bn + ".running_mean"), variance = try tensor(bn + ".running_var")
+            for r in 0..<o {
+                let s = Double(gamma[r]) / (Double(variance[r]) + batchNormEpsilon).squareRoot()
+                for j in 0..<p { m.data[r * p + j] *= s }
+                b[r] = Double(beta[r]) + s * (b[r] - Double(mean[r]))
+            }
+        }
+        return FoldedLayer(weight: m, bias: b)
+    }
+
+    /// State-dict tensors holding a folded layer: the weight in PyTorch layout; the bias in the layer's own bias or,
+    /// with a BatchNorm, in an identity BatchNorm (mean 0, variance 1, γ = √(1 + ε)) whose β is the bias.
+    public static func unfold(_ unit: FusionUnit, _ layer: FoldedLayer) -> [(name: String, value: Tensor)] {
+        let o = unit.outChannels, p = unit.columns
+        var w = [Float](repeating: 0, count: o * p)
+        if unit.isConv {
+            let k2 = unit.kernel * unit.kernel, ci = unit.inChannels
+            for r in 0..<o { for c in 0..<ci { for t in 0..<k2 { w[(r * ci + c) * k2 + t] = Float(layer.weight.data[r * p + t * ci + c]) } } }
+        } else {
+            w = layer.weight.data.map { Float($0) }
+        }
+        let shape = unit.isConv ? [o, unit.inChannels, unit.kernel, unit.kernel] : [o, p]
+        var out: [(name: String, value: Tensor)] = [(unit.weightName, Tensor(shape: shape, storage: w))]
+        let bias = Tensor(shape: [o], storage: layer.bias.map { Float($0) })
+        if let bn = unit.batchNorm {
+            if let b = unit.biasName { out.append((b, Tensor(zeros: [o]))) }
+            out.append((bn + ".weight", Tensor(shape: [o], repeating: Float((1 + batchNormEpsilon).squareRoot()))))
+            out.append((bn + ".bias", bias))
+            out.append((bn + ".running_mean", Tensor(zeros: [o])))
+            out.append((bn + ".running_var", Tensor(shape: [o], repeating: 1)))
+        } else if let b = unit.biasName {
+            out.append((b, bias))
+        }
+        return out
+    }
+
+    /// The input rows of images [lo, hi) of a layer input (im2col rows for a convolution) in Float64,
+    /// `extra` zero-initialised columns appended per row (the caller sets the ones column).
+    static func rows(_ unit: FusionUnit, _ input: Tensor, images: Range<Int>, extra: Int) -> (count: Int, values: [Double]) {
+        let p = unit.columns, width = p + extra
+        let count = images.count * unit.rowsPerSample
+        var out = [Double](repeating: 0, count: count * width)
+        input.withUnsafeBufferPointer { px in
+            if let g = unit.geometry {
+                let col = UnsafeMutablePointer<Float>.allocate(capacity: count * p)
+                defer { col.deallocate() }
+                im2col(px.baseAddress! + images.lowerBound * g.height * g.width * g.channels, batch: images.count, geometry: g, into: col)
+                for r in 0..<count { for j in 0..<p { out[r * width + j] = Double(col[r * p + j]) } }
+            } else {
+                let base = images.lowerBound * p
+                for r in 0..<count { for j in 0..<p { out[r * width + j] = Double(px[base + r * p + j]) } }
+            }
+        }
+        return (count, out)
+    }
+
+    /// Images per chunk so a chunk's rows hold about a million Float64 values (memory O(width²), not O(data)).
+    static func imagesPerChunk(_ unit: FusionUnit, batch: Int) -> Int {
+        max(1, min(batch, (1 << 20) / max(1, unit.rowsPerSample * (unit.columns + 1))))
+    }
+
+    /// The ridge system A·X = B for symmetric positive semidefinite A: refuses a singular A when there is no ridge,
+    /// naming the layer, rather than returning noise.
+    static func solve(layer: String, _ a: Matrix, _ b: Matrix, ridge: Double) throws -> Matrix {
+        let n = a.rows
+        let diagonal = (0..<n).map { a.data[$0 * n + $0] }
+        let top = diagonal.max() ?? 0
+        if ridge == 0, let j = diagonal.firstIndex(where: { $0 <= 1e-12 * top }) {
+            throw FusionError.singular(layer: layer, size: n, detail: "input column \(j) is zero on every calibration sample and there is no ridge")
+        }
+        do {
+            let x = try Linalg.solveSymmetricPositive(a, b)
+            if let bad = x.firstNonFinite { throw FusionError.singular(layer: layer, size: n, detail: "the solution has a non-finite entry at \(bad.row), \(bad.col)") }
+            return x
+        } catch let e as LinalgError {
+            throw FusionError.singular(layer: layer, size: n, detail: ridge == 0 ? "\(e)" : "even with ridge \(ridge): \(e)")
+        }
+    }
+
+    static func checkRidge(_ r: Double) throws {
+        guard r.isFinite && r >= 0 else { throw FusionError.hyperparameter(name: "relative ridge", value: r, requirement: "must be finite and ≥ 0") }
+    }
+
+    /// Progressive least squares for one layer: [W b] = argmin Σ_k ‖Y_k − [W b]·[X̃_k; 1]‖² + ρ‖[W b] − [W̄ b̄]‖²,
+    /// i.e. (C + ρ·P)(G + ρI)⁻¹ with G = Σ [X̃ 1]ᵀ[X̃ 1], C = Σ Yᵀ[X̃ 1], P the experts' mean [W̄ b̄], and
+    /// ρ = relativeRidge × the mean diagonal of G. With K = 1 and X̃ = X the expert itself is the exact minimiser.
+    public static func progressiveSolve(layer: String, statistics s: ProgressiveStatistics, prior: FoldedLayer, relativeRidge r: Double) throws -> FoldedLayer {
+        try checkRidge(r)
+        let a = s.columns + 1, o = s.outputs
+        var g = Matrix(rows: a, cols: a, data: s.gram)
+        let rho = r * (0..<a).reduce(0.0) { $0 + g.data[$1 * a + $1] } / Double(a)
+        var rhs = Matrix(rows: a, cols: o, data: s.cross)
+        let p = prior.augmented
+        if rho > 0 {
+            for i in 0..<a { g.data[i * a + i] += rho }
+            for i in 0..<a { for j in 0..<o { rhs.data[i * o + j] += rho * p.data[j * a + i] } }
+        }
+        return FoldedLayer(augmented: try solve(layer: layer, g.symmetrized, rhs, ridge: rho).transposed)
+    }
+
+    /// RegMean for one layer: W = (Σ_k W_k G̃_k + ρW̄)(Σ_k G̃_k + ρI)⁻¹ with G̃_k = α·G_k + (1 − α)·diag(G_k),
+    /// from the α-free sums Σ G_k, Σ W_k G_k and Σ W_k diag(G_k) (G̃ is linear in α, so one pass serves the grid).
+    public static func regmeanSolve(layer: String, statistics s: RegMeanStatistics, prior: Matrix, alpha: Double, relativeRidge r: Double) throws -> Matrix {
+        try checkRidge(r)
+        guard alpha.isFinite && alpha >= 0 && alpha <= 1 else { throw FusionError.hyperparameter(name: "RegMean α", value: alpha, requirement: "must be in [0, 1]") }
+        let p = s.columns, o = s.outputs
+        var g = Matrix(zeros: p, p)
+        for i in 0..<p { for j in 0..<p { g.data[i * p + j] = (i == j ? 1 : alpha) * s.gram[i * p + j] } }
+        let rho = r * (0..<p).reduce(0.0) { $0 + s.gram[$1 * p + $1] } / Double(max(1, p))
+        var rhs = Matrix(zeros: p, o)
+        for j in 0..<o { for i in 0..<p {
+            rhs.data[i * o + j] = alpha * s.weightedGram[j * p + i] + (1 - alpha) * s.weightedDiagonal[j * p + i] + rho * prior.data[j * p + i]
+        } }
+        if rho > 0 { for i in 0..<p { g.data[i * p + i] += rho } }
+        return try solve(layer: layer, g.symmetrized, rhs, ridge: rho).transposed
+    }
+}
+
+/// One expert's (or their sum's) progressive statistics of one layer: G = Σ [X̃ 1]ᵀ[X̃ 1] and C = Σ [X̃ 1]ᵀ Y in
+/// Float64, with X̃ the fused network's input rows and Y the expert's own pre-activations. Plain sums, so
+/// shares from other experts, batches or ranks combine by adding `packed`.
+public struct ProgressiveStatistics: Equatable, Sendable {
+    public let columns: Int, outputs: Int
+    public var rows: Double = 0
+    /// (columns + 1)², row-major.
+    public var gram: [Double]
+    /// (columns + 1) × outputs, row-major.
+    public var cross: [Double]
+
+    public init(_ unit: FusionUnit) {
+        columns = unit.columns; outputs = unit.outChannels
+        gram = .init(repeating: 0, count: (columns + 1) * (columns + 1))
+        cross = .init(repeating: 0, count: (columns + 1) * outputs)
+    }
+
+    /// Adds a batch: the fused network's and the expert's inputs to `unit` for the same samples, and the expert's layer.
+    public mutating func accumulate(_ unit: FusionUnit, fusedInput: Tensor, expertInput: Tensor, expert: FoldedLayer) {
+        let n = fusedInput.shape[0], a = columns + 1, p = columns, o = outputs
+        let per = LeastSquaresFusion.imagesPerChunk(unit, batch: n)
+        for lo in stride(from: 0, to: n, by: per) {
+            let range = lo..<min(n, lo + per)
+            var (m, x) = LeastSquaresFusion.rows(unit, fusedInput, images: range, extra: 1)
+            for r in 0..<m { x[r * a + p] = 1 }
+            let (_, xk) = LeastSquaresFusion.rows(unit, expertInput, images: range, extra: 0)
+            var y = [Double](repeating: 0, count: m * o)
+            for r in 0..<m { for j in 0..<o { y[r * o + j] = expert.bias[j] } }
+            x.withUnsafeBufferPointer { px in xk.withUnsafeBufferPointer { pk in y.withUnsafeMutableBufferPointer { py in
+                expert.weight.data.withUnsafeBufferPointer { pw in gram.withUnsafeMutableBufferPointer { pg in cross.withUnsafeMutableBufferPointer { pc in
+                    BLAS.dgemm(transB: true, m: m, n: o, k: p, a: pk.baseAddress!, lda: p, b: pw.baseAddress!, ldb: p, beta: 1, c: py.baseAddress!, ldc: o)
+                    BLAS.dgemm(transA: true, m: a, n: a, k: m, a: px.baseAddress!, lda: a, b: px.baseAddress!, ldb: a, beta: 1, c: pg.baseAddress!, ldc: a)
+                    BLAS.dgemm(transA: true, m: a, n: o, k: m, a: px.baseAddress!, lda: a, b: py.baseAddress!, ldb: o, beta: 1, c: pc.baseAddress!, ldc: o)
+                } } }
+            } } }
+            rows += Double(m)
+        }
+    }
+
+    public var packed: [Double] { [rows] + gram + cross }
+
+    public func unpacked(_ v: [Double]) throws -> ProgressiveStatistics {
+        guard v.count == packed.count else { throw FusionError.invalidInput("packed progressive statistics hold \(v.count) values, expected \(packed.count)") }
+        var s = self
+        let a = columns + 1
+        s.rows = v[0]; s.gram = Array(v[1..<(1 + a * a)]); s.cross = Array(v[(1 + a * a)...])
+        return s
+    }
+}
+
+/// One expert's RegMean statistics of one layer: its Gram G = XᵀX over its own inputs, and with its weight W the
+/// products W·G and W·diag(G) — the terms Σ_k W_k G̃_k needs for any α. Plain sums, combined by adding `packed`.
+public struct RegMeanStatistics: Equatable, Sendable {
+    public let columns: Int, outputs: Int
+    public var rows: Double = 0
+    /// columns², row-major.
+    public var gram: [Double]
+    /// outputs × columns each.
+    public var weightedGram: [Double], weightedDiagonal: [Double]
+
+    public init(_ unit: FusionUnit) {
+        columns = unit.columns; outputs = unit.outChannels
+        gram = .init(repeating: 0, count: columns * columns)
+        weightedGram = .init(repeating: 0, count: columns * outputs); weightedDiagonal = weightedGram
+    }
+
+    public mutating func accumulate(_ unit: FusionUnit, input: Tensor) {
+        let n = input.shape[0], p = columns
+        let per = LeastSquaresFusion.imagesPerChunk(unit, batch: n)
+        for lo in stride(from: 0, to: n, by: per) {
+            let (m, x) = LeastSquaresFusion.rows(unit, input, images: lo..<min(n, lo + per), extra: 0)
+            x.withUnsafeBufferPointer { px in gram.withUnsafeMutableBufferPointer { pg in
+                BLAS.dgemm(transA: true, m: p, n: p, k: m, a: px.baseAddress!, lda: p, b: px.baseAddress!, ldb: p, beta: 1, c: pg.baseAddress!, ldc: p)
+            } }
+            rows += Double(m)
+        }
+    }
+
+    /// Sets W·G and W·diag(G) from the accumulated Gram and the expert's (folded) weight.
+    public mutating func weigh(_ weight: Matrix) {
+        let p = columns, o = outputs
+        weightedGram = (weight * Matrix(rows: p, cols: p, data: gram)).data
+        for r in 0..<o { for j in 0..<p { weightedDiagonal[r * p + j] = weight.data[r * p + j] * gram[j * p + j] } }
+    }
+
+    public var packed: [Double] { [rows] + gram + weightedGram + weightedDiagonal }
+
+    public func unpacked(_ v: [Double]) throws -> RegMeanStatistics {
+        guard v.count == packed.count else { throw FusionError.invalidInput("packed RegMean statistics hold \(v.count) values, expected \(packed.count)") }
+        var s = self
+        let p = columns, q = columns * outputs
+        s.rows = v[0]; s.gram = Array(v[1..<(1 + p * p)])
+        s.weightedGram = Array(v[(1 + p * p)..<(1 + p * p + q)]); s.weightedDiagonal = Array(v[(1 + p * p + q)...])
+        return s
+    }
+}
+
+/// The calibration images of one task in fixed batches.
+public struct CalibrationBatches {
+    public let count: Int
+    public let batch: (Int) -> Tensor
+    public init(count: Int, batch: @escaping (Int) -> Tensor) { self.count = count; self.batch = batch }
+    public init(_ batches: [Tensor]) { self.init(count: batches.count) { batches[$0] } }
+}
+
+extension LeastSquaresFusion {
+    /// The activations of every tap of one forward, in call order.
+    public static func taps(_ net: Network<Float>, _ x: Tensor) -> [Tensor] {
+        var out: [Tensor] = []
+        _ = net.features(x, training: false) { _, a in out.append(a) }
+        return out
+    }
+
+    /// A network of `like`'s architecture and head holding `backbone` (a backbone state dict).
+    public static func network(like: Network<Float>, backbone: StateDict) throws -> Network<Float> {
+        let net = try Network<Float>(like.architecture, seed: 0)
+        var tensors = backbone
+        for p in like.head.parameters { tensors[p.name] = p.value }
+        try net.load(tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
+        return net
+    }
+
+    /// Expert k's progressive statistics of `unit` on its task's batches: X̃ from the fused network, Y from the expert.
+    public static func progressiveContribution(_ plan: FusionPlan, _ unit: FusionUnit, fused: Network<Float>, expert: Network<Float>,
+                                               expertLayer: FoldedLayer, data: CalibrationBatches) throws -> ProgressiveStatistics {
+        var s = ProgressiveStatistics(unit)
+        for b in 0..<data.count {
+            let x = data.batch(b)
+            let xf = try plan.input(of: unit, image: x, taps: unit.source == .image ? [] : taps(fused, x))
+            let xe = try plan.input(of: unit, image: x, taps: unit.source == .image ? [] : taps(expert, x))
+            s.accumulate(unit, fusedInput: xf, expertInput: xe, expert: expertLayer)
+        }
+        return s
+    }
+
+    /// Expert k's RegMean statistics of every unit on its task's batches (one forward per batch).
+    public static func regmeanContribution(_ plan: FusionPlan, expert: Network<Float>, data: CalibrationBatches) throws -> [RegMeanStatistics] {
+        var stats = plan.units.map { RegMeanStatistics($0) }
+        let state = expert.stateDictionary()
+        for b in 0..<data.count {
+            let x = data.batch(b)
+            let t = taps(expert, x)
+            for (i, u) in plan.units.enumerated() { stats[i].accumulate(u, input: try plan.input(of: u, image: x, taps: t)) }
+        }
+        for (i, u) in plan.units.enumerated() { stats[i].weigh(try fold(u, state).weight) }
+        return stats
+    }
+
+    /// Serial progressive fusion of experts (expert k on batches data[k]); sums in expert order, the same left
+    /// fold the distributed driver's rank-count-independent sum performs. Returns the fused backbone tensors.
+    public static func progressive(experts: [Network<Float>], data: [CalibrationBatches], relativeRidge: Double) throws -> StateDict {
+        guard let first = experts.first, experts.count == data.count else { throw FusionError.invalidInput("progressive fusion needs one batch set per expert") }
+        let plan = try FusionPlan(first.architecture)
+        let states = experts.map { $0.stateDictionary() }
+        var fusedState = try averagedBackbone(states, like: first)
+        for u in plan.units {
+            let fused = try network(like: first, backbone: fusedState)
+            var sum: ProgressiveStatistics?
+            var prior: FoldedLayer?
+            for (k, e) in experts.enumerated() {
+                let layer = try fold(u, states[k], model: "expert \(k)")
+                let c = try progressiveContribution(plan, u, fused: fused, expert: e, expertLayer: layer, data: data[k])
+                sum = try sum.map { s in try s.unpacked(zip(s.packed, c.packed).map { $0 + $1 }) } ?? c
+                prior = prior.map { FoldedLayer(weight: $0.weight + layer.weight, bias: zip($0.bias, layer.bias).map { $0 + $1 }) } ?? layer
+            }
+            let k = Double(experts.count)
+            let mean = FoldedLayer(weight: Matrix(rows: prior!.weight.rows, cols: prior!.weight.cols, data: prior!.weight.data.map { $0 / k }),
+                                   bias: prior!.bias.map { $0 / k })
+            let solved = try progressiveSolve(layer: u.name, statistics: sum!, prior: mean, relativeRidge: relativeRidge)
+            for (name, t) in unfold(u, solved) { fusedState[name] = t }
+        }
+        return fusedState
+    }
+
+    /// The experts' backbone tensors averaged (head excluded), in Float64.
+    static func averagedBackbone(_ states: [StateDict], like: Network<Float>) throws -> StateDict {
+        let head = Set(like.head.parameters.map(\.name))
+        var out: StateDict = [:]
+        for (name, t) in states[0] where !head.contains(name) {
+            var acc = [Double](repeating: 0, count: t.count)
+            for s in states {
+                guard let v = s[name], v.shape == t.shape else { throw FusionError.invalidInput("experts differ in tensor '\(name)'") }
+                for i in 0..<acc.count { acc[i] += Double(v[i]) }
+            }
+            out[name] = Tensor(shape: t.shape, storage: acc.map { Float($0 / Double(states.count)) })
+        }
+        return out
+    }
+}

@@ -1,0 +1,141 @@
+import XCTest
+import LigandCollective
+import LigandData
+import LigandMerge
+import LigandNN
+import LigandNumerics
+@testable import LigandPipeline
+
+final class FusionRunTests: XCTestCase {
+    static let mlp = Architecture.mlp(hidden: [12, 8], input: [4, 4, 1], classes: 3)
+    static let vgg = Architecture.vgg([.conv(4), .pool, .conv(6)], input: [6, 6, 1], classes: 3)
+    static let resnet = Architecture.resnet20(width: 1, input: [5, 5, 1], classes: 3)
+
+    func images(_ arch: Architecture, _ n: Int, seed: UInt64) -> LabeledImages {
+        var rng = SeededRNG(seed: seed, stream: "fusion-test-images")
+        let size = arch.input.reduce(1, *)
+        return LabeledImages(height: arch.input[0], width: arch.input[1], channels: arch.input[2],
+                             pixels: (0..<(n * size)).map { _ in Float(rng.normal()) }, labels: (0..<n).map { _ in rng.int(below: arch.classes) },
+                             classCount: arch.classes)
+    }
+
+    /// The pretrained model plus each expert = pretrained + a seeded perturbation (shared origin), BN statistics varied.
+    func suite(_ arch: Architecture, tasks: Int, calibration: Int = 40) throws -> (TasksInputs, [LabeledImages], [Network<Float>]) {
+        let pre = try Network<Float>(arch, seed: 1)
+        let experts = try (0..<tasks).map { t -> Network<Float> in
+            var rng = SeededRNG(seed: 100 + UInt64(t), stream: "fusion-test-expert")
+            let net = try Network<Float>(arch, seed: 1)
+            var s = net.stateDictionary()
+            for name in s.keys.sorted() {
+                let v = s[name]!, isVar = name.hasSuffix("running_var")
+                s[name] = Tensor(shape: v.shape, storage: v.storage.map { isVar ? $0 * Float(0.8 + 0.4 * rng.uniform()) : $0 + Float(0.05 * rng.normal()) })
+            }
+            try net.load(s)
+            return net
+        }
+        let heads = experts.map { ($0.head.weight.value, $0.head.bias!.value) }
+        let input = TasksInputs(suite: "synthetic", tasks: (0..<tasks).map { "task\($0)" }, architectures: experts.map(\.architecture),
+                                load: { experts[$0] }, heads: heads, pretrained: pre,
+                                calibration: (0..<tasks).map { images(arch, calibration, seed: 10 + UInt64($0)) },
+                                test: (0..<tasks).map { images(arch, 30, seed: 20 + UInt64($0)) })
+        return (input, (0..<tasks).map { images(arch, 25, seed: 30 + UInt64($0)) }, experts)
+    }
+
+    func options(_ m: AlignMethod, ridges: [Double] = [1e-3, 1e-1]) -> AlignOptions {
+        var o = AlignOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
+        o.ridges = ridges
+        o.alphas = [0.5, 1]
+        o.lambdas = [0.5, 1]
+        o.batchSize = 16
+        o.quiet = true
+        return o
+    }
+
+    func bits(_ r: AlignResult) -> [UInt32] { r.backbone.flatMap { $0.value.storage.map(\.bitPattern) } }
+
+    /// Both methods, MLP / VGG / ResNet-20, on 1, 2 and 3 in-process ranks: the fused backbone is bitwise the same on
+    /// every rank and for every rank count, and so is the report; progressive equals the serial LigandMerge fusion.
+    func testBitwiseIdenticalAcrossRankCountsAndEqualToSerial() throws {
+        for arch in [Self.mlp, Self.vgg, Self.resnet] {
+            let methods: [AlignMethod] = arch.kind == .resnet20 ? [.progressive] : [.regmean, .progressive]
+            for method in methods {
+                let (input, selection, experts) = try suite(arch, tasks: 3, calibration: arch.kind == .resnet20 ? 20 : 40)
+                var reference: [UInt32]?, referenceRows: [Double]?
+                for size in (arch.kind == .resnet20 ? [1, 3] : [1, 2, 3]) {
+                    let o = options(method, ridges: arch.kind == .resnet20 ? [1e-2] : [1e-3, 1e-1])
+                    let results = try InProcessCommunicator.run(size: size) { comm in
+                        try FusionRun.mergeTasks(input, selection: selection, options: o, comm: comm)
+                    }
+                    for r in results {
+                        if let ref = reference { XCTAssertEqual(bits(r), ref, "\(arch.kind) \(method) at \(size) ranks") } else { reference = bits(r) }
+                        let accs = r.report.rows.flatMap(\.accuracies)
+                        if let ref = referenceRows { XCTAssertEqual(accs, ref, "\(arch.kind) \(method) report at \(size) ranks") } else { referenceRows = accs }
+                    }
+                    let hp = results[0].report.hyperparameters
+                    XCTAssertNotNil(hp["ridge"])
+                    if method == .regmean { XCTAssertNotNil(hp["alpha"]) }
+                    XCTAssertEqual(results[0].report.rows.last?.name, "fused: \(method.rawValue)")
+                    if arch.kind == .resnet20 { XCTAssertNotNil(hp["batchnorm"]) }
+                }
+                if method == .progressive {
+                    let (res, _, _) = try suite(arch, tasks: 3, calibration: arch.kind == .resnet20 ? 20 : 40)
+                    let o = options(.progressive, ridges: [1e-2])
+                    let one = try InProcessCommunicator.run(size: 2) { comm in try FusionRun.mergeTasks(res, selection: selection, options: o, comm: comm) }[0]
+                    let data = (0..<3).map { t -> CalibrationBatches in
+                        let c = res.calibration[t]
+                        return CalibrationBatches(stride(from: 0, to: c.count, by: 16).map { AlignRun.batch(c, Array($0..<min(c.count, $0 + 16))) })
+                    }
+                    let serial = try LeastSquaresFusion.progressive(experts: experts, data: data, relativeRidge: 1e-2)
+                    for (name, t) in one.backbone {
+                        XCTAssertEqual(t.storage.map(\.bitPattern), serial[name]!.storage.map(\.bitPattern), "\(arch.kind) \(name)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fused backbone with one task is that task's expert (progressive, K = 1), up to the solver's precision.
+    func testOneTaskReturnsTheExpert() throws {
+        let (input, selection, experts) = try suite(Self.mlp, tasks: 1)
+        let r = try InProcessCommunicator.run(size: 1) { comm in try FusionRun.mergeTasks(input, selection: selection, options: self.options(.progressive), comm: comm) }[0]
+        let expert = experts[0].stateDictionary()
+        for (name, t) in r.backbone {
+            let e = expert[name]!.storage
+            let err = zip(t.storage, e).map { Double(abs($0 - $1)) }.max()!
+            XCTAssertLessThan(err, 1e-4 * Double(e.map { abs($0) }.max()!), name)
+        }
+        // The fused row equals the expert row.
+        XCTAssertEqual(r.report.rows.first!.accuracies, r.report.rows.last!.accuracies)
+    }
+
+    /// An empty calibration split is refused naming the task; a singular system without ridge names the layer and
+    /// suggests a ridge; both reach every rank as the same error.
+    func testBadInput() throws {
+        var (input, selection, _) = try suite(Self.mlp, tasks: 3)
+        var empty = input
+        empty.calibration[1] = images(Self.mlp, 0, seed: 1)
+        for size in [1, 2] {
+            let errors = try InProcessCommunicator.run(size: size) { comm -> String in
+                do { _ = try FusionRun.mergeTasks(empty, selection: selection, options: self.options(.progressive), comm: comm); return "" } catch { return "\(error)" }
+            }
+            for e in errors { XCTAssertTrue(e.contains("task 'task1'") && e.contains("calibration split is empty"), e) }
+        }
+        // A pixel that is zero on every calibration image of every task: singular without a ridge.
+        for t in 0..<3 {
+            let c = input.calibration[t]
+            var p = c.pixels
+            for i in 0..<c.count { p[i * c.sampleSize + 5] = 0 }
+            input.calibration[t] = LabeledImages(height: c.height, width: c.width, channels: c.channels, pixels: p, labels: c.labels, classCount: c.classCount)
+        }
+        selection = selection.map { $0 }
+        for method in [AlignMethod.regmean, .progressive] {
+            let errors = try InProcessCommunicator.run(size: 2) { comm -> String in
+                do { _ = try FusionRun.mergeTasks(input, selection: selection, options: self.options(method, ridges: [0]), comm: comm); return "" } catch { return "\(error)" }
+            }
+            for e in errors {
+                XCTAssertTrue(e.contains("layer 'layers.0'") && e.contains("singular") && e.contains("--ridges"), e)
+                XCTAssertEqual(e, errors[0])
+            }
+        }
+    }
+}
