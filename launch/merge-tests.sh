@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# MPI tests of `ligand merge` with the alignment and task-vector methods on a tiny zoo (a few thousand
-# images, [16]/[32] MLPs, one epoch, built into a temporary cache): every method gives a bitwise-identical
-# fused file under mpirun -np 1 and -np 2, and bad input (one model, a reference out of range, a
-# non-positive γ, models of different architectures, a method the suite cannot use) fails with one clear
-# error and writes no fused file.
+# MPI tests of `ligand merge` with the alignment, task-vector and least-squares methods on a tiny zoo (a few
+# thousand images, [16]/[32] MLPs, one epoch, built into a temporary cache): every method gives a
+# bitwise-identical fused file under mpirun -np 1 and -np 2 (regmean and progressive also -np 4), and bad
+# input (one model, a reference out of range, a non-positive γ, models of different architectures, a method
+# the suite cannot use, a singular least-squares system without ridge, α outside [0, 1]) fails with one
+# clear error and writes no fused file.
 #
 #   bash launch/merge-tests.sh [BIN]      (default: LIGAND_BIN, else a release build)
 set -uo pipefail
@@ -40,6 +41,23 @@ check_method tiny-tasks task-arithmetic --lambdas 0.3,0.6,1
 check_method tiny-tasks ties --lambdas 0.5,1 --ties-k 20
 sed 's/^/    | /' "$tmp/cca-2.out"
 
+echo "--- least-squares fusion: the same fused file for -np 1, 2 and 4"
+check_fusion() {   # check_fusion METHOD ARGS...
+    local method="$1"; shift
+    for np in 1 2 4; do
+        run_np "$np" "$tmp/f-$method-$np.out" merge --method "$method" --suite tiny-tasks --out "$tmp/f-$method-$np" --quiet "$@" \
+            || { fail "$method -np $np"; sed 's/^/    | /' "$tmp/f-$method-$np.out" | tail; return; }
+    done
+    local f1="$tmp/f-$method-1/$method.safetensors"
+    if [[ -s "$f1" ]] && cmp -s "$f1" "$tmp/f-$method-2/$method.safetensors" && cmp -s "$f1" "$tmp/f-$method-4/$method.safetensors" \
+            && diff <(grep -v '^report:' "$tmp/f-$method-1.out" | grep -v 'rank(s)') <(grep -v '^report:' "$tmp/f-$method-4.out" | grep -v 'rank(s)') >/dev/null; then
+        ok "$method on tiny-tasks: bitwise-identical fused file and same table for -np 1, 2 and 4 ($(grep "fused: $method" "$tmp/f-$method-1.out" | tr -s ' '))"
+    else fail "$method: -np 1, 2 and 4 differ"; diff "$tmp/f-$method-1.out" "$tmp/f-$method-4.out" | head; fi
+}
+check_fusion regmean --alphas 0.5,1 --ridges 1e-3,1e-1 --calibration-samples 200 --selection-samples 200 --lambdas 0.5,1
+check_fusion progressive --alphas 1 --ridges 1e-3,1e-1 --calibration-samples 200 --selection-samples 200 --lambdas 0.5,1
+sed 's/^/    | /' "$tmp/f-progressive-2.out"
+
 echo "--- bad input: one clear error, no fused file"
 expect_error() {   # expect_error NAME PATTERN NP ARGS...
     local name="$1" pattern="$2" np="$3"; shift 3
@@ -62,6 +80,10 @@ cp "$(ls "$tmp"/cache/tiny-tasks-*/mlp-pretrained.safetensors)" "$mixed/mlp-seed
 expect_error mixed-architectures "models of different architectures cannot be merged: mlp-seed1 is mlp 784-32-10 but mlp-seed0 is mlp 784-16-10" 2 --method permute --suite tiny-mixed
 expect_error ties-on-seeds "needs a tasks suite" 2 --method ties --suite tiny-seeds
 expect_error cca-on-tasks "use average, task-arithmetic or ties" 2 --method cca --suite tiny-tasks
+expect_error progressive-on-seeds "fuses experts of different tasks into one backbone and needs a tasks suite" 2 --method progressive --suite tiny-seeds
+# Border pixels are black on every Fashion-MNIST image: without a ridge the first layer's Gram matrix is singular.
+expect_error singular-no-ridge "layer 'layers.0': the 78[45]×78[45] Gram system is singular .*--ridges" 2 --method progressive --suite tiny-tasks --ridges 0 --calibration-samples 100
+expect_error alpha-range "--alphas: every α must be in \[0, 1\]" 2 --method regmean --suite tiny-tasks --alphas 0.5,2
 
 echo "merge tests: $passed passed, $failed failed"
 (( failed == 0 ))
