@@ -10,6 +10,7 @@ import LigandNumerics
 // The head is linear and Σ_k β_k = 1, so h_t(Σ_k β_k f_k) = Σ_k β_k h_t(f_k): each rank caches u_k = h_t(f_k(x))
 // once, and a step moves B×K partial Portland logits and B×C weighted head outputs across ranks instead of
 // the B×d feature ensemble (exact, and C ≪ d).
+// Same-task suites (every model its own head h_k): the prediction is Σ_k β_k h_k(f_k(x)), the same sums with u_k = h_k(f_k(x)).
 
 public enum AlignLoss: String, Codable, Sendable, CaseIterable {
     /// Cross-entropy against the labels.
@@ -52,18 +53,34 @@ public struct PortlandConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// A linear classification head: weight [classes, d] row-major and bias [classes].
+public struct PortlandHead: Sendable {
+    public let weight: [Double]
+    public let bias: [Double]
+    public init(weight: [Double], bias: [Double]) { self.weight = weight; self.bias = bias }
+}
+
 /// One task's cached inputs on this rank: its frozen head and, for every local model, the features of the task's samples.
 public struct PortlandTask: Sendable {
     public let name: String
-    /// Head h_t: weight [classes, d] row-major and bias [classes].
+    /// Head h_t: weight [classes, d] row-major and bias [classes] (with `localHeads`, the weight is empty).
     public let headWeight: [Double]
     public let headBias: [Double]
     public let labels: [Int]
     /// features[i] is local model i's [count, d] Float32 features of this task's samples.
     public let features: [[Float]]
+    /// Same-task suites: local model i reads its own head, so the prediction is Σ_k β_k h_k(f_k(x)) (nil: h_t for every model).
+    public let localHeads: [PortlandHead]?
 
     public init(name: String, headWeight: [Double], headBias: [Double], labels: [Int], features: [[Float]]) {
         self.name = name; self.headWeight = headWeight; self.headBias = headBias; self.labels = labels; self.features = features
+        localHeads = nil
+    }
+
+    /// A task where every model keeps its own head (models of one task from different seeds or data splits).
+    public init(name: String, classes: Int, localHeads: [PortlandHead], labels: [Int], features: [[Float]]) {
+        self.name = name; headWeight = []; headBias = [Double](repeating: 0, count: classes)
+        self.labels = labels; self.features = features; self.localHeads = localHeads
     }
     public var count: Int { labels.count }
     public var classes: Int { headBias.count }
@@ -111,8 +128,17 @@ public final class Portland {
         guard !tasks.isEmpty else { throw PortlandError.invalidInput("Portland needs at least one task") }
         for t in tasks {
             guard t.count > 0 else { throw PortlandError.invalidInput("task '\(t.name)': the calibration split is empty") }
-            guard t.classes > 0, t.headWeight.count == t.classes * width else {
-                throw PortlandError.invalidInput("task '\(t.name)': head weight has \(t.headWeight.count) values, expected \(t.classes)×\(width)")
+            if let heads = t.localHeads {
+                guard t.classes > 0, heads.count == localModels.count else {
+                    throw PortlandError.invalidInput("task '\(t.name)': \(heads.count) heads for \(localModels.count) local models")
+                }
+                for (i, h) in heads.enumerated() where h.weight.count != t.classes * width || h.bias.count != t.classes {
+                    throw PortlandError.invalidInput("task '\(t.name)': model \(localModels.lowerBound + i)'s head has \(h.weight.count) weights and \(h.bias.count) biases, expected \(t.classes)×\(width) and \(t.classes) (models with different feature widths or class counts cannot be fused)")
+                }
+            } else {
+                guard t.classes > 0, t.headWeight.count == t.classes * width else {
+                    throw PortlandError.invalidInput("task '\(t.name)': head weight has \(t.headWeight.count) values, expected \(t.classes)×\(width)")
+                }
             }
             guard t.features.count == localModels.count else {
                 throw PortlandError.invalidInput("task '\(t.name)': features for \(t.features.count) local models, expected \(localModels.count)")
@@ -144,7 +170,10 @@ public final class Portland {
         mW = [Double](repeating: 0, count: w.count); vW = mW
         mB = [Double](repeating: 0, count: totalModels); vB = mB
         headOutputs = tasks.map { t in
-            t.features.map { f in headForward(t, TensorOf<Double>(shape: [t.count, width], storage: f.map(Double.init))).storage }
+            t.features.enumerated().map { i, f in
+                let head = t.localHeads?[i] ?? PortlandHead(weight: t.headWeight, bias: t.headBias)
+                return headForward(head, TensorOf<Double>(shape: [t.count, width], storage: f.map(Double.init))).storage
+            }
         }
         if config.loss == .ensemble { ensembleTargets = try tasks.indices.map { try ensembleTarget($0) } }
     }
@@ -169,10 +198,10 @@ public final class Portland {
         return try sumOverModels(perModel, length: n * c).map { $0 / Double(totalModels) }
     }
 
-    func headForward(_ t: PortlandTask, _ e: TensorOf<Double>) -> TensorOf<Double> {
-        var y = matmul(e, TensorOf<Double>(shape: [t.classes, width], storage: t.headWeight), transB: true)
-        let c = t.classes
-        for r in 0..<e.shape[0] { for j in 0..<c { y.storage[r * c + j] += t.headBias[j] } }
+    func headForward(_ h: PortlandHead, _ e: TensorOf<Double>) -> TensorOf<Double> {
+        let c = h.bias.count
+        var y = matmul(e, TensorOf<Double>(shape: [c, width], storage: h.weight), transB: true)
+        for r in 0..<e.shape[0] { for j in 0..<c { y.storage[r * c + j] += h.bias[j] } }
         return y
     }
 

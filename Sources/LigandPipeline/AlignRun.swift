@@ -214,6 +214,9 @@ public struct AlignResult {
     /// Tasks: the fused backbone in state-dict order.
     public var backbone: [(name: String, value: Tensor)]
     public var heads: [(task: String, weight: Tensor, bias: Tensor)]
+    /// Same task: this rank's models (its blockRange) as they were averaged: aligned into the reference's space by
+    /// weight matching, permute or CCA (at the chosen γ), unchanged for average. NeuLig's multi-level mode fuses these.
+    public var alignedLocal: [StateDict] = []
 }
 
 /// The tensors of a state dict as one Float64 vector, in a fixed (state-dict) order.
@@ -398,6 +401,7 @@ public enum AlignRun {
         var hyper: [String: String] = [:]
         var scores: [String: Double] = [:]
         let fused: Network<Float>
+        var alignedLocal = states
         let averaged = try fuse(states)
         lap("average")
 
@@ -420,6 +424,7 @@ public enum AlignRun {
             }
             lap("maps")
             fused = try fuse(aligned)
+            alignedLocal = aligned
             hyper["seed"] = "\(o.seed)"
         case .permute, .cca:
             var stats = [Int: ModelPairStatistics]()
@@ -463,6 +468,7 @@ public enum AlignRun {
                 }
                 lap("maps")
                 fused = try fuse(aligned)
+                alignedLocal = aligned
             } else {
                 // One statistics pass, many γ: eigendecompositions once per model, one SVD per γ and point.
                 let mappers = try agreeing(comm, "CCA") {
@@ -470,7 +476,7 @@ public enum AlignRun {
                         do { return (i, try CCAMapper(s)) } catch { throw AlignError("\(input.names[i]): \(error)") }
                     })
                 }
-                var best: (gamma: Double, hits: Double, net: Network<Float>)?
+                var best: (gamma: Double, hits: Double, net: Network<Float>, aligned: [StateDict])?
                 for g in o.gammas {
                     let aligned = try agreeing(comm, "CCA maps at γ = \(formatted(g))") {
                         try zip(local, states).map { i, s -> StateDict in
@@ -483,9 +489,10 @@ public enum AlignRun {
                     let h = try hits(candidate, input.calibration, comm: comm)
                     scores["gamma=\(formatted(g))"] = h / Double(nCal)
                     log(String(format: "γ = %@: calibration accuracy %.2f%%", formatted(g), 100 * h / Double(nCal)))
-                    if best == nil || h > best!.hits { best = (g, h, candidate) }
+                    if best == nil || h > best!.hits { best = (g, h, candidate, aligned) }
                 }
                 fused = best!.net
+                alignedLocal = best!.aligned
                 hyper["gamma"] = formatted(best!.gamma)
                 hyper["gamma_scale"] = "relative to tr(Σ)/C"
                 lap("gamma-grid")
@@ -511,7 +518,7 @@ public enum AlignRun {
                                  columns: ["accuracy"], models: input.names, ranks: comm.size,
                                  reference: o.method.aligns ? input.names[ref] : nil, referenceRule: o.method.aligns ? o.reference.description : nil,
                                  calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timings)
-        return AlignResult(report: report, fused: fused, backbone: [], heads: [])
+        return AlignResult(report: report, fused: fused, backbone: [], heads: [], alignedLocal: alignedLocal)
     }
 
     // MARK: Tasks (shared origin): average, task arithmetic, TIES on the experts' backbones

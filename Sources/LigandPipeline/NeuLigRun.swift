@@ -32,6 +32,18 @@ public struct NeuLigOptions: Sendable {
     /// Also report the paper's `batch` mode: a merged model per evaluation batch from its first sample's β.
     public var batchMode = false
     public var quiet = false
+    /// Seeds/splits suites: align the models into the reference's space first (cca, permute, weight-matching), then NeuLig
+    /// (algorithms.md, "Multi-level: align, then NeuLig"); nil: NeuLig on the models as trained.
+    public var align: AlignMethod?
+    public var reference: ReferenceRule = .first
+    public var gammas: [Double] = AlignOptions.defaultGammas
+    /// Seeds/splits suites: the first K models (nil: all of them).
+    public var models: Int?
+    /// Seeds/splits suites: training images BatchNorm statistics are re-estimated on after fusing.
+    public var bnSamples = 5000
+    /// The TIES baseline's grids (tasks suites): λ and the fraction of each task vector kept.
+    public var lambdas: [Double] = AlignOptions.defaultLambdas
+    public var tiesKeep: [Double] = [0.1, 0.2, 0.3]
 
     public init(suite: String, outDirectory: URL, checkpointDirectory: URL? = nil) {
         self.suite = suite
@@ -66,20 +78,59 @@ public struct NeuLigReport: Codable, Sendable {
     public var rows: [ReportRow]
     public var valuesPerPortlandStep: Int
     public var seconds: [String: Double]
+    /// Same-task suites: "seeds" or "splits" (nil: a tasks suite).
+    public var suiteKind: String? = nil
+    /// Same-task suites: the models' names, in the order of the coefficients.
+    public var modelNames: [String]? = nil
+    /// Multi-level runs: the alignment applied before NeuLig, with its chosen settings.
+    public var alignment: String? = nil
+    /// Payload bytes rank 0 moved through collectives over the whole run, in total and per phase (CountingCommunicator).
+    public var bytesCommunicated: Int? = nil
+    public var bytesPerPhase: [String: Int]? = nil
+    /// Measured bytes per Portland step on rank 0 (the Portland phase's bytes over the steps it ran).
+    public var bytesPerPortlandStep: Double? = nil
+
+    static let phaseOrder = ["align", "load", "features", "portland", "ensembles", "fused-task", "fused-global", "fused", "baselines"]
 
     /// A plain-text table: one row per model or merge, one column per task, the mean last.
     public func table() -> String {
         let nameWidth = max(34, (rows.map(\.name.count).max() ?? 0) + 2)
-        var s = "NeuLig on suite '\(suite)' (\(architecture)), K = \(models) experts over \(ranks) rank(s), test accuracy %\n"
-        s += "tasks: " + tasks.enumerated().map { "T\($0.offset + 1) = \($0.element)" }.joined(separator: ", ") + "\n"
-        s += "".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + tasks.indices.map { "T\($0 + 1)".padding(toLength: 7, withPad: " ", startingAt: 0) }.joined() + "mean\n"
+        let sameTask = suiteKind != nil
+        var s: String
+        if sameTask {
+            s = "NeuLig\(alignment.map { " after \($0)" } ?? "") on \(suiteKind!) suite '\(suite)' (\(architecture)), K = \(models) models over \(ranks) rank(s), test accuracy %\n"
+            s += "".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "accuracy\n"
+        } else {
+            s = "NeuLig on suite '\(suite)' (\(architecture)), K = \(models) experts over \(ranks) rank(s), test accuracy %\n"
+            s += "tasks: " + tasks.enumerated().map { "T\($0.offset + 1) = \($0.element)" }.joined(separator: ", ") + "\n"
+            s += "".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + tasks.indices.map { "T\($0 + 1)".padding(toLength: 7, withPad: " ", startingAt: 0) }.joined() + "mean\n"
+        }
         for r in rows {
             s += r.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
-            s += r.accuracies.map { String(format: "%-7.2f", 100 * $0) }.joined() + String(format: "%.2f", 100 * r.mean)
+            if !sameTask { s += r.accuracies.map { String(format: "%-7.2f", 100 * $0) }.joined() }
+            s += String(format: "%.2f", 100 * r.mean)
             if !r.hyperparameters.isEmpty { s += "   " + r.hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
             s += "\n"
         }
-        s += "β̄ (global): " + coefficientsGlobal.map { String(format: "%.3f", $0) }.joined(separator: " ") + "\n"
+        s += "β̄ (global): " + coefficientsGlobal.map { String(format: "%.3f", $0) }.joined(separator: " ")
+        if let names = modelNames { s += "   (" + names.joined(separator: ", ") + ")" }
+        s += "\n"
+        let phases = Self.phaseOrder.filter { seconds[$0] != nil } + seconds.keys.filter { !Self.phaseOrder.contains($0) }.sorted()
+        s += "wall seconds: " + phases.map { String(format: "%@ %.1f", $0, seconds[$0]!) }.joined(separator: ", ")
+        s += String(format: " (total %.1f)\n", seconds.values.reduce(0, +))
+        s += "communication (rank 0): \(valuesPerPortlandStep) Float64 payload values per Portland step"
+        if ranks == 1 {
+            s += "; one rank, so no bytes crossed ranks\n"
+            return s
+        }
+        if let b = bytesPerPortlandStep { s += String(format: ", %.0f bytes per step measured", b) }
+        if let total = bytesCommunicated {
+            s += "; \(total) bytes over the run"
+            if let per = bytesPerPhase {
+                s += " (" + phases.compactMap { p in per[p].map { "\(p) \($0)" } }.joined(separator: ", ") + ")"
+            }
+        }
+        s += "\n"
         return s
     }
 }
@@ -93,13 +144,21 @@ public enum PipelineError: Error, CustomStringConvertible, LocalizedError {
 /// NeuLig over MPI on a `tasks` suite: features cached per rank, Portland trained with all-reduced sums,
 /// fused parameters Σ_k β̄_k θ_k formed by a rank-count-independent reduction, evaluated beside the ensembles.
 public enum NeuLigRun {
-    public static func run(_ o: NeuLigOptions, comm: Communicator, log: @escaping (String) -> Void) throws -> NeuLigReport {
-        var timings: [String: Double] = [:]
-        var clock = Date()
-        func lap(_ key: String) { timings[key] = Date().timeIntervalSince(clock); clock = Date() }
+    public static func run(_ o: NeuLigOptions, comm world: Communicator, log: @escaping (String) -> Void) throws -> NeuLigReport {
+        let counter = CountingCommunicator(world)
+        let comm: Communicator = counter
+        var timings: [String: Double] = [:], traffic: [String: Int] = [:]
+        var clock = Date(), lastBytes = 0
+        func lap(_ key: String) {
+            timings[key] = Date().timeIntervalSince(clock); clock = Date()
+            traffic[key] = counter.bytes - lastBytes; lastBytes = counter.bytes
+        }
 
         let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
-        guard manifest.kind == .tasks else { throw PipelineError.invalid("suite '\(o.suite)' is a \(manifest.kind.rawValue) suite; NeuLig's multi-task fusion needs a tasks suite") }
+        if manifest.kind != .tasks { return try runSameTask(o, directory: dir, manifest: manifest, comm: counter, log: log) }
+        if let a = o.align {
+            throw PipelineError.invalid("--align \(a.rawValue) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it")
+        }
         let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
         let arch = o.architecture ?? labels.first!
         guard labels.contains(arch) else { throw PipelineError.invalid("suite '\(o.suite)' has no \(arch) models (it has \(labels.joined(separator: ", ")))") }
@@ -125,17 +184,23 @@ public enum NeuLigRun {
         let data = try ZooData.load(directory: o.dataDirectory)
         let splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
 
-        // Every rank reads every task's head (small); only its own experts' backbones.
-        let nets = try experts[local].map { try ModelFile.load($0.url).network }
+        // Every rank reads every task's head (small), so a missing or misfit head fails on all ranks alike; only its own experts' backbones.
         let probe = try Network<Float>(try ModelFile.architecture(of: SafeTensorsFile(url: experts[0].url)), seed: 0)
         let headNames = Set(probe.head.parameters.map(\.name))
         let heads = try experts.map { e -> (weight: Tensor, bias: Tensor) in
-            let f = try SafeTensorsFile(url: e.url)
-            return (try f.floats(probe.head.weight.name), try f.floats(probe.head.bias!.name))
+            do {
+                let f = try SafeTensorsFile(url: e.url)
+                return (try f.floats(probe.head.weight.name), try f.floats(probe.head.bias!.name))
+            } catch {
+                throw PipelineError.invalid("\(e.url.path): cannot read the head of task '\(e.task.rawValue)' ('\(probe.head.weight.name)', '\(probe.head.bias!.name)'): \(error)")
+            }
         }
         let width = probe.featureWidth
         for (i, h) in heads.enumerated() where h.weight.shape != [experts[i].task.classes, width] {
             throw PipelineError.invalid("\(experts[i].url.path): head '\(probe.head.weight.name)' has shape \(h.weight.shape), expected [\(experts[i].task.classes), \(width)] (experts with different feature widths cannot be fused)")
+        }
+        let nets = try experts[local].map { e -> Network<Float> in
+            do { return try ModelFile.load(e.url).network } catch { throw PipelineError.invalid("\(e.url.path): \(error)") }
         }
 
         func calibrationSet(_ t: TaskTransform) throws -> LabeledImages {
@@ -167,17 +232,7 @@ public enum NeuLigRun {
         }
         let portland = try Portland(comm: comm, totalModels: k, localModels: local, width: width, tasks: tasks,
                                     regularizer: regularizer, config: o.portland)
-        let resumed = try PortlandCheckpoint.resume(portland, directory: o.checkpointDirectory)
-        if resumed > 0 { log("resumed Portland from the checkpoint at epoch \(resumed)") }
-        let progress = PhaseProgress("Portland epochs", total: o.portland.epochs, style: style)
-        while portland.epoch < o.portland.epochs {
-            let loss = try portland.trainEpoch()
-            progress.update(portland.epoch, detail: String(format: "loss %.4f", loss))
-            if o.checkpointEvery > 0 && portland.epoch % o.checkpointEvery == 0 && portland.epoch < o.portland.epochs {
-                try PortlandCheckpoint.save(portland, directory: o.checkpointDirectory)
-            }
-        }
-        progress.finish()
+        let stepsRun = try train(portland, o, style: style, log: log)
         lap("portland")
         let (perTask, global) = try portland.meanCoefficients()
 
@@ -262,7 +317,8 @@ public enum NeuLigRun {
             let pretrained = try ModelFile.load(dir.appendingPathComponent(pretrainedModel.file)).network
             let pre = pretrained.stateDict().filter { !headNames.contains($0.name) }
             rows.append(row("pretrained + task heads", "baseline", try evaluate(pre, onTasks: all, sets: tests)))
-            rows.append(row("weight averaging", "baseline", try evaluate(try fuse([Double](repeating: 1 / Double(k), count: k)), onTasks: all, sets: tests)))
+            let averaged = try fuse([Double](repeating: 1 / Double(k), count: k))
+            rows.append(row("weight averaging", "baseline", try evaluate(averaged, onTasks: all, sets: tests)))
             // Task arithmetic θ_pre + λΣ(θ_k − θ_pre) = (1 − λK)θ_pre + λΣθ_k, λ fitted on the calibration split.
             let cals = try experts.map { try calibrationSet($0.task) }
             func arithmetic(_ lambda: Double) throws -> [(name: String, value: Tensor)] {
@@ -278,6 +334,9 @@ public enum NeuLigRun {
             }
             rows.append(row("task arithmetic", "baseline", try evaluate(try arithmetic(best.lambda), onTasks: all, sets: tests),
                             ["lambda": String(format: "%.1f", best.lambda)]))
+            rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, local: local, total: k, options: o, comm: comm) { flat in
+                try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
+            } test: { try evaluate($0, onTasks: all, sets: tests) })
             lap("baselines")
         }
 
@@ -296,10 +355,68 @@ public enum NeuLigRun {
             ], to: o.outDirectory.appendingPathComponent("neulig-global.safetensors"))
         }
         try comm.barrier()
-        return NeuLigReport(suite: o.suite, architecture: probe.architecture.description, tasks: experts.map(\.task.rawValue), models: k,
-                            ranks: comm.size, seed: o.portland.seed, config: o.portland, calibrationSamplesPerTask: tasks.map(\.count),
-                            coefficientsPerTask: perTask, coefficientsGlobal: global, rows: rows,
-                            valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timings)
+        var report = NeuLigReport(suite: o.suite, architecture: probe.architecture.description, tasks: experts.map(\.task.rawValue), models: k,
+                                  ranks: comm.size, seed: o.portland.seed, config: o.portland, calibrationSamplesPerTask: tasks.map(\.count),
+                                  coefficientsPerTask: perTask, coefficientsGlobal: global, rows: rows,
+                                  valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timings)
+        report.bytesCommunicated = counter.bytes
+        report.bytesPerPhase = traffic
+        report.bytesPerPortlandStep = stepsRun > 0 ? Double(traffic["portland"] ?? 0) / Double(stepsRun) : nil
+        return report
+    }
+
+    /// Trains the Portland to `o.portland.epochs`, resuming from and writing checkpoints; returns the steps run here.
+    static func train(_ portland: Portland, _ o: NeuLigOptions, style: PhaseProgress.Style, log: (String) -> Void) throws -> Int {
+        let resumed = try PortlandCheckpoint.resume(portland, directory: o.checkpointDirectory)
+        if resumed > 0 { log("resumed Portland from the checkpoint at epoch \(resumed)") }
+        let first = portland.step
+        let progress = PhaseProgress("Portland epochs", total: o.portland.epochs, style: style)
+        while portland.epoch < o.portland.epochs {
+            let loss = try portland.trainEpoch()
+            progress.update(portland.epoch, detail: String(format: "loss %.4f", loss))
+            if o.checkpointEvery > 0 && portland.epoch % o.checkpointEvery == 0 && portland.epoch < o.portland.epochs {
+                try PortlandCheckpoint.save(portland, directory: o.checkpointDirectory)
+            }
+        }
+        progress.finish()
+        return portland.step - first
+    }
+
+    /// TIES beside NeuLig: AlignRun's distributed trim/elect/merge of the task vectors, k and λ chosen by `score` (calibration).
+    static func tiesRow(pre: [(name: String, value: Tensor)], experts: [[(name: String, value: Tensor)]], averaged: [(name: String, value: Tensor)],
+                        local: Range<Int>, total: Int, options o: NeuLigOptions, comm: Communicator,
+                        score: ([(name: String, value: Tensor)]) throws -> Double,
+                        test: ([(name: String, value: Tensor)]) throws -> [Double]) throws -> ReportRow {
+        guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError.invalid("the TIES baseline needs a λ grid and a kept-fraction grid") }
+        func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { t.flatMap { $0.value.storage.map(Double.init) } }
+        let preFlat = flat(pre), avgFlat = flat(averaged)
+        // Task vectors cover parameters; BN running statistics describe data and are averaged, as in AlignRun.mergeTasks.
+        let isParameter = pre.flatMap { e in
+            [Bool](repeating: !(e.name.hasSuffix(".running_mean") || e.name.hasSuffix(".running_var")), count: e.value.count)
+        }
+        let localFlat = experts.map(flat)
+        func tensors(_ v: [Double]) -> [(name: String, value: Tensor)] {
+            var o = 0
+            return pre.map { e in
+                defer { o += e.value.count }
+                return (e.name, Tensor(shape: e.value.shape, storage: (o..<(o + e.value.count)).map { Float(v[$0]) }))
+            }
+        }
+        func combine(_ delta: [Double], _ lambda: Double) -> [(name: String, value: Tensor)] {
+            tensors((0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : avgFlat[$0] })
+        }
+        var best = (keep: o.tiesKeep[0], lambda: o.lambdas[0], score: -1.0, delta: [Double]())
+        for keep in o.tiesKeep {
+            let delta = try AlignRun.tiesDelta(localExperts: localFlat, pretrained: preFlat, isParameter: isParameter, keepFraction: keep,
+                                               local: local, total: total, comm: comm)
+            for l in o.lambdas {
+                let s = try score(combine(delta, l))
+                if s > best.score { best = (keep, l, s, delta) }
+            }
+        }
+        let acc = try test(combine(best.delta, best.lambda))
+        return ReportRow(name: "TIES", kind: "baseline", accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count),
+                         hyperparameters: ["lambda": AlignRun.formatted(best.lambda), "k": String(format: "%g%%", 100 * best.keep)])
     }
 
     static func headOutputs(_ f: [Float], n: Int, width: Int, head: (weight: Tensor, bias: Tensor)) -> [Double] {

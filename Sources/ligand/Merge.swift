@@ -14,7 +14,9 @@ struct Merge: ParsableCommand {
         --method neulig trains NeuLig's Portland on the experts' cached calibration features of a `tasks` suite \
         (one expert per rank, or a block of them) and reports the fused model in `task` and `global` mode beside the \
         prediction ensemble, the Portland (feature) ensemble, the pretrained backbone, weight averaging and task \
-        arithmetic (λ fitted on calibration). Run it under mpirun to spread the experts over ranks.
+        arithmetic (λ fitted on calibration) and TIES (k and λ fitted on calibration). On a seeds or splits suite it fuses \
+        models of one task with their own heads (NeuLig alone), or, with --align cca|permute, first aligns them into the \
+        reference's space (multi-level). Run it under mpirun to spread the experts over ranks.
         """)
 
     enum Method: String, ExpressibleByArgument, CaseIterable {
@@ -58,12 +60,14 @@ struct Merge: ParsableCommand {
     var data: String?
     @Flag(help: "Also report the paper's batch mode: a model merged per evaluation batch from its first sample's β (needs every expert at test time).")
     var batchMode = false
-    @Flag(help: "Skip the baselines (pretrained, averaging, task arithmetic).")
+    @Flag(help: "Skip the baselines (pretrained, averaging, task arithmetic, TIES).")
     var noBaselines = false
     @Flag(help: "Sum over models with a plain allreduce instead of the rank-count-independent reduction (faster; results then depend on -np).")
     var fastSums = false
     @Flag(help: "No progress output.")
     var quiet = false
+    @Option(help: "neulig on a seeds/splits suite: first align the models into the reference's space with cca, permute or weight-matching (multi-level; default: none, NeuLig on the models as trained).")
+    var align: String?
     @Option(help: "Alignment methods: use the first K models of the suite (default: all).")
     var models: Int?
     @Option(help: "Alignment methods: the reference model: first, best (on calibration) or a model index.")
@@ -148,8 +152,18 @@ struct Merge: ParsableCommand {
     func run() throws {
         if let m = AlignMethod(rawValue: method.rawValue) { return try runAlignment(m) }
         try withWorld("ligand merge") { comm in
-            let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(method.rawValue)")
+            let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(align.map { "\($0)-" } ?? "")\(method.rawValue)")
             var o = NeuLigOptions(suite: suite, outDirectory: outDir)
+            if let align {
+                guard let a = AlignMethod(rawValue: align), a.aligns else { throw AlignError("--align must be cca, permute or weight-matching, got '\(align)'") }
+                o.align = a
+            }
+            o.reference = try ReferenceRule(parsing: reference)
+            if let gammas { o.gammas = try Self.numbers(gammas, option: "--gammas") }
+            if let lambdas { o.lambdas = try Self.numbers(lambdas, option: "--lambdas") }
+            if let tiesK { o.tiesKeep = try Self.numbers(tiesK, option: "--ties-k").map { $0 / 100 } }
+            o.models = models
+            o.bnSamples = bnSamples
             o.architecture = arch
             o.tasks = tasks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             o.portland.loss = loss; o.portland.regularizer = regularizer; o.portland.scaling = scaling

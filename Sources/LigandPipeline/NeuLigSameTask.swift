@@ -1,0 +1,184 @@
+import Foundation
+import LigandCollective
+import LigandData
+import LigandFormats
+import LigandMerge
+import LigandModels
+import LigandNeuLig
+import LigandNN
+import LigandNumerics
+import LigandZoo
+
+// NeuLig on a same-task suite (seeds, splits: K models of one 10-way task, each with its own head), optionally
+// after aligning the models into the reference's space (algorithms.md, "Multi-level: align, then NeuLig").
+// Portland's prediction is y = Σ_k β_k(x) h_k(f_k(x)): the paper's h(Σ_k β_k f_k) with every model reading its
+// own head. It keeps the tasks suites' communication (B×K logits, B×C prediction per step) and equals the
+// paper's form whenever the heads agree; fusion is θ = Σ_k β̄_k θ_k over every tensor, head included, then
+// BatchNorm statistics are re-estimated as the alignment merges do.
+extension NeuLigRun {
+    static func runSameTask(_ o: NeuLigOptions, directory dir: URL, manifest: ZooManifest, comm counter: CountingCommunicator,
+                            log: @escaping (String) -> Void) throws -> NeuLigReport {
+        let clock = Date()
+        if let a = o.align, !a.aligns {
+            throw PipelineError.invalid("--align \(a.rawValue): only weight-matching, permute and cca align models into the reference's space")
+        }
+        if let t = o.tasks { throw PipelineError.invalid("--tasks \(t.joined(separator: ",")): suite '\(o.suite)' is a \(manifest.kind.rawValue) suite with one task; choose models with --models") }
+
+        let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
+        let archLabel = o.architecture ?? labels.first!
+        guard labels.contains(archLabel) else { throw PipelineError.invalid("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
+        guard o.architecture != nil || labels.count == 1 else {
+            throw PipelineError.invalid("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+        }
+        var models = manifest.models.filter { $0.architecture == archLabel }
+        if let n = o.models {
+            guard n >= 2 else { throw PipelineError.invalid("--models must be at least 2 (a merge needs two models), got \(n)") }
+            guard n <= models.count else { throw PipelineError.invalid("--models \(n): suite '\(o.suite)' has only \(models.count) \(archLabel) models") }
+            models = Array(models.prefix(n))
+        }
+        guard models.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two models, suite '\(o.suite)' gives \(models.count)") }
+        let data = try ZooData.load(directory: o.dataDirectory)
+        let splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
+        var calIdx = splits.calibration
+        if let n = o.calibrationSamples { calIdx = Array(calIdx.prefix(n)) }
+        guard calIdx.count >= 2 else { throw PipelineError.invalid("suite '\(o.suite)': the calibration split holds \(calIdx.count) images, at least 2 are needed") }
+        let urls = models.map { dir.appendingPathComponent($0.file) }
+        let archs = try urls.map { try ModelFile.architecture(of: SafeTensorsFile(url: $0)) }
+        let input = SameTaskInputs(suite: o.suite, suiteKind: manifest.kind.rawValue, names: models.map(\.name), architectures: archs,
+                                   load: { try ModelFile.load(urls[$0], expecting: archs[0]).network },
+                                   calibration: data.train.subset(calIdx), test: data.test,
+                                   train: data.train.subset(Array(splits.train.prefix(o.bnSamples))))
+        return try runSameTask(input, options: o, comm: counter, clock: clock, log: log)
+    }
+
+    /// NeuLig (after the optional alignment) on models of one task; rank 0 writes `neulig-global.safetensors` to `o.outDirectory`.
+    public static func runSameTask(_ input: SameTaskInputs, options o: NeuLigOptions, comm counter: CountingCommunicator,
+                                   clock start: Date = Date(), log: @escaping (String) -> Void = { _ in }) throws -> NeuLigReport {
+        let comm: Communicator = counter
+        var timings: [String: Double] = [:], traffic: [String: Int] = [:]
+        var clock = start, lastBytes = counter.bytes
+        func lap(_ key: String) {
+            timings[key] = Date().timeIntervalSince(clock); clock = Date()
+            traffic[key] = counter.bytes - lastBytes; lastBytes = counter.bytes
+        }
+        if let a = o.align, !a.aligns {
+            throw PipelineError.invalid("--align \(a.rawValue): only weight-matching, permute and cca align models into the reference's space")
+        }
+        guard input.names.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)") }
+
+        // Ensemble, single models and weight averaging, plus the alignment when asked: AlignRun's pipeline, which also
+        // hands back this rank's models in the reference's space.
+        var ao = AlignOptions(method: o.align ?? .average, suite: o.suite, outDirectory: o.outDirectory)
+        ao.reference = o.reference
+        ao.gammas = o.gammas
+        ao.calibrationSamples = o.calibrationSamples
+        ao.bnSamples = o.bnSamples
+        ao.seed = o.portland.seed
+        ao.quiet = o.quiet
+        let merged = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: o.quiet ? { _ in } : log)
+        lap("align")
+
+        let k = input.names.count, arch = input.architectures[0]
+        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let probe = try Network<Float>(arch, seed: 0)
+        let counters = probe.batchCounters()
+        let nets = try merged.alignedLocal.map { try AlignRun.network(arch, $0, counters: counters) }
+        if o.align != nil && !BatchNormStatistics(probe).names.isEmpty {
+            // The maps carried each model's running statistics along, exact only for permutations: re-estimate them where the model lives.
+            let n = min(o.bnSamples, input.train.count)
+            let batches = stride(from: 0, to: n, by: 128).map { AlignRun.batch(input.train, Array($0..<min(n, $0 + 128))) }
+            for net in nets { try reestimateBatchNorm(net, batches: batches) }
+        }
+        let width = probe.featureWidth, c = arch.classes
+        let heads = nets.map { n -> PortlandHead in
+            PortlandHead(weight: n.head.weight.value.storage.map(Double.init),
+                         bias: n.head.bias.map { $0.value.storage.map(Double.init) } ?? [Double](repeating: 0, count: c))
+        }
+        // The task name carries the alignment, so a checkpoint of another alignment is never resumed.
+        let alignment = o.align.map { a -> String in
+            let settings = merged.report.hyperparameters.filter { $0.key != "gamma_scale" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            return ([a.rawValue] + settings + ["reference=\(merged.report.reference ?? "-")"]).joined(separator: " ")
+        }
+        let task = PortlandTask(name: "calibration" + (alignment.map { " after \($0)" } ?? ""), classes: c, localHeads: heads,
+                                labels: input.calibration.labels, features: nets.map { Trainer.featureRows($0, data: input.calibration) })
+        lap("features")
+
+        let flat = nets.map { $0.stateDict().flatMap(\.value.storage) }
+        let regularizer: [Double]
+        switch o.portland.regularizer {
+        case .paper: regularizer = try PortlandRegularizer.paperScores(localParameters: flat, localModels: local, totalModels: k, comm: comm)
+        case .gram: regularizer = try PortlandRegularizer.gram(localParameters: flat, localModels: local, totalModels: k, comm: comm)
+        case .none: regularizer = []
+        }
+        let portland = try Portland(comm: comm, totalModels: k, localModels: local, width: width, tasks: [task],
+                                    regularizer: regularizer, config: o.portland)
+        let style: PhaseProgress.Style = (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle
+        let stepsRun = try train(portland, o, style: style, log: log)
+        lap("portland")
+        let beta = try portland.meanCoefficients().global
+
+        // Portland ensemble on the test set: y = Σ_k β_k(x) h_k(f_k(x)), summed over models by the deterministic reduction.
+        let test = input.test, n = test.count
+        let testFeatures = nets.map { Trainer.featureRows($0, data: test) }
+        let betaTest = try portland.betas(localFeatures: testFeatures, count: n)
+        let weighted = zip(local, testFeatures).map { (i, f) -> (index: Int, values: [Double]) in
+            let h = nets[i - local.lowerBound].head
+            let u = headOutputs(f, n: n, width: width, head: (h.weight.value, h.bias?.value ?? Tensor(zeros: [c])))
+            return (i, (0..<(n * c)).map { u[$0] * betaTest[($0 / c) * k + i] })
+        }
+        let y = try deterministicSum(contributions: weighted, total: k, comm: comm)
+        let portlandEnsemble = Evaluation.accuracy(y[...], classes: c, labels: test.labels)
+        lap("ensembles")
+
+        // θ = Σ_k β̄_k θ_k over every tensor; the layout comes from the architecture, so a rank without models joins the sum.
+        let layout = probe.stateDict()
+        let contributions = zip(local, nets).map { (i, net) -> (index: Int, values: [Double]) in
+            (i, net.stateDict().flatMap { $0.value.storage.map { beta[i] * Double($0) } })
+        }
+        let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
+        var tensors: StateDict = [:], offset = 0
+        for (name, t) in layout {
+            tensors[name] = Tensor(shape: t.shape, storage: (offset..<(offset + t.count)).map { Float(sum[$0]) })
+            offset += t.count
+        }
+        let fused = try AlignRun.network(arch, tensors, counters: counters)
+        try AlignRun.reestimateBatchNorm(fused, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm)
+        let fusedAccuracy = try AlignRun.hits(fused, test, comm: comm) / Double(n)
+        lap("fused")
+
+        // Rows: the alignment report's summary, then Portland's ensemble and the fused model; the single models last.
+        let aligned = o.align != nil
+        let summary = merged.report.rows.filter { r in r.kind != "model" || r.name.hasPrefix("best single") || r.name.hasPrefix("mean single") || (aligned && r.name.hasPrefix("reference")) }
+        var rows: [ReportRow] = summary.map { r in
+            var r = r
+            if r.name == "fused: average" { r.name = "weight averaging (no alignment)"; r.kind = "baseline" }
+            if let a = o.align, r.name == "fused: \(a.rawValue)" { r.name = "\(a.rawValue) alone (fused: \(a.rawValue))" }
+            return r
+        }
+        rows.append(ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: "ensemble", accuracies: [portlandEnsemble], mean: portlandEnsemble))
+        rows.append(ReportRow(name: aligned ? "\(o.align!.rawValue) then NeuLig, fused (mean β)" : "NeuLig alone, fused (mean β)", kind: "merge",
+                              accuracies: [fusedAccuracy], mean: fusedAccuracy,
+                              hyperparameters: ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue]))
+        rows += merged.report.rows.filter { r in r.kind == "model" && input.names.contains(r.name) }
+
+        if comm.isRoot {
+            try FileManager.default.createDirectory(at: o.outDirectory, withIntermediateDirectories: true)
+            try ModelFile.save(fused, to: o.outDirectory.appendingPathComponent("neulig-global.safetensors"), metadata: [
+                "ligand.method": aligned ? "\(o.align!.rawValue) then neulig" : "neulig", "ligand.suite": o.suite,
+                "ligand.models": input.names.joined(separator: ","), "ligand.coefficients": beta.map { String($0) }.joined(separator: ","),
+            ])
+        }
+        try comm.barrier()
+        var report = NeuLigReport(suite: o.suite, architecture: arch.description, tasks: [input.suiteKind], models: k, ranks: comm.size,
+                                  seed: o.portland.seed, config: o.portland, calibrationSamplesPerTask: [task.count],
+                                  coefficientsPerTask: [beta], coefficientsGlobal: beta, rows: rows,
+                                  valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timings)
+        report.suiteKind = input.suiteKind
+        report.modelNames = input.names
+        report.alignment = alignment
+        report.bytesCommunicated = counter.bytes
+        report.bytesPerPhase = traffic
+        report.bytesPerPortlandStep = stepsRun > 0 ? Double(traffic["portland"] ?? 0) / Double(stepsRun) : nil
+        return report
+    }
+}

@@ -1,0 +1,181 @@
+import XCTest
+import LigandCollective
+import LigandData
+import LigandFormats
+import LigandMerge
+import LigandModels
+import LigandNeuLig
+import LigandNN
+import LigandNumerics
+@testable import LigandPipeline
+
+/// NeuLig on same-task models (seeds suites), alone and after an alignment, and the TIES baseline row.
+final class NeuLigSameTaskTests: XCTestCase {
+    static let mlp = Architecture.mlp(hidden: [12, 8], input: [4, 4, 1], classes: 3)
+
+    func images(_ n: Int, seed: UInt64) -> LabeledImages {
+        var rng = SeededRNG(seed: seed, stream: "neulig-same-task-images")
+        let arch = Self.mlp
+        let size = arch.input.reduce(1, *)
+        let pixels = (0..<(n * size)).map { _ in Float(rng.normal()) }
+        let labels = (0..<n).map { _ in rng.int(below: arch.classes) }
+        return LabeledImages(height: arch.input[0], width: arch.input[1], channels: arch.input[2], pixels: pixels, labels: labels, classCount: arch.classes)
+    }
+
+    func model(seed: UInt64) throws -> Network<Float> {
+        let net = try Network<Float>(Self.mlp, seed: seed)
+        var rng = SeededRNG(seed: seed, stream: "neulig-same-task-model")
+        var s = net.stateDictionary()
+        for key in s.keys.sorted() where s[key]!.rank == 1 {
+            s[key] = Tensor(shape: s[key]!.shape, storage: (0..<s[key]!.count).map { _ in Float(0.1 + 0.1 * rng.normal()) })
+        }
+        try net.load(s)
+        return net
+    }
+
+    func input(_ models: [Network<Float>]) -> SameTaskInputs {
+        SameTaskInputs(suite: "synthetic", names: models.indices.map { "m\($0)" }, architectures: models.map(\.architecture),
+                       load: { models[$0] }, calibration: images(120, seed: 1), test: images(90, seed: 2), train: images(200, seed: 3))
+    }
+
+    func options(align: AlignMethod?, out: URL) -> NeuLigOptions {
+        var o = NeuLigOptions(suite: "synthetic", outDirectory: out)
+        o.align = align
+        o.gammas = [1e-3, 1e-1, 10]
+        o.bnSamples = 128
+        o.checkpointEvery = 0
+        o.quiet = true
+        o.portland.loss = .sup
+        o.portland.epochs = 4
+        o.portland.batchSize = 32
+        o.portland.learningRate = 0.05
+        return o
+    }
+
+    func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("ligand-neulig-same-\(UUID().uuidString)")
+    }
+
+    /// Alone and after CCA or permutation: the fused file, β̄ and every accuracy are bitwise the same for 1, 2 and 3 ranks.
+    func testBitwiseIdenticalAcrossRankCounts() throws {
+        let models = try (0..<4).map { try model(seed: 40 + UInt64($0)) }
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        for align in [nil, AlignMethod.cca, .permute] {
+            var files: [Data] = []
+            var reports: [NeuLigReport] = []
+            for size in 1...3 {
+                let out = root.appendingPathComponent("\(align?.rawValue ?? "none")-\(size)")
+                let o = options(align: align, out: out)
+                let data = input(models)
+                let r = try InProcessCommunicator.run(size: size) { comm in
+                    try NeuLigRun.runSameTask(data, options: o, comm: CountingCommunicator(comm))
+                }
+                for x in r { XCTAssertEqual(x.coefficientsGlobal, r[0].coefficientsGlobal) }
+                files.append(try Data(contentsOf: out.appendingPathComponent("neulig-global.safetensors")))
+                reports.append(r[0])
+                if size > 1 { XCTAssertGreaterThan(r[0].bytesCommunicated ?? 0, 0) } else { XCTAssertEqual(r[0].bytesCommunicated, 0) }
+            }
+            for (f, r) in zip(files, reports) {
+                XCTAssertEqual(f, files[0], "fused file, align \(align?.rawValue ?? "none")")
+                XCTAssertEqual(r.coefficientsGlobal, reports[0].coefficientsGlobal)
+                XCTAssertEqual(r.rows.map(\.mean), reports[0].rows.map(\.mean))
+            }
+            let names = reports[0].rows.map(\.name)
+            XCTAssertTrue(names.contains("ensemble (mean softmax)"), "\(names)")
+            XCTAssertTrue(names.contains("Portland ensemble (Σ β(x)·logits)"), "\(names)")
+            if let a = align {
+                XCTAssertTrue(names.contains("\(a.rawValue) alone (fused: \(a.rawValue))"), "\(names)")
+                XCTAssertTrue(names.contains("\(a.rawValue) then NeuLig, fused (mean β)"), "\(names)")
+                XCTAssertNotNil(reports[0].alignment)
+            } else {
+                XCTAssertTrue(names.contains("NeuLig alone, fused (mean β)") && names.contains("weight averaging (no alignment)"), "\(names)")
+            }
+            XCTAssertEqual(reports[0].coefficientsGlobal.reduce(0, +), 1, accuracy: 1e-9)
+        }
+    }
+
+    /// Without BatchNorm, the fused file is Σ_k β̄_k θ_k of the models (head included), summed in Float64.
+    func testFusedModelIsTheBetaWeightedSum() throws {
+        let models = try (0..<3).map { try model(seed: 60 + UInt64($0)) }
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        let report = try NeuLigRun.runSameTask(input(models), options: options(align: nil, out: out), comm: CountingCommunicator(InProcessCommunicator.single()))
+        let beta = report.coefficientsGlobal
+        XCTAssertEqual(beta.count, 3)
+        XCTAssertGreaterThan(beta.max()! - beta.min()!, 0, "a trained Portland does not stay exactly uniform")
+        let fused = try ModelFile.load(out.appendingPathComponent("neulig-global.safetensors")).network
+        let states = models.map { $0.stateDict() }
+        for (i, entry) in fused.stateDict().enumerated() {
+            for j in [0, entry.value.count - 1] {
+                let expected = (0..<3).reduce(0.0) { $0 + beta[$1] * Double(states[$1][i].value.storage[j]) }
+                XCTAssertEqual(Double(entry.value.storage[j]), expected, accuracy: 1e-6, entry.name)
+            }
+        }
+    }
+
+    func testBadInput() throws {
+        let models = try (0..<3).map { try model(seed: 70 + UInt64($0)) }
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        let comm = CountingCommunicator(InProcessCommunicator.single())
+        XCTAssertThrowsError(try NeuLigRun.runSameTask(input(models), options: options(align: .average, out: out), comm: comm)) { e in
+            XCTAssertTrue("\(e)".contains("--align average"), "\(e)")
+        }
+        var o = options(align: nil, out: out)
+        o.portland.learningRate = 0
+        XCTAssertThrowsError(try NeuLigRun.runSameTask(input(models), options: o, comm: comm)) { e in
+            XCTAssertTrue("\(e)".contains("learning rate"), "\(e)")
+        }
+        let wide = try Network<Float>(Architecture.mlp(hidden: [12, 9], input: [4, 4, 1], classes: 3), seed: 1)
+        XCTAssertThrowsError(try NeuLigRun.runSameTask(input(models + [wide]), options: options(align: nil, out: out), comm: comm)) { e in
+            XCTAssertTrue("\(e)".contains("m3"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("neulig-global.safetensors").path), "nothing written")
+    }
+
+    /// The TIES row picks k and λ by the score and evaluates θ_pre + λ·TIES(τ) with AlignRun's rule.
+    func testTiesRowChoosesByScore() throws {
+        var rng = SeededRNG(seed: 5)
+        let pre: [(name: String, value: Tensor)] = [("a.weight", Tensor.randomNormal([3, 4], rng: &rng)), ("a.bias", Tensor.randomNormal([3], rng: &rng))]
+        let experts = (0..<3).map { _ in pre.map { e in (name: e.name, value: Tensor(shape: e.value.shape, storage: e.value.storage.map { $0 + Float(rng.normal()) })) } }
+        var o = NeuLigOptions(suite: "synthetic", outDirectory: temporaryDirectory())
+        o.lambdas = [0.2, 0.6, 1.0]
+        o.tiesKeep = [0.2, 0.5]
+        let preFlat = pre.flatMap { $0.value.storage.map(Double.init) }
+        let comm = InProcessCommunicator.single()
+        var tested: [Double] = []
+        let row = try NeuLigRun.tiesRow(pre: pre, experts: experts, averaged: pre, local: 0..<3, total: 3, options: o, comm: comm) { t in
+            // Scores the kept fraction (changed coordinates); every λ ties, so the first λ of the best k wins.
+            let v = t.flatMap { $0.value.storage.map(Double.init) }
+            return Double(zip(v, preFlat).filter { $0 != $1 }.count)
+        } test: { t in
+            tested = t.flatMap { $0.value.storage.map(Double.init) }
+            return [0.5]
+        }
+        XCTAssertEqual(row.name, "TIES")
+        XCTAssertEqual(row.hyperparameters["k"], "50%")
+        XCTAssertEqual(row.hyperparameters["lambda"], "0.2")
+        let delta = try AlignRun.tiesDelta(localExperts: experts.map { $0.flatMap { $0.value.storage.map(Double.init) } }, pretrained: preFlat,
+                                           isParameter: [Bool](repeating: true, count: preFlat.count), keepFraction: 0.5, local: 0..<3, total: 3, comm: comm)
+        let lambda = Double(row.hyperparameters["lambda"]!)!
+        for j in preFlat.indices { XCTAssertEqual(tested[j], Double(Float(preFlat[j] + lambda * delta[j])), accuracy: 0) }
+        XCTAssertEqual(row.mean, 0.5)
+    }
+
+    func testCountingCommunicatorCountsPayloadBytes() throws {
+        let counts = try InProcessCommunicator.run(size: 2) { comm -> Int in
+            let c = CountingCommunicator(comm)
+            var x = [Double](repeating: 1, count: 10)
+            try c.allreduce(&x, op: .sum)
+            _ = try c.allgatherv([Float](repeating: 0, count: 3 + c.rank))
+            return c.bytes
+        }
+        XCTAssertEqual(counts, [80 + 7 * 4, 80 + 7 * 4])
+        let single = CountingCommunicator(InProcessCommunicator.single())
+        var y = [Double](repeating: 1, count: 10)
+        try single.allreduce(&y, op: .sum)
+        XCTAssertEqual(single.bytes, 0)
+        XCTAssertEqual(single.calls, 1)
+    }
+}
