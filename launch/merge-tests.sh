@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # MPI tests of `ligand merge` with the alignment, task-vector and least-squares methods on a tiny zoo (a few
 # thousand images, [16]/[32] MLPs, one epoch, built into a temporary cache): every method gives a
-# bitwise-identical fused file under mpirun -np 1 and -np 2 (regmean and progressive also -np 4), and bad
-# input (one model, a reference out of range, a non-positive γ, models of different architectures, a method
-# the suite cannot use, a singular least-squares system without ridge, α outside [0, 1]) fails with one
-# clear error and writes no fused file.
+# bitwise-identical fused file under mpirun -np 1 and -np 2 (regmean and progressive on the tasks suite
+# also -np 4; progressive after cca on the seeds suite), and bad input (one model, a reference out of
+# range, a non-positive γ, models of different architectures, a method the suite cannot use, --align that
+# is no alignment, a singular least-squares system without ridge, α outside [0, 1]) fails with one clear
+# error and writes no fused file.
 #
 #   bash launch/merge-tests.sh [BIN]      (default: LIGAND_BIN, else a release build)
 set -uo pipefail
@@ -57,6 +58,7 @@ check_fusion() {   # check_fusion METHOD ARGS...
 check_fusion regmean --alphas 0.5,1 --ridges 1e-3,1e-1 --calibration-samples 200 --selection-samples 200 --lambdas 0.5,1
 check_fusion progressive --alphas 1 --ridges 1e-3,1e-1 --calibration-samples 200 --selection-samples 200 --lambdas 0.5,1
 sed 's/^/    | /' "$tmp/f-progressive-2.out"
+check_method tiny-seeds progressive --align cca --gammas 1e-1 --ridges 1e-3,1e-1 --calibration-samples 300 --selection-samples 200
 
 echo "--- bad input: one clear error, no fused file"
 expect_error() {   # expect_error NAME PATTERN NP ARGS...
@@ -80,7 +82,7 @@ cp "$(ls "$tmp"/cache/tiny-tasks-*/mlp-pretrained.safetensors)" "$mixed/mlp-seed
 expect_error mixed-architectures "models of different architectures cannot be merged: mlp-seed1 is mlp 784-32-10 but mlp-seed0 is mlp 784-16-10" 2 --method permute --suite tiny-mixed
 expect_error ties-on-seeds "needs a tasks suite" 2 --method ties --suite tiny-seeds
 expect_error cca-on-tasks "use average, task-arithmetic or ties" 2 --method cca --suite tiny-tasks
-expect_error progressive-on-seeds "fuses experts of different tasks into one backbone and needs a tasks suite" 2 --method progressive --suite tiny-seeds
+expect_error align-not-alignment "--align must be cca, permute or weight-matching" 2 --method progressive --suite tiny-seeds --align average
 # Border pixels are black on every Fashion-MNIST image: without a ridge the first layer's Gram matrix is singular.
 expect_error singular-no-ridge "layer 'layers.0': the 78[45]×78[45] Gram system is singular .*--ridges" 2 --method progressive --suite tiny-tasks --ridges 0 --calibration-samples 100
 expect_error alpha-range "--alphas: every α must be in \[0, 1\]" 2 --method regmean --suite tiny-tasks --alphas 0.5,2

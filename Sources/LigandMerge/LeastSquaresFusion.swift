@@ -466,16 +466,17 @@ extension LeastSquaresFusion {
         return s
     }
 
-    /// Expert k's RegMean statistics of every unit on its task's batches (one forward per batch).
-    public static func regmeanContribution(_ plan: FusionPlan, expert: Network<Float>, data: CalibrationBatches) throws -> [RegMeanStatistics] {
-        var stats = plan.units.map { RegMeanStatistics($0) }
+    /// Expert k's RegMean statistics of every unit (default: the plan's backbone units) on its task's batches (one forward per batch).
+    public static func regmeanContribution(_ plan: FusionPlan, units: [FusionUnit]? = nil, expert: Network<Float>, data: CalibrationBatches) throws -> [RegMeanStatistics] {
+        let units = units ?? plan.units
+        var stats = units.map { RegMeanStatistics($0) }
         let state = expert.stateDictionary()
         for b in 0..<data.count {
             let x = data.batch(b)
             let t = taps(expert, x)
-            for (i, u) in plan.units.enumerated() { stats[i].accumulate(u, input: try plan.input(of: u, image: x, taps: t)) }
+            for (i, u) in units.enumerated() { stats[i].accumulate(u, input: try plan.input(of: u, image: x, taps: t)) }
         }
-        for (i, u) in plan.units.enumerated() { stats[i].weigh(try fold(u, state).weight) }
+        for (i, u) in units.enumerated() { stats[i].weigh(try fold(u, state).weight) }
         return stats
     }
 

@@ -83,6 +83,8 @@ public struct AlignOptions: Sendable {
     public var selectionSamples = 1000
     /// Writes each task's statistics images here (rank 0), for independent checks of the fusion.
     public var dumpCalibration: URL?
+    /// RegMean, progressive on a seeds or splits suite: the alignment run first (multi-level fusion).
+    public var align: AlignMethod?
     /// Calibration images for statistics and every fitted choice (nil: the suite's whole calibration split).
     public var calibrationSamples: Int?
     /// Training images BatchNorm statistics are re-estimated on after merging.
@@ -121,6 +123,8 @@ public struct AlignOptions: Sendable {
         if let r = ridges.first(where: { !($0.isFinite && $0 >= 0) }) {
             throw AlignError("--ridges: every ridge must be finite and ≥ 0 (it is relative to the mean diagonal of the Gram matrix), got \(r)")
         }
+        if let a = align, !a.aligns { throw AlignError("--align must be cca, permute or weight-matching, got \(a.rawValue)") }
+        if align != nil && !method.fuses { throw AlignError("--align applies to regmean and progressive (and neulig), not to --method \(method.rawValue)") }
         guard selectionSamples >= 0 else { throw AlignError("--selection-samples must be non-negative, got \(selectionSamples)") }
     }
 }
@@ -685,7 +689,7 @@ public enum AlignRun {
         } catch { throw AlignError("\(error)") }
         var calIdx = splits.calibration
         var selectionIdx: [Int] = []
-        if o.method.fuses && manifest.kind == .tasks {
+        if o.method.fuses {
             // Statistics on the first images, hyper-parameters on images held out at the end of the split.
             let held = min(o.selectionSamples, calIdx.count / 2)
             selectionIdx = Array(calIdx.suffix(held))
@@ -719,6 +723,7 @@ public enum AlignRun {
             let input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
                                     load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
             if o.method.fuses {
+                guard o.align == nil else { throw AlignError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
                 let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }
                 if let dump = o.dumpCalibration, comm.isRoot {
                     try FileManager.default.createDirectory(at: dump, withIntermediateDirectories: true)
@@ -744,7 +749,11 @@ public enum AlignRun {
                                        load: { try ModelFile.load(urls[$0], expecting: archs[0]).network },
                                        calibration: data.train.subset(calIdx), test: data.test,
                                        train: data.train.subset(Array(splits.train.prefix(o.bnSamples))))
-            result = try mergeSameTask(input, options: o, comm: comm, log: log)
+            if o.method.fuses {
+                result = try FusionRun.mergeSameTask(input, selection: data.train.subset(selectionIdx), options: o, comm: comm, log: log)
+            } else {
+                result = try mergeSameTask(input, options: o, comm: comm, log: log)
+            }
         }
 
         var report = result.report

@@ -6,14 +6,122 @@ import LigandNN
 import LigandNumerics
 import LigandZoo
 
-/// RegMean and progressive least-squares fusion of a tasks suite over a Communicator (algorithms.md, "One fused
-/// model for every task"): expert k lives on one rank (blockRange), which computes its Float64 Gram and cross
-/// sums on task k's calibration images; the rank-count-independent `deterministicSum` adds them over experts,
-/// rank 0 solves and broadcasts the layer, and every rank moves on to the next layer with the fused layers so far.
-/// Memory per rank is O(its experts × layer width²), never O(data): batches stream through.
+/// RegMean and progressive least-squares fusion over a Communicator (algorithms.md, "One fused model for every
+/// task"): model k lives on one rank (blockRange), which computes its Float64 Gram and cross sums on its task's
+/// calibration images; the rank-count-independent `deterministicSum` adds them over models, rank 0 solves and
+/// broadcasts the layer, and every rank moves on to the next layer with the fused layers so far.
+/// Memory per rank is O(its models × layer width²), never O(data): batches stream through.
 /// BatchNorm (ResNet-20) is folded into the preceding convolution before solving; the fused file then holds
 /// folded convolutions followed by identity BatchNorms (mean 0, variance 1) whose β is the fused bias.
 public enum FusionRun {
+    static let ridgeScale = "relative to the mean diagonal of the Gram matrix, toward the models' mean"
+
+    /// The models of one fusion as this rank holds them, and the distributed RegMean / progressive steps on them.
+    struct Context {
+        let comm: Communicator
+        let local: Range<Int>
+        let k: Int
+        let names: [String]
+        let nets: [Network<Float>]
+        let states: [StateDict]
+        let plan: FusionPlan
+        /// The units fused: the backbone's, plus the head for a same-task merge.
+        let units: [FusionUnit]
+        let layout: FlatLayout
+        /// A network whose architecture and head the partially fused networks take.
+        let like: Network<Float>
+        let batchSize: Int
+        /// Calibration images of model i (its task's).
+        let calibration: (Int) -> LabeledImages
+
+        func sum(_ vectors: [[Double]]) throws -> [Double] {
+            try deterministicSum(contributions: zip(local, vectors).map { (index: $0, values: $1) }, total: k, comm: comm)
+        }
+
+        func batches(_ data: LabeledImages) -> CalibrationBatches {
+            let starts = Array(stride(from: 0, to: data.count, by: batchSize))
+            return CalibrationBatches(count: starts.count) { AlignRun.batch(data, Array(starts[$0]..<min(data.count, starts[$0] + batchSize))) }
+        }
+
+        func shapes(_ u: FusionUnit) -> [(name: String, shape: [Int])] {
+            LeastSquaresFusion.unfold(u, FoldedLayer(weight: Matrix(zeros: u.outChannels, u.columns), bias: [Double](repeating: 0, count: u.outChannels)))
+                .map { ($0.name, $0.value.shape) }
+        }
+
+        /// Rank 0 runs `solve` (the tensors of some units); every rank receives them, or every rank throws its error.
+        func solvedOnRoot(_ phase: String, _ names: [(name: String, shape: [Int])], _ solve: () throws -> [(name: String, value: Tensor)]) throws -> StateDict {
+            let mine: [Float]? = try AlignRun.agreeing(comm, phase) { comm.isRoot ? try solve().flatMap(\.value.storage) : nil }
+            var flat = mine ?? []
+            try comm.broadcast(&flat, root: 0)
+            var out: StateDict = [:], offset = 0
+            for (n, s) in names {
+                let c = s.reduce(1, *)
+                guard offset + c <= flat.count else { throw AlignError("\(phase): rank 0 sent \(flat.count) values, \(n) needs more") }
+                out[n] = Tensor(shape: s, storage: Array(flat[offset..<(offset + c)]))
+                offset += c
+            }
+            return out
+        }
+
+        /// Σ_k of each unit's RegMean statistics and the models' mean folded layer, from one pass over the data.
+        func regmeanSums() throws -> [(statistics: RegMeanStatistics, prior: FoldedLayer)] {
+            let perModel = try AlignRun.agreeing(comm, "RegMean statistics") {
+                try zip(local, nets).map { i, net in try LeastSquaresFusion.regmeanContribution(plan, units: units, expert: net, data: batches(calibration(i))) }
+            }
+            return try units.enumerated().map { u, unit in
+                let folded = try AlignRun.agreeing(comm, "folding \(unit.name)") {
+                    try states.indices.map { try LeastSquaresFusion.fold(unit, states[$0], model: names[local.lowerBound + $0]) }
+                }
+                let total = try sum(perModel.indices.map { perModel[$0][u].packed + folded[$0].augmented.data })
+                let template = RegMeanStatistics(unit)
+                let n = template.packed.count
+                return (try template.unpacked(Array(total[..<n])),
+                        FoldedLayer(augmented: Matrix(rows: unit.outChannels, cols: unit.columns + 1, data: total[n...].map { $0 / Double(k) })))
+            }
+        }
+
+        /// `base` with every unit replaced by its RegMean solution at (α, ridge) and the models' mean bias.
+        func regmean(_ sums: [(statistics: RegMeanStatistics, prior: FoldedLayer)], alpha: Double, ridge: Double, base: StateDict) throws -> StateDict {
+            let solved = try solvedOnRoot("RegMean solve at α = \(AlignRun.formatted(alpha)), ridge = \(AlignRun.formatted(ridge))", units.flatMap { shapes($0) }) {
+                try units.indices.flatMap { u -> [(name: String, value: Tensor)] in
+                    let w = try LeastSquaresFusion.regmeanSolve(layer: units[u].name, statistics: sums[u].statistics, prior: sums[u].prior.weight, alpha: alpha, relativeRidge: ridge)
+                    return LeastSquaresFusion.unfold(units[u], FoldedLayer(weight: w, bias: sums[u].prior.bias))
+                }
+            }
+            var out = base
+            for (n, t) in solved { out[n] = t }
+            return out
+        }
+
+        /// Progressive least squares from `start` (the models' average): layer by layer from the input, X̃ from the fused layers so far.
+        func progressive(ridge: Double, start: StateDict) throws -> StateDict {
+            var fused = start
+            for unit in units {
+                let fusedNet = try LeastSquaresFusion.network(like: like, backbone: fused)
+                let contributions = try AlignRun.agreeing(comm, "progressive statistics of layer '\(unit.name)'") {
+                    try zip(local, nets).enumerated().map { j, pair -> [Double] in
+                        let (i, net) = pair
+                        let layer = try LeastSquaresFusion.fold(unit, states[j], model: names[i])
+                        let s = try LeastSquaresFusion.progressiveContribution(plan, unit, fused: fusedNet, expert: net, expertLayer: layer, data: batches(calibration(i)))
+                        return s.packed + layer.augmented.data
+                    }
+                }
+                let total = try sum(contributions)
+                let template = ProgressiveStatistics(unit)
+                let n = template.packed.count
+                let solved = try solvedOnRoot("progressive solve at ridge = \(AlignRun.formatted(ridge))", shapes(unit)) {
+                    let stats = try template.unpacked(Array(total[..<n]))
+                    let prior = FoldedLayer(augmented: Matrix(rows: unit.outChannels, cols: unit.columns + 1, data: total[n...].map { $0 / Double(k) }))
+                    return LeastSquaresFusion.unfold(unit, try LeastSquaresFusion.progressiveSolve(layer: unit.name, statistics: stats, prior: prior, relativeRidge: ridge))
+                }
+                for (n, t) in solved { fused[n] = t }
+            }
+            return fused
+        }
+    }
+
+    // MARK: Tasks suites: one backbone for every task, each task keeps its head
+
     public static func mergeTasks(_ input: TasksInputs, selection: [LabeledImages], options o: AlignOptions, comm: Communicator,
                                   log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
@@ -42,15 +150,10 @@ public enum FusionRun {
         let nets = try AlignRun.agreeing(comm, "loading the experts") { try local.map { try input.load($0) } }
         let states = nets.map { $0.stateDictionary() }
         let expertFlats = states.map { layout.flatten($0) }
+        let c = Context(comm: comm, local: local, k: k, names: input.tasks.map { "expert \($0)" }, nets: nets, states: states, plan: plan,
+                        units: plan.units, layout: layout, like: pre, batchSize: o.batchSize, calibration: { input.calibration[$0] })
         lap("load")
 
-        func sum(_ vectors: [[Double]]) throws -> [Double] {
-            try deterministicSum(contributions: zip(local, vectors).map { (index: $0, values: $1) }, total: k, comm: comm)
-        }
-        func batches(_ data: LabeledImages) -> CalibrationBatches {
-            let starts = Array(stride(from: 0, to: data.count, by: o.batchSize))
-            return CalibrationBatches(count: starts.count) { AlignRun.batch(data, Array(starts[$0]..<min(data.count, starts[$0] + o.batchSize))) }
-        }
         func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
         /// Accuracy of a backbone with each task's head on each task's set, the tasks spread over the ranks.
         func evaluate(_ backbone: StateDict, sets: [LabeledImages]) throws -> [Double] {
@@ -66,105 +169,38 @@ public enum FusionRun {
             try comm.allreduce(&h, op: .sum)
             return h
         }
-        /// Rank 0 runs `solve` (the tensors of some units); every rank receives them, or every rank throws its error.
-        func solvedOnRoot(_ phase: String, _ names: [(name: String, shape: [Int])], _ solve: () throws -> [(name: String, value: Tensor)]) throws -> StateDict {
-            let mine: [Float]? = try AlignRun.agreeing(comm, phase) { comm.isRoot ? try solve().flatMap(\.value.storage) : nil }
-            var flat = mine ?? []
-            try comm.broadcast(&flat, root: 0)
-            var out: StateDict = [:], offset = 0
-            for (n, s) in names {
-                let c = s.reduce(1, *)
-                out[n] = Tensor(shape: s, storage: Array(flat[offset..<(offset + c)]))
-                offset += c
-            }
-            return out
-        }
-        func shapes(_ u: FusionUnit) -> [(name: String, shape: [Int])] {
-            LeastSquaresFusion.unfold(u, FoldedLayer(weight: Matrix(zeros: u.outChannels, u.columns), bias: [Double](repeating: 0, count: u.outChannels)))
-                .map { ($0.name, $0.value.shape) }
-        }
 
-        let averageFlat = try sum(expertFlats).map { $0 / Double(k) }
+        let averageFlat = try c.sum(expertFlats).map { $0 / Double(k) }
         let average = layout.unflatten(averageFlat)
         var scores: [String: Double] = [:]
         var rows: [ReportRow] = []
         var hyper: [String: String] = [:]
-        let ridgeScale = "relative to the mean diagonal of the Gram matrix, toward the experts' mean"
-        let bn = plan.units.contains { $0.batchNorm != nil }
 
         // RegMean: one statistics pass and one reduction serve the whole (α, ridge) grid.
-        var regmean: (backbone: StateDict, alpha: Double, ridge: Double)?
-        do {
-            let perExpert = try AlignRun.agreeing(comm, "RegMean statistics") {
-                try zip(local, nets).map { i, net in try LeastSquaresFusion.regmeanContribution(plan, expert: net, data: batches(input.calibration[i])) }
+        let sums = try c.regmeanSums()
+        lap("regmean-statistics")
+        var bestRegMean: (score: Double, alpha: Double, ridge: Double, backbone: StateDict)?
+        for r in o.ridges {
+            for a in o.alphas {
+                let candidate = try c.regmean(sums, alpha: a, ridge: r, base: average)
+                let s = mean(try evaluate(candidate, sets: selectionSets))
+                scores[(o.method == .regmean ? "" : "regmean ") + "alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"] = s
+                if bestRegMean == nil || s > bestRegMean!.score { bestRegMean = (s, a, r, candidate) }
             }
-            var sums: [RegMeanStatistics] = [], priors: [FoldedLayer] = []
-            for (u, unit) in plan.units.enumerated() {
-                let folded = try AlignRun.agreeing(comm, "folding \(unit.name)") {
-                    try states.indices.map { try LeastSquaresFusion.fold(unit, states[$0], model: "expert \(input.tasks[local.lowerBound + $0])") }
-                }
-                let total = try sum(perExpert.indices.map { perExpert[$0][u].packed + folded[$0].augmented.data })
-                let template = RegMeanStatistics(unit)
-                let n = template.packed.count
-                sums.append(try template.unpacked(Array(total[..<n])))
-                priors.append(FoldedLayer(augmented: Matrix(rows: unit.outChannels, cols: unit.columns + 1, data: total[n...].map { $0 / Double(k) })))
-            }
-            lap("regmean-statistics")
-            let names = plan.units.flatMap { shapes($0) }
-            var best: (score: Double, alpha: Double, ridge: Double, backbone: StateDict)?
-            for r in o.ridges {
-                for a in o.alphas {
-                    let label = "alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"
-                    var candidate = average
-                    let solved = try solvedOnRoot("RegMean solve at α = \(AlignRun.formatted(a)), ridge = \(AlignRun.formatted(r))", names) {
-                        try plan.units.indices.flatMap { u -> [(name: String, value: Tensor)] in
-                            let w = try LeastSquaresFusion.regmeanSolve(layer: plan.units[u].name, statistics: sums[u], prior: priors[u].weight, alpha: a, relativeRidge: r)
-                            return LeastSquaresFusion.unfold(plan.units[u], FoldedLayer(weight: w, bias: priors[u].bias))
-                        }
-                    }
-                    for (n, t) in solved { candidate[n] = t }
-                    let s = mean(try evaluate(candidate, sets: selectionSets))
-                    scores[(o.method == .regmean ? "" : "regmean ") + label] = s
-                    if best == nil || s > best!.score { best = (s, a, r, candidate) }
-                }
-            }
-            log(String(format: "RegMean: α = %@, ridge = %@, calibration accuracy %.2f%%", AlignRun.formatted(best!.alpha), AlignRun.formatted(best!.ridge), 100 * best!.score))
-            regmean = (best!.backbone, best!.alpha, best!.ridge)
-            lap("regmean-grid")
         }
+        let rm = bestRegMean!
+        log(String(format: "RegMean: α = %@, ridge = %@, calibration accuracy %.2f%%", AlignRun.formatted(rm.alpha), AlignRun.formatted(rm.ridge), 100 * rm.score))
+        lap("regmean-grid")
 
-        // Progressive: layer by layer from the input, X̃ from the fused layers so far, for each ridge of the grid.
-        var progressive: (backbone: StateDict, ridge: Double)?
+        var progressive: (score: Double, ridge: Double, backbone: StateDict)?
         if o.method == .progressive {
-            var best: (score: Double, ridge: Double, backbone: StateDict)?
             for r in o.ridges {
-                var fused = average
-                for unit in plan.units {
-                    let fusedNet = try LeastSquaresFusion.network(like: pre, backbone: fused)
-                    let contributions = try AlignRun.agreeing(comm, "progressive statistics of layer '\(unit.name)'") {
-                        try zip(local, nets).enumerated().map { j, pair -> [Double] in
-                            let (i, net) = pair
-                            let layer = try LeastSquaresFusion.fold(unit, states[j], model: "expert \(input.tasks[i])")
-                            let s = try LeastSquaresFusion.progressiveContribution(plan, unit, fused: fusedNet, expert: net, expertLayer: layer, data: batches(input.calibration[i]))
-                            return s.packed + layer.augmented.data
-                        }
-                    }
-                    let total = try sum(contributions)
-                    let template = ProgressiveStatistics(unit)
-                    let n = template.packed.count
-                    let solved = try solvedOnRoot("progressive solve at ridge = \(AlignRun.formatted(r))", shapes(unit)) {
-                        let stats = try template.unpacked(Array(total[..<n]))
-                        let prior = FoldedLayer(augmented: Matrix(rows: unit.outChannels, cols: unit.columns + 1, data: total[n...].map { $0 / Double(k) }))
-                        return LeastSquaresFusion.unfold(unit, try LeastSquaresFusion.progressiveSolve(layer: unit.name, statistics: stats, prior: prior, relativeRidge: r))
-                    }
-                    for (n, t) in solved { fused[n] = t }
-                }
+                let fused = try c.progressive(ridge: r, start: average)
                 let s = mean(try evaluate(fused, sets: selectionSets))
                 scores["ridge=\(AlignRun.formatted(r))"] = s
                 log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", AlignRun.formatted(r), 100 * s))
-                if best == nil || s > best!.score { best = (s, r, fused) }
+                if progressive == nil || s > progressive!.score { progressive = (s, r, fused) }
             }
-            progressive = (best!.backbone, best!.ridge)
             lap("progressive")
         }
 
@@ -173,7 +209,7 @@ public enum FusionRun {
         let isParameter = zip(layout.names, layout.shapes).flatMap { n, s in
             [Bool](repeating: !(n.hasSuffix(".running_mean") || n.hasSuffix(".running_var")), count: s.reduce(1, *))
         }
-        let delta = try sum(expertFlats.map { e in (0..<e.count).map { e[$0] - preFlat[$0] } })
+        let delta = try c.sum(expertFlats.map { e in (0..<e.count).map { e[$0] - preFlat[$0] } })
         func taskArithmetic(_ lambda: Double) -> StateDict {
             layout.unflatten((0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : averageFlat[$0] })
         }
@@ -203,7 +239,6 @@ public enum FusionRun {
         rows.append(row("weight averaging", "baseline", try evaluate(average, sets: input.test)))
         rows.append(row("task arithmetic", "baseline", try evaluate(taskArithmetic(bestLambda.lambda), sets: input.test), ["lambda": AlignRun.formatted(bestLambda.lambda)]))
         let fused: StateDict
-        let rm = regmean!
         let rmHyper = ["alpha": AlignRun.formatted(rm.alpha), "ridge": AlignRun.formatted(rm.ridge)]
         if let p = progressive {
             rows.append(row("regmean", "baseline", try evaluate(rm.backbone, sets: input.test), rmHyper))
@@ -217,7 +252,7 @@ public enum FusionRun {
         }
         hyper["ridge_scale"] = ridgeScale
         hyper["selection"] = heldOut ? "\(selectionSets[0].count) held-out calibration images per task" : "the statistics images (no held-out calibration left)"
-        if bn { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
+        if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
         lap("evaluate")
 
         let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
@@ -226,5 +261,92 @@ public enum FusionRun {
                                  rows: rows, fusedFile: nil, seconds: timings)
         return AlignResult(report: report, fused: nil, backbone: layout.names.map { ($0, fused[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })
+    }
+
+    // MARK: Seeds and splits suites: one model for one task, after alignment (multi-level)
+
+    /// Fuses the models of a same-task suite: each rank's models are first aligned into the reference's space by
+    /// `o.align` (cca, permute, weight-matching; nil: used as they are) through `AlignRun.mergeSameTask`, then
+    /// fused by progressive least squares (or RegMean) on every layer, the 10-way head included, with X̃ and the
+    /// targets from the calibration split. The report keeps the alignment's rows (ensemble, single models, its merge).
+    public static func mergeSameTask(_ input: SameTaskInputs, selection: LabeledImages, options o: AlignOptions, comm: Communicator,
+                                     log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
+        try o.validate()
+        guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.rawValue)") }
+        var timings: [String: Double] = [:]
+        var clock = Date()
+        func lap(_ key: String) { timings[key, default: 0] += Date().timeIntervalSince(clock); clock = Date() }
+        guard input.calibration.count > 0 else { throw AlignError("suite '\(input.suite)': the calibration split is empty, the fusion needs calibration images") }
+        let alignMethod = o.align ?? .average
+        var ao = o
+        ao.method = alignMethod
+        ao.align = nil
+        let aligned = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: log)
+        lap("align")
+        let k = input.names.count, arch = input.architectures[0]
+        let plan: FusionPlan
+        do { plan = try FusionPlan(arch) } catch { throw AlignError("\(error)") }
+        let counters = try Network<Float>(arch, seed: 0).batchCounters()
+        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let nets = try AlignRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try AlignRun.network(arch, $0, counters: counters) } }
+        let states = nets.map { $0.stateDictionary() }
+        let layout = FlatLayout(try Network<Float>(arch, seed: 0).stateDict())
+        let selectionSet = selection.count > 0 ? selection : input.calibration
+        let c = Context(comm: comm, local: local, k: k, names: input.names, nets: nets, states: states, plan: plan, units: plan.units + [plan.head],
+                        layout: layout, like: try Network<Float>(arch, seed: 0), batchSize: o.batchSize, calibration: { _ in input.calibration })
+        let average = layout.unflatten(try c.sum(states.map { layout.flatten($0) }).map { $0 / Double(k) })
+        func accuracy(_ state: StateDict, _ data: LabeledImages) throws -> Double {
+            let net = try AlignRun.agreeing(comm, "fused network") { try AlignRun.network(arch, state, counters: counters) }
+            return try AlignRun.hits(net, data, comm: comm) / Double(max(1, data.count))
+        }
+
+        var scores = aligned.report.calibrationScores
+        var hyper: [String: String] = [:]
+        var best: (score: Double, state: StateDict)?
+        if o.method == .progressive {
+            for r in o.ridges {
+                let fused = try c.progressive(ridge: r, start: average)
+                let s = try accuracy(fused, selectionSet)
+                scores["ridge=\(AlignRun.formatted(r))"] = s
+                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", AlignRun.formatted(r), 100 * s))
+                if best == nil || s > best!.score { best = (s, fused); hyper = ["ridge": AlignRun.formatted(r)] }
+            }
+        } else {
+            let sums = try c.regmeanSums()
+            for r in o.ridges {
+                for a in o.alphas {
+                    let fused = try c.regmean(sums, alpha: a, ridge: r, base: average)
+                    let s = try accuracy(fused, selectionSet)
+                    scores["alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"] = s
+                    if best == nil || s > best!.score { best = (s, fused); hyper = ["alpha": AlignRun.formatted(a), "ridge": AlignRun.formatted(r)] }
+                }
+            }
+        }
+        lap(o.method.rawValue)
+        let testAccuracy = try accuracy(best!.state, input.test)
+        lap("evaluate")
+        hyper["align"] = o.align?.rawValue ?? "none"
+        for (key, v) in aligned.report.hyperparameters { hyper["align_" + key] = v }
+        let rowHyper = hyper
+        hyper["ridge_scale"] = ridgeScale
+        hyper["selection"] = selection.count > 0 ? "\(selection.count) held-out calibration images" : "the statistics images (no held-out calibration left)"
+        if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
+        var rows = aligned.report.rows
+        if let i = rows.firstIndex(where: { $0.kind == "merge" }) {
+            rows[i].name = o.align == nil ? "weight averaging" : "\(alignMethod.rawValue) merge (aligned, averaged)"
+            rows[i].kind = "baseline"
+        }
+        let name = "fused: \(o.method.rawValue)" + (o.align.map { " after \($0.rawValue)" } ?? "")
+        rows.insert(ReportRow(name: name, kind: "merge", accuracies: [testAccuracy], mean: testAccuracy, hyperparameters: rowHyper),
+                    at: (rows.firstIndex { $0.name.hasPrefix(input.names[0]) } ?? rows.count))
+        for (key, v) in aligned.report.seconds { timings["align-" + key] = v }
+        var report = aligned.report
+        report.method = o.method.rawValue + (o.align.map { "+\($0.rawValue)" } ?? "")
+        report.hyperparameters = hyper
+        report.calibrationScores = scores
+        report.rows = rows
+        report.seconds = timings
+        let fusedNet = try AlignRun.network(arch, best!.state, counters: counters)
+        return AlignResult(report: report, fused: fusedNet, backbone: [], heads: [])
     }
 }

@@ -66,7 +66,7 @@ struct Merge: ParsableCommand {
     var fastSums = false
     @Flag(help: "No progress output.")
     var quiet = false
-    @Option(help: "neulig on a seeds/splits suite: first align the models into the reference's space with cca, permute or weight-matching (multi-level; default: none, NeuLig on the models as trained).")
+    @Option(help: "neulig, regmean, progressive on a seeds/splits suite: first align the models into the reference's space with cca, permute or weight-matching (multi-level; default: none, the models as trained).")
     var align: String?
     @Option(help: "Alignment methods: use the first K models of the suite (default: all).")
     var models: Int?
@@ -124,6 +124,10 @@ struct Merge: ParsableCommand {
             if let ridges { o.ridges = try Self.numbers(ridges, option: "--ridges") }
             o.selectionSamples = selectionSamples
             o.dumpCalibration = dumpCalibration.map { URL(fileURLWithPath: $0) }
+            if let align {
+                guard let a = AlignMethod(rawValue: align) else { throw AlignError("--align must be cca, permute or weight-matching, got '\(align)'") }
+                o.align = a
+            }
             o.seed = seed
             o.quiet = quiet
             if let cache { o.zooRoot = URL(fileURLWithPath: cache) }

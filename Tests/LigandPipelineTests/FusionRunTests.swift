@@ -94,6 +94,43 @@ final class FusionRunTests: XCTestCase {
         }
     }
 
+    /// Same-task multi-level fusion (--align cca / permute, then progressive over every layer and the head) and
+    /// RegMean without alignment: bitwise the same fused network and report for 1, 2 and 3 in-process ranks.
+    func testSameTaskAfterAlignmentBitwiseAcrossRankCounts() throws {
+        let arch = Self.mlp
+        let models = try (0..<3).map { i -> Network<Float> in
+            let net = try Network<Float>(arch, seed: 40 + UInt64(i))
+            var rng = SeededRNG(seed: 50 + UInt64(i), stream: "fusion-same-task")
+            var s = net.stateDictionary()
+            for name in s.keys.sorted() where name.hasSuffix(".bias") { s[name] = Tensor(shape: s[name]!.shape, storage: (0..<s[name]!.count).map { _ in Float(0.1 + 0.1 * rng.normal()) }) }
+            try net.load(s)
+            return net
+        }
+        let input = SameTaskInputs(suite: "synthetic", names: ["m0", "m1", "m2"], architectures: models.map(\.architecture), load: { models[$0] },
+                                   calibration: images(arch, 60, seed: 1), test: images(arch, 50, seed: 2), train: images(arch, 100, seed: 3))
+        for (method, align) in [(AlignMethod.progressive, AlignMethod?.some(.cca)), (.progressive, .permute), (.regmean, nil)] {
+            var o = options(method)
+            o.align = align
+            o.gammas = [1e-2, 1]
+            var reference: [UInt32]?, referenceRows: [Double]?
+            for size in [1, 2, 3] {
+                let results = try InProcessCommunicator.run(size: size) { comm in
+                    try FusionRun.mergeSameTask(input, selection: self.images(arch, 30, seed: 4), options: o, comm: comm)
+                }
+                for r in results {
+                    let b = r.fused!.stateDict().flatMap { $0.value.storage.map(\.bitPattern) }
+                    if let ref = reference { XCTAssertEqual(b, ref, "\(method) \(String(describing: align)) at \(size) ranks") } else { reference = b }
+                    let accs = r.report.rows.map(\.mean)
+                    if let ref = referenceRows { XCTAssertEqual(accs, ref) } else { referenceRows = accs }
+                }
+                let r = results[0].report
+                XCTAssertTrue(r.rows.contains { $0.name == "fused: \(method.rawValue)" + (align.map { " after \($0.rawValue)" } ?? "") }, "\(r.rows.map(\.name))")
+                XCTAssertEqual(r.hyperparameters["align"], align?.rawValue ?? "none")
+                XCTAssertNotNil(r.hyperparameters["ridge"])
+            }
+        }
+    }
+
     /// The fused backbone with one task is that task's expert (progressive, K = 1), up to the solver's precision.
     func testOneTaskReturnsTheExpert() throws {
         let (input, selection, experts) = try suite(Self.mlp, tasks: 1)
