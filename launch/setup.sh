@@ -9,6 +9,7 @@ APT_PACKAGES=(
     libopenblas-dev liblapacke-dev      # BLAS / LAPACK(E)
     zlib1g-dev pkg-config               # gzip'd IDX files; pkg-config finds ompi-c and zlib
     dataset-fashion-mnist               # the benchmark data, under /usr/share/datasets/fashion-mnist
+    chromium                            # renders the report's SVG charts in Tests/python/test_svg_render.py
 )
 PIP_PACKAGES=(safetensors numpy pytest)   # the Python interoperability tests
 

@@ -69,6 +69,8 @@ public struct AlignOptions: Sendable {
     public var architecture: String?
     /// The first K models of the suite (nil: all of them).
     public var models: Int?
+    /// The models (seeds, splits) or experts (tasks) to merge by index in the suite, in this order; overrides `models`.
+    public var subset: [Int]?
     public var reference: ReferenceRule = .first
     /// Relative ridges (fractions of the mean unit variance, see `CCASolver`).
     public var gammas: [Double] = AlignOptions.defaultGammas
@@ -104,6 +106,10 @@ public struct AlignOptions: Sendable {
     /// Refuses hyper-parameter grids and sizes that cannot work, naming the option.
     public func validate() throws {
         if let k = models, k < 2 { throw AlignError("--models must be at least 2 (a merge needs two models), got \(k)") }
+        if let s = subset {
+            guard s.count >= 2 else { throw AlignError("the subset must hold at least 2 models, got \(s)") }
+            guard s.allSatisfy({ $0 >= 0 }), Set(s).count == s.count else { throw AlignError("the subset must hold distinct non-negative model indices, got \(s)") }
+        }
         if let n = calibrationSamples, n < 2 { throw AlignError("--calibration-samples must be at least 2, got \(n)") }
         guard bnSamples > 0 else { throw AlignError("--bn-samples must be positive, got \(bnSamples)") }
         guard batchSize > 0 else { throw AlignError("--batch-size must be positive, got \(batchSize)") }
@@ -706,7 +712,12 @@ public enum AlignRun {
                 guard m.architecture == archLabel, case .expert(let t) = m.role else { return nil }
                 return (t, dir.appendingPathComponent(m.file))
             }
-            if let n = o.models { experts = Array(experts.prefix(n)) }
+            if let s = o.subset {
+                if let bad = s.first(where: { $0 >= experts.count }) {
+                    throw AlignError("subset index \(bad) is out of range: suite '\(o.suite)' has \(experts.count) \(archLabel) experts")
+                }
+                experts = s.map { experts[$0] }
+            } else if let n = o.models { experts = Array(experts.prefix(n)) }
             guard let preModel = manifest.models.first(where: { $0.architecture == archLabel && $0.role == .pretrained }) else {
                 throw AlignError("suite '\(o.suite)' has no pretrained \(archLabel) backbone")
             }
@@ -739,7 +750,12 @@ public enum AlignRun {
             }
         } else {
             var models = manifest.models.filter { $0.architecture == archLabel }
-            if let n = o.models {
+            if let s = o.subset {
+                if let bad = s.first(where: { $0 >= models.count }) {
+                    throw AlignError("subset index \(bad) is out of range: suite '\(o.suite)' has \(models.count) \(archLabel) models")
+                }
+                models = s.map { models[$0] }
+            } else if let n = o.models {
                 guard n <= models.count else { throw AlignError("--models \(n): suite '\(o.suite)' has only \(models.count) \(archLabel) models") }
                 models = Array(models.prefix(n))
             }

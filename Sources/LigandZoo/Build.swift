@@ -112,7 +112,8 @@ public enum ZooBuilder {
         let input = [data.train.height, data.train.width, data.train.channels]
         let splits = try SuitePlan.splits(spec, labels: data.train.labels)
         let jobs = SuitePlan.jobs(spec)
-        let style: PhaseProgress.Style = quiet ? .quiet : PhaseProgress.defaultStyle
+        // Rank 0 speaks for the job: its models' epochs stand for every rank's.
+        let style: PhaseProgress.Style = (quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle
         // Task data sets are built once per rank, only for the tasks this rank trains.
         var taskSets: [TaskTransform: (train: LabeledImages, calibration: LabeledImages, test: LabeledImages)] = [:]
         func taskData(_ t: TaskTransform) throws -> (train: LabeledImages, calibration: LabeledImages, test: LabeledImages) {

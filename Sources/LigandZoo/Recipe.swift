@@ -274,13 +274,29 @@ func describe(_ v: Any?) -> String {
 }
 
 /// A YAML mapping being decoded strictly: every key read is remembered, and `finish` rejects the rest.
-final class Fields {
-    let file: String
-    let path: String
-    let values: [String: Any]
+public final class Fields {
+    public let file: String
+    public let path: String
+    public let values: [String: Any]
     private var used: Set<String> = []
 
-    init(_ node: Any?, file: String, path: String) throws {
+    /// The top-level mapping of a YAML file, errors naming the file.
+    public static func load(path: String) throws -> Fields {
+        guard FileManager.default.fileExists(atPath: path) else { throw RecipeError(file: path, path: "", message: "file not found") }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw RecipeError(file: path, path: "", message: "cannot be read as UTF-8 text")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// The top-level mapping of YAML text; `file` names it in errors.
+    public static func parse(_ text: String, file: String) throws -> Fields {
+        let root: Any?
+        do { root = try Yams.load(yaml: text) } catch { throw RecipeError(file: file, path: "", message: "not valid YAML: \(error)") }
+        return try Fields(root, file: file, path: "")
+    }
+
+    public init(_ node: Any?, file: String, path: String) throws {
         self.file = file; self.path = path
         guard let dict = node as? [AnyHashable: Any] else {
             throw RecipeError(file: file, path: path, message: "must be a map of keys to values, got \(describe(node))")
@@ -293,9 +309,11 @@ final class Fields {
         values = v
     }
 
-    var keys: [String] { values.keys.sorted() }
-    func sub(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
-    func error(_ key: String, _ message: String) -> RecipeError { RecipeError(file: file, path: sub(key), message: message) }
+    public var keys: [String] { values.keys.sorted() }
+    /// A YAML value as an error message shows it ('text', a list, a map, 3).
+    public static func describeValue(_ v: Any?) -> String { describe(v) }
+    public func sub(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    public func error(_ key: String, _ message: String) -> RecipeError { RecipeError(file: file, path: sub(key), message: message) }
 
     private func raw(_ key: String, required: Bool) throws -> Any? {
         used.insert(key)
@@ -306,44 +324,44 @@ final class Fields {
         return v
     }
 
-    func finish() throws {
+    public func finish() throws {
         let unknown = Set(values.keys).subtracting(used).sorted()
         if let first = unknown.first {
             throw RecipeError(file: file, path: sub(first), message: "unknown key (allowed here: \(used.sorted().joined(separator: ", ")))")
         }
     }
 
-    func map(_ key: String, required: Bool = false) throws -> Fields? {
+    public func map(_ key: String, required: Bool = false) throws -> Fields? {
         guard let v = try raw(key, required: required) else { return nil }
         return try Fields(v, file: file, path: sub(key))
     }
 
-    func list(_ key: String, required: Bool = false) throws -> [Any]? {
+    public func list(_ key: String, required: Bool = false) throws -> [Any]? {
         guard let v = try raw(key, required: required) else { return nil }
         guard let l = v as? [Any] else { throw error(key, "must be a list, got \(describe(v))") }
         return l
     }
 
-    func string(_ key: String, required: Bool = false) throws -> String? {
+    public func string(_ key: String, required: Bool = false) throws -> String? {
         guard let v = try raw(key, required: required) else { return nil }
         guard let s = v as? String else { throw error(key, "must be a string, got \(describe(v))") }
         return s
     }
 
-    func bool(_ key: String) throws -> Bool? {
+    public func bool(_ key: String) throws -> Bool? {
         guard let v = try raw(key, required: false) else { return nil }
         guard let b = v as? Bool else { throw error(key, "must be true or false, got \(describe(v))") }
         return b
     }
 
-    func int(_ key: String, min: Int, required: Bool = false) throws -> Int? {
+    public func int(_ key: String, min: Int, required: Bool = false) throws -> Int? {
         guard let v = try raw(key, required: required) else { return nil }
         let what = min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer ≥ \(min)"
         guard !(v is Bool), let n = v as? Int, n >= min else { throw error(key, "must be \(what), got \(describe(v))") }
         return n
     }
 
-    func intList(_ key: String, min: Int) throws -> [Int]? {
+    public func intList(_ key: String, min: Int) throws -> [Int]? {
         guard let items = try list(key) else { return nil }
         guard !items.isEmpty else { throw error(key, "must not be empty") }
         return try items.enumerated().map { i, item in
@@ -354,7 +372,7 @@ final class Fields {
         }
     }
 
-    func double(_ key: String, positive: Bool = false, min: Double? = nil, below: Double? = nil) throws -> Double? {
+    public func double(_ key: String, positive: Bool = false, min: Double? = nil, below: Double? = nil) throws -> Double? {
         guard let v = try raw(key, required: false) else { return nil }
         let d: Double
         if let x = v as? Double { d = x } else if !(v is Bool), let n = v as? Int { d = Double(n) } else {

@@ -8,6 +8,8 @@ enum LigandCommands {
         Init.self,
         Predict.self,
         Merge.self,
+        Run.self,
+        ReportCommand.self,
         Zoo.self,
         Eval.self,
         Bench.self,

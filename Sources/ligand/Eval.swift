@@ -26,7 +26,7 @@ struct Eval: ParsableCommand {
     var calibrationImages: Int = 1000
     @Flag(inversion: .prefixedNo, help: "tasks suites: also evaluate the pretrained backbone, weight averaging and task arithmetic.")
     var baselines = true
-    @Option(help: ArgumentHelp("Also write the report as JSON (atomically, on rank 0).", valueName: "file"))
+    @Option(help: ArgumentHelp("Also write the report as JSON (atomically, on rank 0; default: no JSON file).", valueName: "file"))
     var json: String?
 
     enum Target {

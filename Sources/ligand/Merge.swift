@@ -24,11 +24,11 @@ struct Merge: ParsableCommand {
         case taskArithmetic = "task-arithmetic", weightMatching = "weight-matching"
     }
 
-    @Option(help: "Fusion method: neulig, average, task-arithmetic, ties, regmean, progressive (tasks suites), weight-matching, permute, cca (seeds/splits suites; average too).")
+    @Option(help: "Fusion method: neulig, average, task-arithmetic, ties, regmean, progressive (tasks suites), weight-matching, permute, cca (seeds/splits suites; average too). Required, no default.")
     var method: Method
-    @Option(help: "Zoo suite to fuse (see `ligand zoo list`).")
+    @Option(help: "Zoo suite to fuse (see `ligand zoo list`). Required, no default.")
     var suite: String
-    @Option(help: "Architecture of the suite to use when it holds several (mlp, vgg, resnet20).")
+    @Option(help: "Architecture of the suite to use when it holds several (mlp, vgg, resnet20; default: the only one).")
     var arch: String?
     @Option(help: "Tasks to fuse, comma-separated (default: every task of the suite).")
     var tasks: String?
@@ -58,13 +58,13 @@ struct Merge: ParsableCommand {
     var cache: String?
     @Option(help: "Directory with the Fashion-MNIST IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
     var data: String?
-    @Flag(help: "Also report the paper's batch mode: a model merged per evaluation batch from its first sample's β (needs every expert at test time).")
+    @Flag(help: "Also report the paper's batch mode: a model merged per evaluation batch from its first sample's β (needs every expert at test time; default: off).")
     var batchMode = false
-    @Flag(help: "Skip the baselines (pretrained, averaging, task arithmetic, TIES).")
+    @Flag(help: "Skip the baselines (pretrained, averaging, task arithmetic, TIES; default: off, they run).")
     var noBaselines = false
-    @Flag(help: "Sum over models with a plain allreduce instead of the rank-count-independent reduction (faster; results then depend on -np).")
+    @Flag(help: "Sum over models with a plain allreduce instead of the rank-count-independent reduction (faster; results then depend on -np; default: off).")
     var fastSums = false
-    @Flag(help: "No progress output.")
+    @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false
     @Option(help: "neulig, regmean, progressive on a seeds/splits suite: first align the models into the reference's space with cca, permute or weight-matching (multi-level; default: none, the models as trained).")
     var align: String?

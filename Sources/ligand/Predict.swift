@@ -15,7 +15,7 @@ struct Init: ParsableCommand {
     var classes: Int = 10
     @Option(help: "Initialisation seed.")
     var seed: UInt64 = 0
-    @Option(help: "Output model file.")
+    @Option(help: "Output model file. Required, no default.")
     var out: String
 
     func run() throws {
@@ -31,15 +31,15 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compute a model's logits (and optionally features) for inputs stored in a safetensors file.",
         discussion: "The input tensor is [N, H, W, C] (NHWC) Float32/Float64; the output file holds `logits` [N, classes] and, with --features, `features` [N, width].")
-    @Option(help: "Model file (safetensors with ligand.architecture metadata).")
+    @Option(help: "Model file (safetensors with ligand.architecture metadata). Required, no default.")
     var model: String
-    @Option(help: "Safetensors file holding the input batch.")
+    @Option(help: "Safetensors file holding the input batch. Required, no default.")
     var input: String
     @Option(help: "Name of the input tensor in --input.")
     var tensor: String = "input"
-    @Option(help: "Output safetensors file.")
+    @Option(help: "Output safetensors file. Required, no default.")
     var out: String
-    @Flag(help: "Also write the features (the classification head's input).")
+    @Flag(help: "Also write the features (the classification head's input; default: off).")
     var features = false
 
     func run() throws {

@@ -88,9 +88,9 @@ struct Train: ParsableCommand {
     var threads: Int?
     @Option(help: "Output model file (default: cache/models/ARCH-seedSEED.safetensors).")
     var out: String?
-    @Option(help: "Also write the per-epoch log as JSON here.")
+    @Option(help: "Also write the per-epoch log as JSON here (default: no log file).")
     var log: String?
-    @Flag(help: "No progress output.")
+    @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false
 
     func run() throws {

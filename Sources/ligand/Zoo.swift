@@ -44,7 +44,7 @@ struct ZooBuild: ParsableCommand {
     @OptionGroup var cacheOption: CacheOption
     @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
     var data: String?
-    @Flag(help: "No per-epoch progress output.")
+    @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false
 
     func run() throws {
@@ -57,27 +57,32 @@ struct ZooBuild: ParsableCommand {
             specs = try suite.map { [try r.suite(named: $0)] } ?? r.suites
             identity = try ZooData.identity(directory: dir)
         } catch { failBeforeCollectives(error) }
-        let pending = specs.filter { ZooBuilder.upToDate($0, hash: SuiteHash.compute($0, dataIdentity: identity), root: root) == nil }
         try withWorld("ligand zoo build") { comm in
-            for s in specs where !pending.contains(s) {
-                let hash = SuiteHash.compute(s, dataIdentity: identity)
-                if comm.isRoot { print("\(s.name): up to date in \(ZooCache.directory(root: root, suite: s.name, hash: hash).path) (nothing to do)") }
-            }
-            guard !pending.isEmpty else { return }
-            let zooData = try ZooData.load(directory: dir)
-            for s in pending {
-                let hash = SuiteHash.compute(s, dataIdentity: identity)
-                if comm.isRoot {
-                    print("\(s.name): building \(SuitePlan.jobs(s).count) model(s) on \(comm.size) rank(s) into \(ZooCache.directory(root: root, suite: s.name, hash: hash).path)")
-                }
-                let start = Date()
-                let m = try ZooBuilder.build(spec: s, recipePath: recipe, data: zooData, dataIdentity: identity, root: root,
-                                             comm: comm, quiet: quiet) { line in
-                    FileHandle.standardError.write(Data((line + "\n").utf8))
-                }
-                if comm.isRoot { print(String(format: "%@: done in %.0fs, %d model(s), manifest written", s.name, Date().timeIntervalSince(start), m.models.count)) }
-            }
+            try buildSuites(specs, recipePath: recipe, dataDirectory: dir, identity: identity, root: root, comm: comm, quiet: quiet)
         }
+    }
+}
+
+/// Builds every suite of `specs` that is not cached yet, under `comm` (shared by `ligand zoo build` and `ligand run`).
+func buildSuites(_ specs: [SuiteSpec], recipePath: String, dataDirectory dir: URL, identity: String, root: URL, comm: Communicator, quiet: Bool) throws {
+    let pending = specs.filter { ZooBuilder.upToDate($0, hash: SuiteHash.compute($0, dataIdentity: identity), root: root) == nil }
+    for s in specs where !pending.contains(s) {
+        let hash = SuiteHash.compute(s, dataIdentity: identity)
+        if comm.isRoot { print("\(s.name): up to date in \(ZooCache.directory(root: root, suite: s.name, hash: hash).path) (nothing to do)") }
+    }
+    guard !pending.isEmpty else { return }
+    let zooData = try ZooData.load(directory: dir)
+    for s in pending {
+        let hash = SuiteHash.compute(s, dataIdentity: identity)
+        if comm.isRoot {
+            print("\(s.name): building \(SuitePlan.jobs(s).count) model(s) on \(comm.size) rank(s) into \(ZooCache.directory(root: root, suite: s.name, hash: hash).path)")
+        }
+        let start = Date()
+        let m = try ZooBuilder.build(spec: s, recipePath: recipePath, data: zooData, dataIdentity: identity, root: root,
+                                     comm: comm, quiet: quiet) { line in
+            if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
+        if comm.isRoot { print(String(format: "%@: done in %.0fs, %d model(s), manifest written", s.name, Date().timeIntervalSince(start), m.models.count)) }
     }
 }
 

@@ -1,0 +1,160 @@
+import Foundation
+
+/// One merged model of one run of `ligand run`: every figure the JSON report holds (docs/run.md).
+public struct RunRecord: Codable, Sendable, Equatable {
+    public var suite: String
+    public var suiteKind: String
+    public var architecture: String
+    public var method: String
+    /// NeuLig: "task" or "global" (or "batch"); nil for methods with one fused model.
+    public var mode: String?
+    public var k: Int
+    /// The merged models (seeds, splits) or tasks (tasks suites), by name and by index in the suite.
+    public var subset: [String]
+    public var subsetIndices: [Int]
+    public var seed: UInt64
+    public var split: String
+    /// Task names (tasks suites) or ["accuracy"]; `accuracies` follows this order.
+    public var columns: [String]
+    public var accuracies: [Double]
+    /// The merged model's accuracy (the mean over tasks for tasks suites), a fraction.
+    public var accuracy: Double
+    /// Prediction ensemble (mean softmax) of the same models.
+    public var ensemble: Double?
+    /// Seeds/splits: the best single model; tasks: the experts, each on its own task.
+    public var bestSingle: Double?
+    /// Every other row of the run's report (baselines, Portland ensemble, …) by name: mean accuracy.
+    public var baselines: [String: Double]
+    /// The recipe's settings and the hyper-parameters chosen on calibration.
+    public var hyperparameters: [String: String]
+    public var wallSeconds: Double
+    /// Payload bytes rank 0 moved through collectives during the run (0 on one rank).
+    public var bytesCommunicated: Int?
+    public var ranks: Int
+
+    public init(suite: String, suiteKind: String, architecture: String, method: String, mode: String? = nil, k: Int, subset: [String],
+                subsetIndices: [Int], seed: UInt64, split: String = "test", columns: [String], accuracies: [Double], accuracy: Double,
+                ensemble: Double?, bestSingle: Double?, baselines: [String: Double] = [:], hyperparameters: [String: String] = [:],
+                wallSeconds: Double, bytesCommunicated: Int?, ranks: Int) {
+        self.suite = suite; self.suiteKind = suiteKind; self.architecture = architecture; self.method = method; self.mode = mode
+        self.k = k; self.subset = subset; self.subsetIndices = subsetIndices; self.seed = seed; self.split = split
+        self.columns = columns; self.accuracies = accuracies; self.accuracy = accuracy; self.ensemble = ensemble
+        self.bestSingle = bestSingle; self.baselines = baselines; self.hyperparameters = hyperparameters
+        self.wallSeconds = wallSeconds; self.bytesCommunicated = bytesCommunicated; self.ranks = ranks
+    }
+
+    /// The label of the method's series: "neulig (task)" or "cca".
+    public var series: String { mode.map { "\(method) (\($0))" } ?? method }
+
+    /// The records of one run from its report rows: the merged rows of `method`, with the ensemble and best single beside them.
+    public static func from(rows: [ReportRow], method: String, suite: String, suiteKind: String, architecture: String, columns: [String],
+                            k: Int, subset: [String], subsetIndices: [Int], seed: UInt64, settings: [String: String],
+                            wallSeconds: Double, bytes: Int?, ranks: Int) -> [RunRecord] {
+        let merged: [ReportRow]
+        if method == "neulig" {
+            merged = rows.filter { $0.kind == "merge" && $0.name.contains("NeuLig") }
+        } else {
+            merged = Array((rows.first { $0.kind == "merge" && $0.name == "fused: \(method)" } ?? rows.first { $0.kind == "merge" }).map { [$0] } ?? [])
+        }
+        let ensembleRow = rows.first { $0.kind == "ensemble" && $0.name.hasPrefix("ensemble") }
+        let best = rows.first { $0.name.hasPrefix("best single") || $0.name.hasPrefix("experts (each on its own task)") }?.mean
+        var others: [String: Double] = [:]
+        for r in rows where !merged.contains(where: { $0.name == r.name }) && r.name != ensembleRow?.name && (r.kind != "model" || r.name.hasPrefix("mean single")) {
+            others[r.name] = r.mean
+        }
+        return merged.map { row in
+            let n = row.name.lowercased()
+            let mode: String? = n.contains("task mode") ? "task" : n.contains("global mode") ? "global" : n.contains("per batch") ? "batch" : nil
+            var hp = settings
+            for (key, v) in row.hyperparameters { hp[key] = v }
+            return RunRecord(suite: suite, suiteKind: suiteKind, architecture: architecture, method: method, mode: mode, k: k, subset: subset,
+                             subsetIndices: subsetIndices, seed: seed, columns: columns, accuracies: row.accuracies, accuracy: row.mean,
+                             ensemble: ensembleRow?.mean, bestSingle: best, baselines: others, hyperparameters: hp, wallSeconds: wallSeconds,
+                             bytesCommunicated: bytes, ranks: ranks)
+        }
+    }
+}
+
+/// Mean and sample standard deviation, accumulated in Float64.
+public struct MeanStd: Codable, Sendable, Equatable {
+    public var mean: Double
+    public var std: Double
+    public var count: Int
+
+    public init(_ values: [Double]) {
+        count = values.count
+        mean = values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count)
+        let m = mean
+        std = values.count > 1 ? (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot() : 0
+    }
+
+    /// "85.16 ± 0.21" in percent (no ± for a single value).
+    public var percent: String {
+        count > 1 ? String(format: "%.2f ± %.2f", 100 * mean, 100 * std) : String(format: "%.2f", 100 * mean)
+    }
+}
+
+/// The records of one suite × method (× mode) × K: merged, ensemble and best single over subsets and seeds.
+public struct RunGroup: Codable, Sendable, Equatable {
+    public var suite: String
+    public var series: String
+    public var k: Int
+    public var runs: Int
+    public var merged: MeanStd
+    public var ensemble: MeanStd?
+    public var bestSingle: MeanStd?
+    /// Mean of (merged − ensemble) in percentage points.
+    public var gapPoints: Double?
+    public var wallSeconds: Double
+}
+
+/// The whole output of `ligand run`: the records and their grouping.
+public struct RunReport: Codable, Sendable {
+    public var recipe: String
+    public var ranks: Int
+    public var records: [RunRecord]
+
+    public init(recipe: String, ranks: Int, records: [RunRecord]) { self.recipe = recipe; self.ranks = ranks; self.records = records }
+
+    /// Groups in first-appearance order of suite and series, K ascending.
+    public var groups: [RunGroup] {
+        var keys: [String] = [], bySeries: [String: [RunRecord]] = [:]
+        for r in records {
+            let key = "\(r.suite)\u{0}\(r.series)"
+            if bySeries[key] == nil { keys.append(key) }
+            bySeries[key, default: []].append(r)
+        }
+        return keys.flatMap { key -> [RunGroup] in
+            let rs = bySeries[key]!
+            return Set(rs.map(\.k)).sorted().map { k in
+                let g = rs.filter { $0.k == k }
+                let ens = g.compactMap(\.ensemble), best = g.compactMap(\.bestSingle)
+                let gaps = g.compactMap { r in r.ensemble.map { 100 * (r.accuracy - $0) } }
+                return RunGroup(suite: g[0].suite, series: g[0].series, k: k, runs: g.count, merged: MeanStd(g.map(\.accuracy)),
+                                ensemble: ens.isEmpty ? nil : MeanStd(ens), bestSingle: best.isEmpty ? nil : MeanStd(best),
+                                gapPoints: gaps.isEmpty ? nil : gaps.reduce(0, +) / Double(gaps.count),
+                                wallSeconds: g.reduce(0) { $0 + $1.wallSeconds })
+            }
+        }
+    }
+
+    /// A Markdown table per suite: merged (mean ± std over subsets and seeds), ensemble, best single and the gap.
+    public func markdown() -> String {
+        var s = "# Results of \(recipe)\n\nTest accuracy in %, mean ± sample std over subsets and seeds; gap = merged − ensemble in points; "
+        s += "best single = the best model of the subset (seeds, splits) or the experts each on its own task (tasks). \(ranks) rank(s).\n"
+        let gs = groups
+        var suites: [String] = []
+        for g in gs where !suites.contains(g.suite) { suites.append(g.suite) }
+        for suite in suites {
+            let kind = records.first { $0.suite == suite }?.suiteKind ?? ""
+            s += "\n## \(suite) (\(kind))\n\n"
+            s += "| method | K | runs | merged | ensemble | best single | gap (pts) | wall s |\n"
+            s += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            for g in gs where g.suite == suite {
+                s += "| \(g.series) | \(g.k) | \(g.runs) | \(g.merged.percent) | \(g.ensemble?.percent ?? "–") | \(g.bestSingle?.percent ?? "–") | "
+                s += (g.gapPoints.map { String(format: "%+.2f", $0) } ?? "–") + String(format: " | %.1f |\n", g.wallSeconds)
+            }
+        }
+        return s
+    }
+}

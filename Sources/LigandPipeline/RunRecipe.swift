@@ -1,0 +1,292 @@
+import Foundation
+import LigandNeuLig
+import LigandNumerics
+import LigandZoo
+
+/// Which subsets of size K of a suite's models (or tasks) an experiment merges.
+public enum SubsetRule: Equatable, Sendable, CustomStringConvertible {
+    /// The first K, in suite order.
+    case first
+    /// Every subset of size K, in lexicographic order.
+    case all
+    /// N distinct subsets of size K drawn with the recipe's seed (every subset when there are no more than N).
+    case random(Int)
+
+    public var description: String {
+        switch self { case .first: return "first"; case .all: return "all"; case .random(let n): return "\(n)" }
+    }
+
+    /// The index subsets of size k out of n items; deterministic for a seed.
+    public func subsets(of n: Int, size k: Int, seed: UInt64) -> [[Int]] {
+        precondition(k >= 1 && k <= n)
+        switch self {
+        case .first: return [Array(0..<k)]
+        case .all: return Self.combinations(n, k)
+        case .random(let count):
+            if Self.binomial(n, k) <= Double(count) { return Self.combinations(n, k) }
+            // One stream per (n, k): adding a K to the grid does not change the subsets of the others.
+            var rng = SeededRNG(seed: seed, stream: "subsets-\(n)-\(k)")
+            var seen: Set<[Int]> = [], out: [[Int]] = []
+            while out.count < count {
+                var pool = Array(0..<n)
+                for i in 0..<k { pool.swapAt(i, i + rng.int(below: n - i)) }
+                let s = pool.prefix(k).sorted()
+                if seen.insert(s).inserted { out.append(s) }
+            }
+            return out
+        }
+    }
+
+    static func binomial(_ n: Int, _ k: Int) -> Double {
+        (0..<k).reduce(1.0) { $0 * Double(n - $1) / Double($1 + 1) }
+    }
+
+    static func combinations(_ n: Int, _ k: Int) -> [[Int]] {
+        var out: [[Int]] = [], cur: [Int] = []
+        func walk(_ start: Int) {
+            if cur.count == k { out.append(cur); return }
+            guard start < n else { return }
+            for i in start..<n where n - i >= k - cur.count { cur.append(i); walk(i + 1); cur.removeLast() }
+        }
+        walk(0)
+        return out
+    }
+}
+
+/// One method of an experiment with the settings the recipe gives it (nil: the method's default).
+public struct RunMethod: Sendable {
+    /// "neulig" or an `AlignMethod` raw value.
+    public var name: String
+    public var align: AlignMethod? { AlignMethod(rawValue: name) }
+    // Alignment methods (AlignOptions).
+    public var reference: ReferenceRule?
+    public var gammas: [Double]?
+    public var lambdas: [Double]?
+    /// TIES: fractions kept (the recipe writes percentages).
+    public var tiesKeep: [Double]?
+    public var alphas: [Double]?
+    public var ridges: [Double]?
+    public var selectionSamples: Int?
+    public var bnSamples: Int?
+    public var calibrationSamples: Int?
+    // NeuLig (NeuLigOptions / PortlandConfig).
+    public var loss: AlignLoss?
+    public var regularizer: RegularizerKind?
+    public var scaling: Double?
+    public var lr: Double?
+    public var batchSize: Int?
+    public var epochs: Int?
+    public var checkpointEvery: Int?
+    public var baselines: Bool?
+    public var alignFirst: AlignMethod?
+    /// The settings as the recipe wrote them, for the report.
+    public var settings: [String: String] = [:]
+
+    /// Whether repeating it with another seed can change the result.
+    public var usesSeed: Bool { name == "neulig" || align == .weightMatching }
+}
+
+/// One suite, its K grid, subset rule and methods.
+public struct RunExperiment: Sendable {
+    public var suite: String
+    public var kind: SuiteKind
+    /// Models (seeds, splits) or tasks (tasks) of one architecture in the suite.
+    public var available: Int
+    public var architecture: String?
+    /// Subset sizes (nil in the recipe: all of the suite's models, one size).
+    public var k: [Int]
+    public var subsets: SubsetRule
+    public var methods: [RunMethod]
+}
+
+/// A `ligand run` recipe (docs/run.md): a zoo recipe to build from, experiments, seeds and where outputs go.
+public struct RunRecipe: Sendable {
+    public var path: String
+    public var zoo: String
+    public var zooRecipe: Recipe
+    public var out: String
+    public var seeds: Int
+    public var seed: UInt64
+    public var cache: String?
+    public var data: String?
+    public var experiments: [RunExperiment]
+
+    public static let methodNames = ["neulig"] + AlignMethod.allCases.map(\.rawValue)
+
+    public static func load(path: String) throws -> RunRecipe {
+        try decode(try Fields.load(path: path), path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> RunRecipe {
+        try decode(try Fields.parse(text, file: path), path: path)
+    }
+
+    static func decode(_ top: Fields, path: String) throws -> RunRecipe {
+        let zooPath = try top.string("zoo", required: true)!
+        let zoo: Recipe
+        do { zoo = try Recipe.load(path: zooPath) } catch let e as RecipeError {
+            throw top.error("zoo", "the zoo recipe '\(zooPath)' cannot be used: \(e)")
+        }
+        let base = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        var r = RunRecipe(path: path, zoo: zooPath, zooRecipe: zoo, out: try top.string("out") ?? "out/\(base)",
+                          seeds: try top.int("seeds", min: 1) ?? 1, seed: UInt64(try top.int("seed", min: 0) ?? 0),
+                          cache: try top.string("cache"), data: try top.string("data"), experiments: [])
+        let items = try top.list("experiments", required: true)!
+        guard !items.isEmpty else { throw top.error("experiments", "must list at least one experiment") }
+        for (i, item) in items.enumerated() {
+            r.experiments.append(try experiment(try Fields(item, file: path, path: top.sub("experiments[\(i)]")), zoo: zoo))
+        }
+        try top.finish()
+        return r
+    }
+
+    static func experiment(_ f: Fields, zoo: Recipe) throws -> RunExperiment {
+        let name = try f.string("suite", required: true)!
+        guard let spec = zoo.suites.first(where: { $0.name == name }) else {
+            throw f.error("suite", "no suite '\(name)' in \(zoo.path) (it has \(zoo.suites.map(\.name).joined(separator: ", ")))")
+        }
+        let archs = spec.architectures.map(\.label)
+        let arch = try f.string("arch")
+        if let a = arch, !archs.contains(a) { throw f.error("arch", "suite '\(name)' has no \(a) models (it has \(archs.joined(separator: ", ")))") }
+        if arch == nil && archs.count > 1 { throw f.error("arch", "is required: suite '\(name)' holds several architectures (\(archs.joined(separator: ", ")))") }
+        let available: Int
+        switch spec.kind {
+        case .tasks: available = spec.tasks?.count ?? 0
+        case .seeds: available = spec.models ?? 0
+        case .splits: available = (spec.partitions ?? []).reduce(0) { $0 + $1.parts }
+        }
+        var ks = try f.intList("k", min: 2) ?? [available]
+        ks = Array(Set(ks)).sorted()
+        if let bad = ks.first(where: { $0 > available }) {
+            throw f.error("k", "K = \(bad) exceeds the \(available) \(spec.kind == .tasks ? "tasks" : "models") of suite '\(name)'")
+        }
+        guard available >= 2 else { throw f.error("suite", "suite '\(name)' has fewer than 2 models to merge") }
+        let subsets: SubsetRule
+        switch f.values["subsets"] {
+        case nil: _ = try f.string("subsets"); subsets = .first
+        case let s as String:
+            _ = try f.string("subsets")
+            switch s {
+            case "first": subsets = .first
+            case "all": subsets = .all
+            default: throw f.error("subsets", "must be first, all or a positive integer, got '\(s)'")
+            }
+        default:
+            guard let n = try? f.int("subsets", min: 1) else {
+                throw f.error("subsets", "must be first, all or a positive integer, got \(Fields.describeValue(f.values["subsets"]))")
+            }
+            subsets = .random(n)
+        }
+        let list = try f.list("methods", required: true)!
+        guard !list.isEmpty else { throw f.error("methods", "must list at least one method") }
+        var methods: [RunMethod] = []
+        for (i, item) in list.enumerated() {
+            let m = try method(item, file: f.file, path: f.sub("methods[\(i)]"), kind: spec.kind)
+            if m.name == "neulig" && spec.kind != .tasks && subsets != .first {
+                throw RecipeError(file: f.file, path: f.sub("methods[\(i)]"), message: "neulig on a \(spec.kind.rawValue) suite merges the first K models only: use subsets: first")
+            }
+            methods.append(m)
+        }
+        try f.finish()
+        return RunExperiment(suite: name, kind: spec.kind, available: available, architecture: arch, k: ks, subsets: subsets, methods: methods)
+    }
+
+    static func doubles(_ f: Fields, _ key: String, _ check: (Double) -> Bool, _ what: String) throws -> [Double]? {
+        guard let items = try f.list(key) else { return nil }
+        guard !items.isEmpty else { throw f.error(key, "must not be empty") }
+        return try items.enumerated().map { i, item in
+            let d: Double
+            if let x = item as? Double { d = x } else if !(item is Bool), let n = item as? Int { d = Double(n) } else {
+                throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"), message: "must be a number, got \(Fields.describeValue(item))")
+            }
+            guard d.isFinite, check(d) else { throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"), message: "must be \(what), got \(item)") }
+            return d
+        }
+    }
+
+    static func method(_ node: Any, file: String, path: String, kind: SuiteKind) throws -> RunMethod {
+        let f: Fields
+        if let s = node as? String { f = try Fields(["method": s], file: file, path: path) } else { f = try Fields(node, file: file, path: path) }
+        let name = try f.string("method", required: true)!
+        guard methodNames.contains(name) else { throw f.error("method", "must be one of \(methodNames.joined(separator: ", ")), got '\(name)'") }
+        var m = RunMethod(name: name)
+        if let a = m.align {
+            if kind == .tasks && a.aligns { throw f.error("method", "\(name) aligns diverse-origin models; suite kind tasks needs average, task-arithmetic, ties, regmean, progressive or neulig") }
+            if kind != .tasks && a.needsPretrained { throw f.error("method", "\(name) needs a tasks suite (a pretrained model and experts); this suite is \(kind.rawValue)") }
+            if a.fuses, let al = try f.string("align") {
+                guard let v = AlignMethod(rawValue: al), v.aligns else { throw f.error("align", "must be cca, permute or weight-matching, got '\(al)'") }
+                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites only") }
+                m.alignFirst = v
+            }
+            if let r = try f.string("reference") {
+                do { m.reference = try ReferenceRule(parsing: r) } catch { throw f.error("reference", "must be first, best or a model index, got '\(r)'") }
+            }
+            m.gammas = try doubles(f, "gammas", { $0 > 0 }, "> 0")
+            m.lambdas = try doubles(f, "lambdas", { _ in true }, "finite")
+            m.tiesKeep = try doubles(f, "ties_k", { $0 > 0 && $0 <= 100 }, "a percentage in (0, 100]")?.map { $0 / 100 }
+            m.alphas = try doubles(f, "alphas", { $0 >= 0 && $0 <= 1 }, "in [0, 1]")
+            m.ridges = try doubles(f, "ridges", { $0 >= 0 }, "≥ 0")
+            m.selectionSamples = try f.int("selection_samples", min: 0)
+            m.bnSamples = try f.int("bn_samples", min: 1)
+            m.calibrationSamples = try f.int("calibration_samples", min: 2)
+        } else {
+            if let l = try f.string("loss") {
+                guard let v = AlignLoss(rawValue: l) else { throw f.error("loss", "must be one of \(AlignLoss.allCases.map(\.rawValue).joined(separator: ", ")), got '\(l)'") }
+                m.loss = v
+            }
+            if let r = try f.string("regularizer") {
+                guard let v = RegularizerKind(rawValue: r) else { throw f.error("regularizer", "must be one of \(RegularizerKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r)'") }
+                m.regularizer = v
+            }
+            m.scaling = try f.double("scaling", positive: true)
+            m.lr = try f.double("lr", positive: true)
+            m.batchSize = try f.int("batch_size", min: 1)
+            m.epochs = try f.int("epochs", min: 0)
+            m.calibrationSamples = try f.int("calibration_samples", min: 1)
+            m.checkpointEvery = try f.int("checkpoint_every", min: 0)
+            m.baselines = try f.bool("baselines")
+            if let a = try f.string("align") {
+                guard let v = AlignMethod(rawValue: a), v.aligns else { throw f.error("align", "must be cca, permute or weight-matching, got '\(a)'") }
+                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites only") }
+                m.alignFirst = v
+            }
+            m.gammas = try doubles(f, "gammas", { $0 > 0 }, "> 0")
+            if let r = try f.string("reference") {
+                do { m.reference = try ReferenceRule(parsing: r) } catch { throw f.error("reference", "must be first, best or a model index, got '\(r)'") }
+            }
+        }
+        for (key, v) in f.values where key != "method" { m.settings[key] = Self.text(v) }
+        try f.finish()
+        return m
+    }
+
+    static func text(_ v: Any) -> String {
+        if let l = v as? [Any] { return l.map { text($0) }.joined(separator: ",") }
+        return "\(v)"
+    }
+
+    /// Every run the recipe asks for, in order: experiment × method × K × subset × seed.
+    public func plan() -> [PlannedRun] {
+        var out: [PlannedRun] = []
+        for (e, x) in experiments.enumerated() {
+            for m in x.methods {
+                for k in x.k {
+                    for s in x.subsets.subsets(of: x.available, size: k, seed: seed) {
+                        for sd in 0..<(m.usesSeed ? seeds : 1) {
+                            out.append(PlannedRun(experiment: e, method: m, k: k, subset: s, seed: UInt64(sd)))
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+public struct PlannedRun: Sendable {
+    public var experiment: Int
+    public var method: RunMethod
+    public var k: Int
+    public var subset: [Int]
+    public var seed: UInt64
+}

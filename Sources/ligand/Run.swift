@@ -1,0 +1,196 @@
+import ArgumentParser
+import Foundation
+import LigandCollective
+import LigandData
+import LigandNN
+import LigandPipeline
+import LigandZoo
+
+/// `ligand run RECIPE`: build what is missing, run every method over the K grid, subsets and seeds, write the report.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a recipe of experiments (recipes/run-*.yaml): build missing suites, merge, write the report.",
+        discussion: """
+        The recipe names a zoo recipe, experiments (a suite, methods with their options, K values and subsets) \
+        and the number of seeds (docs/run.md). Suites that are not cached are built first, under the same ranks. \
+        Every method × K × subset × seed then runs in this process on every rank; rank 0 writes OUT/report.json \
+        (every figure), OUT/report.md (the table it prints), OUT/accuracy-vs-k.svg and OUT/merged-vs-ensemble.svg. \
+        Run it under mpirun to spread the models over ranks.
+        """)
+
+    @Argument(help: "The run recipe (YAML).")
+    var recipe: String
+    @Option(help: ArgumentHelp("Output directory (default: the recipe's `out`, else out/<recipe name>).", valueName: "dir"))
+    var out: String?
+    @Option(help: ArgumentHelp("Zoo cache root (default: the recipe's `cache`, else $LIGAND_ZOO_CACHE or cache/zoo).", valueName: "dir"))
+    var cache: String?
+    @Option(help: ArgumentHelp("Directory with the Fashion-MNIST IDX files (default: the recipe's `data`, else $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).", valueName: "dir"))
+    var data: String?
+    @Flag(help: "Print the planned runs and exit without building or merging (default: off).")
+    var dryRun = false
+    @Flag(help: "No progress output; the results table is still printed (default: off, progress on stderr).")
+    var quiet = false
+
+    func run() throws {
+        let r: RunRecipe, identity: String, specs: [SuiteSpec], dir: URL
+        do {
+            r = try RunRecipe.load(path: recipe)
+            dir = (data ?? r.data).map { URL(fileURLWithPath: $0, isDirectory: true) } ?? MNISTFamily.defaultDirectory
+            var names: [String] = []
+            for e in r.experiments where !names.contains(e.suite) { names.append(e.suite) }
+            specs = try names.map { try r.zooRecipe.suite(named: $0) }
+            identity = dryRun ? "" : try ZooData.identity(directory: dir)
+        } catch { failBeforeCollectives(error) }
+        let root = (cache ?? r.cache).map { URL(fileURLWithPath: $0, isDirectory: true) } ?? ZooCache.defaultRoot
+        let outDir = URL(fileURLWithPath: out ?? r.out, isDirectory: true)
+        let plan = r.plan()
+        if dryRun {
+            for (i, p) in plan.enumerated() { print("[\(i + 1)/\(plan.count)] \(Self.label(p, r))") }
+            return
+        }
+        let comm = try worldCommunicator()
+        let say: (String) -> Void = { line in if comm.isRoot && !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
+        var records: [RunRecord] = []
+        do {
+            comm.abortingOnError("ligand run (zoo build)") {
+                try buildSuites(specs, recipePath: r.zoo, dataDirectory: dir, identity: identity, root: root, comm: comm, quiet: quiet)
+            }
+            let started = Date()
+            for (i, p) in plan.enumerated() {
+                say(String(format: "[%d/%d] %@ (%.0fs so far)", i + 1, plan.count, Self.label(p, r), Date().timeIntervalSince(started)))
+                records += try Self.execute(p, recipe: r, comm: comm, dataDirectory: dir, root: root, out: outDir, quiet: quiet, log: say)
+            }
+            if comm.isRoot {
+                let report = RunReport(recipe: recipe, ranks: comm.size, records: records)
+                try Self.write(report, to: outDir)
+                print(report.markdown(), terminator: "")
+                print("\nreport: \(outDir.appendingPathComponent("report.json").path), \(outDir.appendingPathComponent("report.md").path), charts: accuracy-vs-k.svg, merged-vs-ensemble.svg")
+            }
+            try comm.barrier()
+        } catch let e as AlignError where e.everyRank {
+            if comm.isRoot { FileHandle.standardError.write(Data("Error: \(e.message)\n".utf8)) }
+            if let mpi = comm as? MPICommunicator { try mpi.finalize() }
+            throw ExitCode.failure
+        } catch {
+            comm.abort(message: "ligand run: rank \(comm.rank) of \(comm.size) failed: \(error)", code: 1)
+        }
+        if let mpi = comm as? MPICommunicator { try mpi.finalize() }
+    }
+
+    static func label(_ p: PlannedRun, _ r: RunRecipe) -> String {
+        let e = r.experiments[p.experiment]
+        return "\(e.suite): \(p.method.name), K = \(p.k), subset \(p.subset.map(String.init).joined(separator: ","))" + (p.method.usesSeed ? ", seed \(p.seed)" : "")
+    }
+
+    /// Writes the JSON, Markdown and SVG files atomically (rank 0).
+    static func write(_ report: RunReport, to dir: URL) throws {
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(try enc.encode(report), to: dir.appendingPathComponent("report.json").path)
+        try writeAtomically(Data(report.markdown().utf8), to: dir.appendingPathComponent("report.md").path)
+        try writeAtomically(Data(SVGChart.accuracyVsK(report).utf8), to: dir.appendingPathComponent("accuracy-vs-k.svg").path)
+        try writeAtomically(Data(SVGChart.mergedVsEnsemble(report).utf8), to: dir.appendingPathComponent("merged-vs-ensemble.svg").path)
+    }
+
+    /// One planned run on every rank; its records (identical on every rank).
+    static func execute(_ p: PlannedRun, recipe r: RunRecipe, comm: Communicator, dataDirectory: URL, root: URL, out: URL, quiet: Bool,
+                        log: @escaping (String) -> Void) throws -> [RunRecord] {
+        let e = r.experiments[p.experiment], m = p.method
+        let runDir = out.appendingPathComponent("runs/\(e.suite)-\(m.name)-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
+        let start = Date()
+        if let method = m.align {
+            var o = AlignOptions(method: method, suite: e.suite, outDirectory: runDir)
+            o.architecture = e.architecture
+            o.subset = p.subset
+            if let v = m.reference { o.reference = v }
+            if let v = m.gammas { o.gammas = v }
+            if let v = m.lambdas { o.lambdas = v }
+            if let v = m.tiesKeep { o.tiesKeep = v }
+            if let v = m.alphas { o.alphas = v }
+            if let v = m.ridges { o.ridges = v }
+            if let v = m.selectionSamples { o.selectionSamples = v }
+            if let v = m.bnSamples { o.bnSamples = v }
+            o.calibrationSamples = m.calibrationSamples
+            o.align = m.alignFirst
+            o.seed = p.seed
+            o.quiet = quiet
+            o.zooRoot = root
+            o.dataDirectory = dataDirectory
+            let counter = CountingCommunicator(comm)
+            let report = try AlignRun.run(o, comm: counter, log: log)
+            return RunRecord.from(rows: report.rows, method: m.name, suite: e.suite, suiteKind: report.suiteKind, architecture: report.architecture,
+                                  columns: report.columns, k: p.k, subset: report.models, subsetIndices: p.subset, seed: p.seed, settings: m.settings,
+                                  wallSeconds: Date().timeIntervalSince(start), bytes: counter.bytes, ranks: comm.size)
+        }
+        var o = NeuLigOptions(suite: e.suite, outDirectory: runDir)
+        o.architecture = e.architecture
+        if e.kind == .tasks {
+            let names = r.zooRecipe.suites.first { $0.name == e.suite }?.tasks ?? []
+            o.tasks = p.subset.map { names[$0] }
+        } else {
+            o.models = p.k
+            o.align = m.alignFirst
+            if let v = m.gammas { o.gammas = v }
+            if let v = m.reference { o.reference = v }
+        }
+        if let v = m.loss { o.portland.loss = v }
+        if let v = m.regularizer { o.portland.regularizer = v }
+        if let v = m.scaling { o.portland.scaling = v }
+        if let v = m.lr { o.portland.learningRate = v }
+        if let v = m.batchSize { o.portland.batchSize = v }
+        if let v = m.epochs { o.portland.epochs = v }
+        o.portland.seed = p.seed
+        o.calibrationSamples = m.calibrationSamples
+        if let v = m.checkpointEvery { o.checkpointEvery = v }
+        if let v = m.baselines { o.baselines = v }
+        o.quiet = quiet
+        o.zooRoot = root
+        o.dataDirectory = dataDirectory
+        let report: NeuLigReport
+        do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw AlignError("\(e.suite): neulig: \(err)") }
+        let sameTask = report.suiteKind != nil
+        return RunRecord.from(rows: report.rows, method: m.name, suite: e.suite, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
+                              columns: sameTask ? ["accuracy"] : report.tasks, k: p.k, subset: report.modelNames ?? report.tasks,
+                              subsetIndices: p.subset, seed: p.seed, settings: m.settings, wallSeconds: Date().timeIntervalSince(start),
+                              bytes: report.bytesCommunicated, ranks: comm.size)
+    }
+}
+
+/// `ligand report REPORT.json`: the Markdown table and SVG charts again from a report's JSON (rank 0 files only).
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write report.md and the SVG charts from a `ligand run` report.json, and print the table.")
+
+    @Argument(help: "A report.json written by `ligand run`.")
+    var json: String
+    @Option(help: ArgumentHelp("Output directory (default: the directory of the JSON file).", valueName: "dir"))
+    var out: String?
+
+    func run() throws {
+        let url = URL(fileURLWithPath: json)
+        let report: RunReport
+        do {
+            report = try JSONDecoder().decode(RunReport.self, from: try Data(contentsOf: url))
+        } catch let e as DecodingError {
+            throw ValidationError("\(json): not a ligand run report: \(Self.describe(e))")
+        } catch {
+            throw ValidationError("\(json): cannot be read: \(error.localizedDescription)")
+        }
+        let dir = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try writeAtomically(Data(report.markdown().utf8), to: dir.appendingPathComponent("report.md").path)
+        try writeAtomically(Data(SVGChart.accuracyVsK(report).utf8), to: dir.appendingPathComponent("accuracy-vs-k.svg").path)
+        try writeAtomically(Data(SVGChart.mergedVsEnsemble(report).utf8), to: dir.appendingPathComponent("merged-vs-ensemble.svg").path)
+        print(report.markdown(), terminator: "")
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String { c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined() }
+        switch e {
+        case .keyNotFound(let k, let c): return "field \(path(c)).\(k.stringValue) is missing"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): return "field \(path(c)): \(c.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+}
