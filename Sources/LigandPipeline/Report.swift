@@ -43,8 +43,11 @@ public struct RunRecord: Codable, Sendable, Equatable {
         self.wallSeconds = wallSeconds; self.bytesCommunicated = bytesCommunicated; self.ranks = ranks
     }
 
-    /// The label of the method's series: "neulig (task)" or "cca".
-    public var series: String { mode.map { "\(method) (\($0))" } ?? method }
+    /// The label of the method's series: "neulig (task)", "cca", or "cca → regmean" after an alignment.
+    public var series: String {
+        let name = hyperparameters["align"].map { "\($0) → \(method)" } ?? method
+        return mode.map { "\(name) (\($0))" } ?? name
+    }
 
     /// The records of one run from its report rows: the merged rows of `method`, with the ensemble and best single beside them.
     public static func from(rows: [ReportRow], method: String, suite: String, suiteKind: String, architecture: String, columns: [String],

@@ -146,6 +146,9 @@ final class RunRecipeTests: XCTestCase {
                                subsetIndices: [0, 1], seed: 0, settings: [:], wallSeconds: 1, bytes: nil, ranks: 1)
         XCTAssertEqual(n.map(\.mode), ["task", "global"])
         XCTAssertEqual(n.map(\.series), ["neulig (task)", "neulig (global)"])
+        var aligned = r[0]
+        aligned.method = "regmean"; aligned.hyperparameters["align"] = "cca"
+        XCTAssertEqual(aligned.series, "cca → regmean", "an aligned run is its own series")
     }
 
     /// Collects the series names and shapes of an SVG while checking it is well-formed XML.
