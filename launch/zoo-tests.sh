@@ -41,7 +41,7 @@ seeds_dir="$(ls -d "$tmp"/cut/tiny-seeds-*)"
 rm "$seeds_dir/manifest.json"
 head -c 1000 "$seeds_dir/mlp-seed1.safetensors" >"$seeds_dir/x" && mv "$seeds_dir/x" "$seeds_dir/mlp-seed1.safetensors"
 rm "$seeds_dir/mlp-seed2.safetensors"
-run_np 2 "$tmp/resume.out" zoo build "$tmp/tiny.yaml" --cache "$tmp/cut" --suite tiny-seeds --quiet
+run_np 2 "$tmp/resume.out" zoo build "$tmp/tiny.yaml" --cache "$tmp/cut" --suite tiny-seeds
 if grep -q "mlp-seed0: reusing" "$tmp/resume.out" && ! grep -q "mlp-seed1: reusing" "$tmp/resume.out" \
         && diff -r "$tmp/c1" "$tmp/cut" >/dev/null; then
     ok "resumed build reused the complete file, rebuilt the truncated and missing ones, identical result"
@@ -91,6 +91,29 @@ expect_error eval-missing-data "$tmp/no-data/.*file not found" 2 eval tiny-seeds
 expect_error build-missing-data "$tmp/no-data/.*file not found" 2 zoo build "$tmp/tiny.yaml" --cache "$tmp/c9" --data "$tmp/no-data"
 if [[ "$(snapshot)" == "$cache_before" && ! -e "$tmp/c9" ]]; then ok "the failed commands left the caches as they were"
 else fail "a failed command changed a cache"; fi
+
+echo "--- splits suite: one ensemble per partition, identical for -np 1 and 2"
+cat >"$tmp/splits.yaml" <<'YAML'
+suites:
+  tiny-splits:
+    kind: splits
+    calibration: 500
+    train_images: 3000
+    architectures: [{kind: mlp, hidden: [16]}]
+    partitions:
+      - {type: classes, parts: 2}
+      - {type: dirichlet, parts: 2, alpha: 0.5}
+    epochs: 1
+YAML
+if run_np 2 "$tmp/splits-build.out" zoo build "$tmp/splits.yaml" --cache "$tmp/cs" --quiet \
+        && run_np 1 "$tmp/splits-eval1.out" eval tiny-splits --cache "$tmp/cs" \
+        && run_np 2 "$tmp/splits-eval2.out" eval tiny-splits --cache "$tmp/cs"; then
+    if cmp -s "$tmp/splits-eval1.out" "$tmp/splits-eval2.out" && grep -q "partition 0 (classes × 2)" "$tmp/splits-eval1.out" \
+            && grep -q "partition 1 (dirichlet × 2, α = 0.5)" "$tmp/splits-eval1.out" \
+            && (( $(grep -c "ensemble (mean softmax)" "$tmp/splits-eval1.out") == 2 )); then
+        ok "splits eval: a table and an ensemble per partition, identical for -np 1 and 2"
+    else fail "splits eval tables"; sed 's/^/    | /' "$tmp/splits-eval1.out" | head -30; fi
+else fail "splits build/eval"; sed 's/^/    | /' "$tmp"/splits-*.out | tail -20; fi
 
 echo "zoo tests: $passed passed, $failed failed"
 (( failed == 0 ))

@@ -88,6 +88,15 @@ struct Eval: ParsableCommand {
                         reports.append(try Evaluation.tasks(experts: experts, pretrained: d.appendingPathComponent(pre.file), test: test,
                                                             calibration: calibration!, suite: m.suite, baselines: baselines,
                                                             lambdas: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], comm: comm))
+                    } else if m.kind == .splits {
+                        // Each partition's models are fused together, so each gets its own ensemble.
+                        for (p, spec) in (m.spec.partitions ?? []).enumerated() {
+                            let part = group.filter { if case .shard(let q, _) = $0.role { return q == p }; return false }
+                            guard !part.isEmpty else { continue }
+                            let label = "\(m.suite) partition \(p) (\(spec.type) × \(spec.parts)\(spec.alpha.map { ", α = \($0)" } ?? ""))"
+                            reports.append(try Evaluation.sameTask(files: part.map { d.appendingPathComponent($0.file) }, names: part.map(\.name),
+                                                                   data: test, suite: label, split: "test", comm: comm))
+                        }
                     } else {
                         reports.append(try Evaluation.sameTask(files: group.map { d.appendingPathComponent($0.file) }, names: group.map(\.name),
                                                                data: test, suite: m.suite, split: "test", comm: comm))
