@@ -10,6 +10,7 @@ APT_PACKAGES=(
     zlib1g-dev pkg-config               # gzip'd IDX files; pkg-config finds ompi-c and zlib
     dataset-fashion-mnist               # the benchmark data, under /usr/share/datasets/fashion-mnist
     chromium                            # renders the report's SVG charts in Tests/python/test_svg_render.py
+    iproute2                            # ip netns: the test hosts of launch/multihost-tests.sh
 )
 PIP_PACKAGES=(safetensors numpy pytest)   # the Python interoperability tests
 
