@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # MPI tests of `ligand merge --method neulig` on a tiny tasks suite: the fused file is bitwise
-# identical for -np 1, 2 and 3; a rank killed midway ends the job non-zero within seconds with no
+# identical for -np 1, 2, 3 and 4 (a rank without experts); a rank killed midway ends the job non-zero within seconds with no
 # fused file, and a rerun resumes from the last checkpoint and ends with the same file as an
 # undisturbed run; on a tiny seeds suite NeuLig alone and `--align cca` then NeuLig give the same
 # file for -np 1 and 2; bad input gives one clear error and writes nothing.
@@ -19,12 +19,12 @@ merge_args=(merge --method neulig --suite tiny-tasks --loss sup --epochs 60 --ca
 
 run_np 2 "$tmp/build.out" zoo build "$tmp/tiny.yaml" --quiet || { fail "zoo build"; tail "$tmp/build.out"; echo "neulig tests: $passed passed, $((failed)) failed"; exit 1; }
 
-echo "--- fused file for -np 1, 2, 3"
-for np in 1 2 3; do
+echo "--- fused file for -np 1, 2, 3, and 4 (more ranks than the 3 experts: one rank holds none)"
+for np in 1 2 3 4; do
     if run_np "$np" "$tmp/m$np.out" "${merge_args[@]}" --out "$tmp/out$np"; then ok "merge neulig -np $np"
     else fail "merge neulig -np $np"; tail "$tmp/m$np.out" | sed 's/^/    | /'; fi
 done
-for np in 2 3; do
+for np in 2 3 4; do
     if cmp -s "$tmp/out1/neulig-global.safetensors" "$tmp/out$np/neulig-global.safetensors"; then ok "-np 1 and -np $np fused files are bitwise identical"
     else fail "-np 1 and -np $np fused files differ"; fi
 done

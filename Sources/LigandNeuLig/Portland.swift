@@ -221,8 +221,9 @@ public final class Portland {
     }
 
     /// β [rows, K] (identical on every rank).
-    func betas(_ zs: [TensorOf<Double>]) throws -> [Double] {
-        let b = zs.first?.shape[0] ?? 0, k = totalModels
+    func betas(_ zs: [TensorOf<Double>], rows b: Int) throws -> [Double] {
+        // A rank holding no model still takes part in the sums, with the batch's row count.
+        let k = totalModels
         let perModel = zs.enumerated().map { (i, z) -> [Double] in
             let wk = TensorOf<Double>(shape: [width, k], storage: Array(weights[(i * width * k)..<((i + 1) * width * k)]))
             return matmul(z, wk).storage
@@ -238,7 +239,7 @@ public final class Portland {
     func lossAndGradients(task ti: Int, rows: [Int]) throws -> (StepResult, gW: [Double], gB: [Double]) {
         let t = tasks[ti], b = rows.count, k = totalModels, c = t.classes
         let zs = gather(t, rows)
-        let beta = try betas(zs)
+        let beta = try betas(zs, rows: b)
         // y = Σ_k β_k u_k + (nothing: h_t's bias is inside every u_k and Σ_k β_k = 1), summed over models.
         let us = headOutputs[ti].map { u -> [Double] in
             var g = [Double](repeating: 0, count: b * c)
@@ -362,7 +363,7 @@ public final class Portland {
         var lo = 0
         while lo < n {
             let rows = Array(lo..<min(n, lo + 1024))
-            out += try betas(gather(tasks[ti], rows))
+            out += try betas(gather(tasks[ti], rows), rows: rows.count)
             lo += 1024
         }
         return out
@@ -377,7 +378,7 @@ public final class Portland {
         var out: [Double] = []
         var lo = 0
         while lo < count {
-            out += try betas(gather(t, Array(lo..<min(count, lo + 1024))))
+            out += try betas(gather(t, Array(lo..<min(count, lo + 1024))), rows: min(count, lo + 1024) - lo)
             lo += 1024
         }
         return out
