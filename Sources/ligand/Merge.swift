@@ -108,9 +108,8 @@ struct Merge: ParsableCommand {
 
     /// Every non-NeuLig method: the "statistics → maps → weights" pipeline of LigandPipeline/AlignRun.
     func runAlignment(_ m: AlignMethod) throws {
-        let comm = try worldCommunicator()
         let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(method.rawValue)")
-        do {
+        try withWorldAgreeingOnErrors("ligand merge") { comm in
             var o = AlignOptions(method: m, suite: suite, outDirectory: outDir)
             o.architecture = arch
             o.models = models
@@ -141,16 +140,7 @@ struct Merge: ParsableCommand {
                 try writeAtomically(try enc.encode(report), to: path)
                 print("report: \(path); fused model: \(report.fusedFile ?? "-")")
             }
-            try comm.barrier()
-        } catch let e as AlignError where e.everyRank {
-            // Every rank holds this same error: end cleanly, one message, no fused file.
-            if comm.isRoot { FileHandle.standardError.write(Data("Error: \(e.message)\n".utf8)) }
-            if let mpi = comm as? MPICommunicator { try mpi.finalize() }
-            throw ExitCode.failure
-        } catch {
-            comm.abort(message: "ligand merge: rank \(comm.rank) of \(comm.size) failed: \(error)", code: 1)
         }
-        if let mpi = comm as? MPICommunicator { try mpi.finalize() }
     }
 
     func run() throws {
@@ -190,4 +180,21 @@ struct Merge: ParsableCommand {
             }
         }
     }
+}
+
+/// Runs `body` on every rank of the world. An error every rank raised alike (`AlignError.everyRank`: agreed on, or
+/// found before rank-specific work) ends the job cleanly with one message and exit status 1; any other error aborts.
+func withWorldAgreeingOnErrors(_ context: String, _ body: (Communicator) throws -> Void) throws {
+    let comm = try worldCommunicator()
+    do {
+        try body(comm)
+        try comm.barrier()
+    } catch let e as AlignError where e.everyRank {
+        if comm.isRoot { FileHandle.standardError.write(Data("Error: \(e.message)\n".utf8)) }
+        if let mpi = comm as? MPICommunicator { try mpi.finalize() }
+        throw ExitCode.failure
+    } catch {
+        comm.abort(message: "\(context): rank \(comm.rank) of \(comm.size) failed: \(error)", code: 1)
+    }
+    if let mpi = comm as? MPICommunicator { try mpi.finalize() }
 }

@@ -48,10 +48,9 @@ struct Run: ParsableCommand {
             for (i, p) in plan.enumerated() { print("[\(i + 1)/\(plan.count)] \(Self.label(p, r))") }
             return
         }
-        let comm = try worldCommunicator()
-        let say: (String) -> Void = { line in if comm.isRoot && !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
-        var records: [RunRecord] = []
-        do {
+        try withWorldAgreeingOnErrors("ligand run") { comm in
+            let say: (String) -> Void = { line in if comm.isRoot && !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
+            var records: [RunRecord] = []
             comm.abortingOnError("ligand run (zoo build)") {
                 try buildSuites(specs, recipePath: r.zoo, dataDirectory: dir, identity: identity, root: root, comm: comm, quiet: quiet)
             }
@@ -66,15 +65,7 @@ struct Run: ParsableCommand {
                 print(report.markdown(), terminator: "")
                 print("\nreport: \(outDir.appendingPathComponent("report.json").path), \(outDir.appendingPathComponent("report.md").path), charts: accuracy-vs-k.svg, merged-vs-ensemble.svg")
             }
-            try comm.barrier()
-        } catch let e as AlignError where e.everyRank {
-            if comm.isRoot { FileHandle.standardError.write(Data("Error: \(e.message)\n".utf8)) }
-            if let mpi = comm as? MPICommunicator { try mpi.finalize() }
-            throw ExitCode.failure
-        } catch {
-            comm.abort(message: "ligand run: rank \(comm.rank) of \(comm.size) failed: \(error)", code: 1)
         }
-        if let mpi = comm as? MPICommunicator { try mpi.finalize() }
     }
 
     static func label(_ p: PlannedRun, _ r: RunRecipe) -> String {
