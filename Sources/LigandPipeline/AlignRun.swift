@@ -135,6 +135,13 @@ public struct AlignOptions: Sendable {
     }
 }
 
+/// Wall seconds per phase of a run: each `lap` charges the time since the previous lap to its key.
+struct PhaseTimer {
+    var seconds: [String: Double] = [:]
+    private var clock = Date()
+    mutating func lap(_ key: String) { seconds[key, default: 0] += Date().timeIntervalSince(clock); clock = Date() }
+}
+
 /// The report of one merge: chosen hyper-parameters, the calibration score of every candidate, test accuracy
 /// of the fused model beside the ensemble and the single models.
 public struct AlignReport: Codable, Sendable {
@@ -342,9 +349,7 @@ public enum AlignRun {
     public static func mergeSameTask(_ input: SameTaskInputs, options o: AlignOptions, comm: Communicator,
                                      log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
-        var timings: [String: Double] = [:]
-        var clock = Date()
-        func lap(_ key: String) { timings[key] = Date().timeIntervalSince(clock); clock = Date() }
+        var timer = PhaseTimer()
 
         let k = input.names.count
         guard !o.method.needsPretrained else {
@@ -368,7 +373,7 @@ public enum AlignRun {
         let nets = try agreeing(comm, "loading the models") { try local.map { try input.load($0) } }
         let layout = FlatLayout(try nets.first.map { $0.stateDict() } ?? Network<Float>(arch, seed: 0).stateDict())
         let counters = (try Network<Float>(arch, seed: 0)).batchCounters()
-        lap("load")
+        timer.lap("load")
 
         // Every model on the calibration and test sets: calibration hits, test hits, and the softmax ensemble.
         let c = arch.classes, nTest = input.test.count, nCal = input.calibration.count
@@ -387,7 +392,7 @@ public enum AlignRun {
         let ensemble = Double(Evaluation.argmaxHits(summed[0..<(nTest * c)], classes: c, labels: input.test.labels)) / Double(nTest)
         let testAccuracy = (0..<k).map { summed[nTest * c + $0] / Double(nTest) }
         let calAccuracy = (0..<k).map { summed[nTest * c + k + $0] / Double(nCal) }
-        lap("ensemble")
+        timer.lap("ensemble")
 
         let ref: Int
         switch o.reference {
@@ -413,7 +418,7 @@ public enum AlignRun {
         let fused: Network<Float>
         var alignedLocal = states
         let averaged = try fuse(states)
-        lap("average")
+        timer.lap("average")
 
         switch o.method {
         case .average, .taskArithmetic, .ties, .regmean, .progressive:
@@ -432,7 +437,7 @@ public enum AlignRun {
                     return try applyMaps(s, maps: r.maps, graph: graph, model: input.names[i])
                 }
             }
-            lap("maps")
+            timer.lap("maps")
             fused = try fuse(aligned)
             alignedLocal = aligned
             hyper["seed"] = "\(o.seed)"
@@ -467,7 +472,7 @@ public enum AlignRun {
             }
             progress.finish()
             try agreeing(comm, "statistics") { if let f = failure { throw AlignError(f) } }
-            lap("statistics")
+            timer.lap("statistics")
             if o.method == .permute {
                 let aligned = try agreeing(comm, "permutation maps") {
                     try zip(local, states).map { i, s -> StateDict in
@@ -476,7 +481,7 @@ public enum AlignRun {
                         catch { throw AlignError("\(input.names[i]): \(error)") }
                     }
                 }
-                lap("maps")
+                timer.lap("maps")
                 fused = try fuse(aligned)
                 alignedLocal = aligned
             } else {
@@ -505,13 +510,13 @@ public enum AlignRun {
                 alignedLocal = best!.aligned
                 hyper["gamma"] = formatted(best!.gamma)
                 hyper["gamma_scale"] = "relative to tr(Σ)/C"
-                lap("gamma-grid")
+                timer.lap("gamma-grid")
             }
         }
 
         let fusedHits = try hits(fused, input.test, comm: comm)
         let averageHits = try hits(averaged, input.test, comm: comm)
-        lap("evaluate")
+        timer.lap("evaluate")
         func row(_ name: String, _ kind: String, _ acc: Double, _ hp: [String: String] = [:]) -> ReportRow {
             ReportRow(name: name, kind: kind, accuracies: [acc], mean: acc, hyperparameters: hp)
         }
@@ -527,7 +532,7 @@ public enum AlignRun {
         let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
                                  columns: ["accuracy"], models: input.names, ranks: comm.size,
                                  reference: o.method.aligns ? input.names[ref] : nil, referenceRule: o.method.aligns ? o.reference.description : nil,
-                                 calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timings)
+                                 calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timer.seconds)
         return AlignResult(report: report, fused: fused, backbone: [], heads: [], alignedLocal: alignedLocal)
     }
 
@@ -536,9 +541,7 @@ public enum AlignRun {
     public static func mergeTasks(_ input: TasksInputs, options o: AlignOptions, comm: Communicator,
                                   log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
-        var timings: [String: Double] = [:]
-        var clock = Date()
-        func lap(_ key: String) { timings[key] = Date().timeIntervalSince(clock); clock = Date() }
+        var timer = PhaseTimer()
         let k = input.tasks.count
         guard !o.method.aligns else {
             throw AlignError("--method \(o.method.rawValue) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use average, task-arithmetic or ties)")
@@ -559,7 +562,7 @@ public enum AlignRun {
             return [Bool](repeating: !stat, count: c)
         }
         let experts = try agreeing(comm, "loading the experts") { try local.map { backboneLayout.flatten(try input.load($0).stateDictionary()) } }
-        lap("load")
+        timer.lap("load")
 
         func sum(_ vectors: [[Double]]) throws -> [Double] {
             try deterministicSum(contributions: zip(local, vectors).map { (index: $0, values: $1) }, total: k, comm: comm)
@@ -611,7 +614,7 @@ public enum AlignRun {
             hyper["lambda"] = formatted(best.lambda); hyper["k"] = String(format: "%g%%", 100 * best.keep)
         default: break
         }
-        lap("fit")
+        timer.lap("fit")
 
         // Ensemble per task: mean over experts of softmax(h_t(f_k(x))); experts on their own tasks.
         var ensemble = [Double](repeating: 0, count: k), own = [Double](repeating: 0, count: k)
@@ -633,7 +636,7 @@ public enum AlignRun {
         let fusedAcc = try evaluate(fusedFlat, sets: input.test)
         let preAcc = try evaluate(backboneLayout.flatten(pre.stateDictionary()), sets: input.test)
         let avgAcc = try evaluate(averageFlat, sets: input.test)
-        lap("evaluate")
+        timer.lap("evaluate")
         func row(_ name: String, _ kind: String, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
             ReportRow(name: name, kind: kind, accuracies: acc, mean: mean(acc), hyperparameters: hp)
         }
@@ -644,7 +647,7 @@ public enum AlignRun {
         let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
-                                 rows: rows, fusedFile: nil, seconds: timings)
+                                 rows: rows, fusedFile: nil, seconds: timer.seconds)
         let fusedDict = backboneLayout.unflatten(fusedFlat)
         return AlignResult(report: report, fused: nil, backbone: backboneLayout.names.map { ($0, fusedDict[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })

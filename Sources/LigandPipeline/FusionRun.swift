@@ -126,9 +126,7 @@ public enum FusionRun {
                                   log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
         guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.rawValue)") }
-        var timings: [String: Double] = [:]
-        var clock = Date()
-        func lap(_ key: String) { timings[key, default: 0] += Date().timeIntervalSince(clock); clock = Date() }
+        var timer = PhaseTimer()
         let k = input.tasks.count
         guard k >= 1 else { throw AlignError("suite '\(input.suite)' gives no experts to fuse") }
         guard input.calibration.count == k, input.test.count == k, input.heads.count == k, selection.count == k else {
@@ -152,7 +150,7 @@ public enum FusionRun {
         let expertFlats = states.map { layout.flatten($0) }
         let c = Context(comm: comm, local: local, k: k, names: input.tasks.map { "expert \($0)" }, nets: nets, states: states, plan: plan,
                         units: plan.units, layout: layout, like: pre, batchSize: o.batchSize, calibration: { input.calibration[$0] })
-        lap("load")
+        timer.lap("load")
 
         func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
         /// Accuracy of a backbone with each task's head on each task's set, the tasks spread over the ranks.
@@ -178,7 +176,7 @@ public enum FusionRun {
 
         // RegMean: one statistics pass and one reduction serve the whole (α, ridge) grid.
         let sums = try c.regmeanSums()
-        lap("regmean-statistics")
+        timer.lap("regmean-statistics")
         var bestRegMean: (score: Double, alpha: Double, ridge: Double, backbone: StateDict)?
         for r in o.ridges {
             for a in o.alphas {
@@ -190,7 +188,7 @@ public enum FusionRun {
         }
         let rm = bestRegMean!
         log(String(format: "RegMean: α = %@, ridge = %@, calibration accuracy %.2f%%", AlignRun.formatted(rm.alpha), AlignRun.formatted(rm.ridge), 100 * rm.score))
-        lap("regmean-grid")
+        timer.lap("regmean-grid")
 
         var progressive: (score: Double, ridge: Double, backbone: StateDict)?
         if o.method == .progressive {
@@ -201,7 +199,7 @@ public enum FusionRun {
                 log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", AlignRun.formatted(r), 100 * s))
                 if progressive == nil || s > progressive!.score { progressive = (s, r, fused) }
             }
-            lap("progressive")
+            timer.lap("progressive")
         }
 
         // Task arithmetic beside them, λ fitted on the same held-out calibration images.
@@ -219,7 +217,7 @@ public enum FusionRun {
             scores["task-arithmetic lambda=\(AlignRun.formatted(l))"] = s
             if s > bestLambda.score { bestLambda = (l, s) }
         }
-        lap("task-arithmetic")
+        timer.lap("task-arithmetic")
 
         // Test accuracy: every expert on its own task, the baselines, the fused models.
         var own = try AlignRun.agreeing(comm, "evaluating the experts") { () -> [Double] in
@@ -253,12 +251,12 @@ public enum FusionRun {
         hyper["ridge_scale"] = ridgeScale
         hyper["selection"] = heldOut ? "\(selectionSets[0].count) held-out calibration images per task" : "the statistics images (no held-out calibration left)"
         if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
-        lap("evaluate")
+        timer.lap("evaluate")
 
         let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
-                                 rows: rows, fusedFile: nil, seconds: timings)
+                                 rows: rows, fusedFile: nil, seconds: timer.seconds)
         return AlignResult(report: report, fused: nil, backbone: layout.names.map { ($0, fused[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })
     }
@@ -273,16 +271,14 @@ public enum FusionRun {
                                      log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
         guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.rawValue)") }
-        var timings: [String: Double] = [:]
-        var clock = Date()
-        func lap(_ key: String) { timings[key, default: 0] += Date().timeIntervalSince(clock); clock = Date() }
+        var timer = PhaseTimer()
         guard input.calibration.count > 0 else { throw AlignError("suite '\(input.suite)': the calibration split is empty, the fusion needs calibration images") }
         let alignMethod = o.align ?? .average
         var ao = o
         ao.method = alignMethod
         ao.align = nil
         let aligned = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: log)
-        lap("align")
+        timer.lap("align")
         let k = input.names.count, arch = input.architectures[0]
         let plan: FusionPlan
         do { plan = try FusionPlan(arch) } catch { throw AlignError("\(error)") }
@@ -322,9 +318,9 @@ public enum FusionRun {
                 }
             }
         }
-        lap(o.method.rawValue)
+        timer.lap(o.method.rawValue)
         let testAccuracy = try accuracy(best!.state, input.test)
-        lap("evaluate")
+        timer.lap("evaluate")
         hyper["align"] = o.align?.rawValue ?? "none"
         for (key, v) in aligned.report.hyperparameters { hyper["align_" + key] = v }
         let rowHyper = hyper
@@ -339,13 +335,13 @@ public enum FusionRun {
         let name = "fused: \(o.method.rawValue)" + (o.align.map { " after \($0.rawValue)" } ?? "")
         rows.insert(ReportRow(name: name, kind: "merge", accuracies: [testAccuracy], mean: testAccuracy, hyperparameters: rowHyper),
                     at: (rows.firstIndex { $0.name.hasPrefix(input.names[0]) } ?? rows.count))
-        for (key, v) in aligned.report.seconds { timings["align-" + key] = v }
+        for (key, v) in aligned.report.seconds { timer.seconds["align-" + key] = v }
         var report = aligned.report
         report.method = o.method.rawValue + (o.align.map { "+\($0.rawValue)" } ?? "")
         report.hyperparameters = hyper
         report.calibrationScores = scores
         report.rows = rows
-        report.seconds = timings
+        report.seconds = timer.seconds
         let fusedNet = try AlignRun.network(arch, best!.state, counters: counters)
         return AlignResult(report: report, fused: fusedNet, backbone: [], heads: [])
     }
