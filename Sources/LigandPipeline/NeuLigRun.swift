@@ -147,12 +147,7 @@ public enum NeuLigRun {
     public static func run(_ o: NeuLigOptions, comm world: Communicator, log: @escaping (String) -> Void) throws -> NeuLigReport {
         let counter = CountingCommunicator(world)
         let comm: Communicator = counter
-        var timings: [String: Double] = [:], traffic: [String: Int] = [:]
-        var clock = Date(), lastBytes = 0
-        func lap(_ key: String) {
-            timings[key] = Date().timeIntervalSince(clock); clock = Date()
-            traffic[key] = counter.bytes - lastBytes; lastBytes = counter.bytes
-        }
+        var timer = PhaseTimer(counting: counter)
 
         let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
         if manifest.kind != .tasks { return try runSameTask(o, directory: dir, manifest: manifest, comm: counter, log: log) }
@@ -220,7 +215,7 @@ public enum NeuLigRun {
             featureProgress.update(ti + 1)
         }
         featureProgress.finish()
-        lap("features")
+        timer.lap("features")
 
         let backbones: [[(name: String, value: Tensor)]] = nets.map { n in n.stateDict().filter { !headNames.contains($0.name) } }
         let flat = backbones.map { $0.flatMap(\.value.storage) }
@@ -233,7 +228,7 @@ public enum NeuLigRun {
         let portland = try Portland(comm: comm, totalModels: k, localModels: local, width: width, tasks: tasks,
                                     regularizer: regularizer, config: o.portland)
         let stepsRun = try train(portland, o, style: style, log: log)
-        lap("portland")
+        timer.lap("portland")
         let (perTask, global) = try portland.meanCoefficients()
 
         // Test-set evaluation: every rank its experts' features; sums over models by the deterministic reduction.
@@ -279,7 +274,7 @@ public enum NeuLigRun {
             try comm.allreduce(&own, op: .sum)
             expertOwn[ti] = own[0]
         }
-        lap("ensembles")
+        timer.lap("ensembles")
 
         /// Accuracy of backbone θ with each task's head on that task's test set, tasks spread over ranks.
         func evaluate(_ backbone: [(name: String, value: Tensor)], onTasks which: [Int], sets: [LabeledImages]) throws -> [Double] {
@@ -298,10 +293,10 @@ public enum NeuLigRun {
         let all = Array(0..<k)
         var taskMode = [Double](repeating: 0, count: k)
         for ti in 0..<k { taskMode[ti] = try evaluate(try fuse(perTask[ti]), onTasks: [ti], sets: tests)[ti] }
-        lap("fused-task")
+        timer.lap("fused-task")
         let globalBackbone = try fuse(global)
         let globalMode = try evaluate(globalBackbone, onTasks: all, sets: tests)
-        lap("fused-global")
+        timer.lap("fused-global")
 
         func row(_ name: String, _ kind: String, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
             ReportRow(name: name, kind: kind, accuracies: acc, mean: acc.reduce(0, +) / Double(k), hyperparameters: hp)
@@ -337,7 +332,7 @@ public enum NeuLigRun {
             rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, local: local, total: k, options: o, comm: comm) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
             } test: { try evaluate($0, onTasks: all, sets: tests) })
-            lap("baselines")
+            timer.lap("baselines")
         }
 
         if comm.isRoot {
@@ -358,10 +353,10 @@ public enum NeuLigRun {
         var report = NeuLigReport(suite: o.suite, architecture: probe.architecture.description, tasks: experts.map(\.task.rawValue), models: k,
                                   ranks: comm.size, seed: o.portland.seed, config: o.portland, calibrationSamplesPerTask: tasks.map(\.count),
                                   coefficientsPerTask: perTask, coefficientsGlobal: global, rows: rows,
-                                  valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timings)
+                                  valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timer.seconds)
         report.bytesCommunicated = counter.bytes
-        report.bytesPerPhase = traffic
-        report.bytesPerPortlandStep = stepsRun > 0 ? Double(traffic["portland"] ?? 0) / Double(stepsRun) : nil
+        report.bytesPerPhase = timer.bytes
+        report.bytesPerPortlandStep = stepsRun > 0 ? Double(timer.bytes["portland"] ?? 0) / Double(stepsRun) : nil
         return report
     }
 

@@ -55,12 +55,7 @@ extension NeuLigRun {
     public static func runSameTask(_ input: SameTaskInputs, options o: NeuLigOptions, comm counter: CountingCommunicator,
                                    clock start: Date = Date(), log: @escaping (String) -> Void = { _ in }) throws -> NeuLigReport {
         let comm: Communicator = counter
-        var timings: [String: Double] = [:], traffic: [String: Int] = [:]
-        var clock = start, lastBytes = counter.bytes
-        func lap(_ key: String) {
-            timings[key] = Date().timeIntervalSince(clock); clock = Date()
-            traffic[key] = counter.bytes - lastBytes; lastBytes = counter.bytes
-        }
+        var timer = PhaseTimer(start: start, counting: counter)
         if let a = o.align, !a.aligns {
             throw PipelineError.invalid("--align \(a.rawValue): only weight-matching, permute and cca align models into the reference's space")
         }
@@ -76,7 +71,7 @@ extension NeuLigRun {
         ao.seed = o.portland.seed
         ao.quiet = o.quiet
         let merged = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: o.quiet ? { _ in } : log)
-        lap("align")
+        timer.lap("align")
 
         let k = input.names.count, arch = input.architectures[0]
         let local = blockRange(count: k, parts: comm.size, part: comm.rank)
@@ -101,7 +96,7 @@ extension NeuLigRun {
         }
         let task = PortlandTask(name: "calibration" + (alignment.map { " after \($0)" } ?? ""), classes: c, localHeads: heads,
                                 labels: input.calibration.labels, features: nets.map { Trainer.featureRows($0, data: input.calibration) })
-        lap("features")
+        timer.lap("features")
 
         let flat = nets.map { $0.stateDict().flatMap(\.value.storage) }
         let regularizer: [Double]
@@ -114,7 +109,7 @@ extension NeuLigRun {
                                     regularizer: regularizer, config: o.portland)
         let style: PhaseProgress.Style = (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle
         let stepsRun = try train(portland, o, style: style, log: log)
-        lap("portland")
+        timer.lap("portland")
         let beta = try portland.meanCoefficients().global
 
         // Portland ensemble on the test set: y = Σ_k β_k(x) h_k(f_k(x)), summed over models by the deterministic reduction.
@@ -128,7 +123,7 @@ extension NeuLigRun {
         }
         let y = try deterministicSum(contributions: weighted, total: k, comm: comm)
         let portlandEnsemble = Evaluation.accuracy(y[...], classes: c, labels: test.labels)
-        lap("ensembles")
+        timer.lap("ensembles")
 
         // θ = Σ_k β̄_k θ_k over every tensor; the layout comes from the architecture, so a rank without models joins the sum.
         let layout = probe.stateDict()
@@ -144,7 +139,7 @@ extension NeuLigRun {
         let fused = try AlignRun.network(arch, tensors, counters: counters)
         try AlignRun.reestimateBatchNorm(fused, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm)
         let fusedAccuracy = try AlignRun.hits(fused, test, comm: comm) / Double(n)
-        lap("fused")
+        timer.lap("fused")
 
         // Rows: the alignment report's summary, then Portland's ensemble and the fused model; the single models last.
         let aligned = o.align != nil
@@ -172,13 +167,13 @@ extension NeuLigRun {
         var report = NeuLigReport(suite: o.suite, architecture: arch.description, tasks: [input.suiteKind], models: k, ranks: comm.size,
                                   seed: o.portland.seed, config: o.portland, calibrationSamplesPerTask: [task.count],
                                   coefficientsPerTask: [beta], coefficientsGlobal: beta, rows: rows,
-                                  valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timings)
+                                  valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timer.seconds)
         report.suiteKind = input.suiteKind
         report.modelNames = input.names
         report.alignment = alignment
         report.bytesCommunicated = counter.bytes
-        report.bytesPerPhase = traffic
-        report.bytesPerPortlandStep = stepsRun > 0 ? Double(traffic["portland"] ?? 0) / Double(stepsRun) : nil
+        report.bytesPerPhase = timer.bytes
+        report.bytesPerPortlandStep = stepsRun > 0 ? Double(timer.bytes["portland"] ?? 0) / Double(stepsRun) : nil
         return report
     }
 }
