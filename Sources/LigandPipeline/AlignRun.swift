@@ -209,6 +209,8 @@ public struct SameTaskInputs {
     public var test: LabeledImages
     /// BatchNorm re-estimation images (the training split).
     public var train: LabeledImages
+    /// Where model i's logits on a split of n images are cached (nil: not cached); only for immutable model files.
+    public var logitsCache: ((_ model: Int, _ split: String, _ count: Int) -> URL)?
 
     public init(suite: String, suiteKind: String = "seeds", names: [String], architectures: [Architecture], load: @escaping (Int) throws -> Network<Float>,
                 calibration: LabeledImages, test: LabeledImages, train: LabeledImages) {
@@ -390,12 +392,25 @@ public enum AlignRun {
         // Every model on the calibration and test sets: calibration hits, test hits, and the softmax ensemble.
         let c = arch.classes, nTest = input.test.count, nCal = input.calibration.count
         var contributions: [(index: Int, values: [Double])] = []
+        // The zoo's models never change, so a grid over K and methods computes each model's logits once.
+        func modelLogits(_ j: Int, _ i: Int, _ data: LabeledImages, _ split: String) -> [Float] {
+            let url = input.logitsCache?(i, split, data.count)
+            if let url, let d = try? Data(contentsOf: url), d.count == data.count * c * MemoryLayout<Float>.size {
+                return d.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            }
+            let l = Trainer.logits(nets[j], data: data, indices: Array(0..<data.count)).storage
+            if let url {
+                try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try? l.withUnsafeBytes { try AtomicFile.write(Data($0), to: url) }
+            }
+            return l
+        }
         for (j, i) in local.enumerated() {
-            let logits = Trainer.logits(nets[j], data: input.test, indices: Array(0..<nTest)).storage
+            let logits = modelLogits(j, i, input.test, "test")
             var v = Evaluation.softmaxRows(logits, classes: c)
             var counts = [Double](repeating: 0, count: 2 * k)
             counts[i] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: input.test.labels))
-            let cal = Trainer.logits(nets[j], data: input.calibration, indices: Array(0..<nCal)).storage
+            let cal = modelLogits(j, i, input.calibration, "calibration")
             counts[k + i] = Double(Evaluation.argmaxHits(ArraySlice(cal.map(Double.init)), classes: c, labels: input.calibration.labels))
             v += counts
             contributions.append((i, v))
@@ -776,10 +791,11 @@ public enum AlignRun {
             }
             let urls = models.map { dir.appendingPathComponent($0.file) }
             let archs = try urls.map { try header($0) }
-            let input = SameTaskInputs(suite: o.suite, suiteKind: manifest.kind.rawValue, names: models.map(\.name), architectures: archs,
+            var input = SameTaskInputs(suite: o.suite, suiteKind: manifest.kind.rawValue, names: models.map(\.name), architectures: archs,
                                        load: { try ModelFile.load(urls[$0], expecting: archs[0]).network },
                                        calibration: data.train.subset(calIdx), test: data.test,
                                        train: data.train.subset(Array(splits.train.prefix(o.bnSamples))))
+            input.logitsCache = { i, split, n in dir.appendingPathComponent("logits/\(models[i].name).\(split)-\(n).f32") }
             if o.method.fuses {
                 result = try FusionRun.mergeSameTask(input, selection: data.train.subset(selectionIdx), options: o, comm: comm, log: log)
             } else {
