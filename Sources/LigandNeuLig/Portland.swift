@@ -29,9 +29,18 @@ public enum RegularizerKind: String, Codable, Sendable, CaseIterable {
     case none
 }
 
+/// How each model's features are scaled before the Portland's linear layer.
+public enum FeatureNorm: String, Codable, Sendable, CaseIterable {
+    /// z-scores per model and dimension, mean and std over the training samples of every task (ours).
+    case standard
+    /// The raw features, as in the paper.
+    case none
+}
+
 public struct PortlandConfig: Codable, Equatable, Sendable {
     public var loss: AlignLoss = .semi
     public var regularizer: RegularizerKind = .paper
+    public var featureNorm: FeatureNorm = .standard
     public var scaling: Double = 100
     public var learningRate: Double = 1e-3
     public var batchSize: Int = 128
@@ -119,6 +128,8 @@ public final class Portland {
     private var headOutputs: [[[Double]]] = []
     /// Floats that crossed ranks per step (for the report's communication volume).
     public private(set) var floatsPerStep = 0
+    /// Per local model, z = (f − shift)·scale per dimension (identity for `FeatureNorm.none`).
+    private var featureShift: [[Double]] = [], featureScale: [[Double]] = []
 
     public init(comm: Communicator, totalModels: Int, localModels: Range<Int>, width: Int, tasks: [PortlandTask],
                 regularizer: [Double], config: PortlandConfig) throws {
@@ -168,6 +179,7 @@ public final class Portland {
         bias = (0..<totalModels).map { _ in (2 * rngB.uniform() - 1) * bound }
         weights = w
         mW = [Double](repeating: 0, count: w.count); vW = mW
+        (featureShift, featureScale) = Portland.featureStatistics(tasks: tasks, localCount: localModels.count, width: width, norm: config.featureNorm)
         mB = [Double](repeating: 0, count: totalModels); vB = mB
         headOutputs = tasks.map { t in
             t.features.enumerated().map { i, f in
@@ -205,15 +217,42 @@ public final class Portland {
         return y
     }
 
-    /// Local models' features of the given rows, as Float64 [rows, d] per local model.
+    /// Per local model, the mean and 1/std of every feature dimension over all tasks' samples (Float64 sums).
+    static func featureStatistics(tasks: [PortlandTask], localCount: Int, width d: Int, norm: FeatureNorm) -> (shift: [[Double]], scale: [[Double]]) {
+        guard norm == .standard else {
+            return ([[Double]](repeating: [Double](repeating: 0, count: d), count: localCount), [[Double]](repeating: [Double](repeating: 1, count: d), count: localCount))
+        }
+        var shifts: [[Double]] = [], scales: [[Double]] = []
+        for i in 0..<localCount {
+            var sum = [Double](repeating: 0, count: d), sq = sum
+            var n = 0
+            for t in tasks {
+                t.features[i].withUnsafeBufferPointer { f in
+                    for r in 0..<t.count { for j in 0..<d { let v = Double(f[r * d + j]); sum[j] += v; sq[j] += v * v } }
+                }
+                n += t.count
+            }
+            let mean = sum.map { $0 / Double(max(1, n)) }
+            // A constant (dead) dimension is centred to 0 and left unscaled.
+            let scale = (0..<d).map { j -> Double in
+                let v = max(0, sq[j] / Double(max(1, n)) - mean[j] * mean[j])
+                return v > 1e-12 * max(1, mean[j] * mean[j]) ? 1 / v.squareRoot() : 1
+            }
+            shifts.append(mean); scales.append(scale)
+        }
+        return (shifts, scales)
+    }
+
+    /// Local models' features of the given rows, normalised, as Float64 [rows, d] per local model.
     func gather(_ t: PortlandTask, _ rows: [Int]) -> [TensorOf<Double>] {
         let d = width
-        return t.features.map { f in
+        return t.features.enumerated().map { i, f in
             var z = [Double](repeating: 0, count: rows.count * d)
+            let shift = featureShift[i], scale = featureScale[i]
             f.withUnsafeBufferPointer { src in z.withUnsafeMutableBufferPointer { dst in
                 for (r, i) in rows.enumerated() {
                     let from = src.baseAddress! + i * d, to = dst.baseAddress! + r * d
-                    for j in 0..<d { to[j] = Double(from[j]) }
+                    for j in 0..<d { to[j] = (Double(from[j]) - shift[j]) * scale[j] }
                 }
             } }
             return TensorOf<Double>(shape: [rows.count, d], storage: z)

@@ -304,7 +304,7 @@ public enum NeuLigRun {
         rows.append(row("experts (each on its own task)", "model", expertOwn))
         rows.append(row("ensemble (mean softmax)", "ensemble", ensemble))
         rows.append(row("Portland ensemble (feature, β(x))", "ensemble", portlandEnsemble))
-        rows.append(row("NeuLig fused, task mode", "merge", taskMode, ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue]))
+        rows.append(row("NeuLig fused, task mode", "merge", taskMode, ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue, "features": o.portland.featureNorm.rawValue]))
         rows.append(row("NeuLig fused, global mode (1 model)", "merge", globalMode))
         if o.batchMode { rows.append(row("NeuLig merged per batch (paper)", "merge", batchModeAccuracy)) }
 

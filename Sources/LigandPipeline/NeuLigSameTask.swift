@@ -153,7 +153,7 @@ extension NeuLigRun {
         rows.append(ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: "ensemble", accuracies: [portlandEnsemble], mean: portlandEnsemble))
         rows.append(ReportRow(name: aligned ? "\(o.align!.rawValue) then NeuLig, fused (mean β)" : "NeuLig alone, fused (mean β)", kind: "merge",
                               accuracies: [fusedAccuracy], mean: fusedAccuracy,
-                              hyperparameters: ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue]))
+                              hyperparameters: ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue, "features": o.portland.featureNorm.rawValue]))
         rows += merged.report.rows.filter { r in r.kind == "model" && input.names.contains(r.name) }
 
         if comm.isRoot {

@@ -72,6 +72,7 @@ public struct RunMethod: Sendable {
     // NeuLig (NeuLigOptions / PortlandConfig).
     public var loss: AlignLoss?
     public var regularizer: RegularizerKind?
+    public var featureNorm: FeatureNorm?
     public var scaling: Double?
     public var lr: Double?
     public var batchSize: Int?
@@ -237,6 +238,10 @@ public struct RunRecipe: Sendable {
             if let r = try f.string("regularizer") {
                 guard let v = RegularizerKind(rawValue: r) else { throw f.error("regularizer", "must be one of \(RegularizerKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r)'") }
                 m.regularizer = v
+            }
+            if let r = try f.string("feature_norm") {
+                guard let v = FeatureNorm(rawValue: r) else { throw f.error("feature_norm", "must be one of \(FeatureNorm.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r)'") }
+                m.featureNorm = v
             }
             m.scaling = try f.double("scaling", positive: true)
             m.lr = try f.double("lr", positive: true)

@@ -6,6 +6,7 @@ import LigandPipeline
 
 extension AlignLoss: ExpressibleByArgument {}
 extension RegularizerKind: ExpressibleByArgument {}
+extension FeatureNorm: ExpressibleByArgument {}
 
 struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,6 +37,8 @@ struct Merge: ParsableCommand {
     var loss: AlignLoss = .semi
     @Option(help: "Regulariser: paper (standardised parameter sums), gram (⟨θ_k−θ̄, θ_l−θ̄⟩) or none.")
     var regularizer: RegularizerKind = .paper
+    @Option(help: "Portland input: standard (z-scores per model and feature, from the training samples) or none (raw features, as in the paper).")
+    var featureNorm: FeatureNorm = .standard
     @Option(help: "The regulariser is divided by this.")
     var scaling: Double = 100
     @Option(help: "Adam learning rate for the Portland.")
@@ -160,7 +163,7 @@ struct Merge: ParsableCommand {
             o.bnSamples = bnSamples
             o.architecture = arch
             o.tasks = tasks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            o.portland.loss = loss; o.portland.regularizer = regularizer; o.portland.scaling = scaling
+            o.portland.loss = loss; o.portland.regularizer = regularizer; o.portland.featureNorm = featureNorm; o.portland.scaling = scaling
             o.portland.learningRate = lr; o.portland.batchSize = batchSize; o.portland.epochs = epochs; o.portland.seed = seed
             o.portland.deterministic = !fastSums
             o.calibrationSamples = calibrationSamples

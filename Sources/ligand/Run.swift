@@ -126,6 +126,7 @@ struct Run: ParsableCommand {
         }
         if let v = m.loss { o.portland.loss = v }
         if let v = m.regularizer { o.portland.regularizer = v }
+        if let v = m.featureNorm { o.portland.featureNorm = v }
         if let v = m.scaling { o.portland.scaling = v }
         if let v = m.lr { o.portland.learningRate = v }
         if let v = m.batchSize { o.portland.batchSize = v }

@@ -122,6 +122,36 @@ final class PortlandTests: XCTestCase {
         XCTAssertEqual(global.reduce(0, +), 1, accuracy: 1e-9)
     }
 
+    /// Standardised inputs make β blind to a per-dimension affine change of a model's features; raw inputs do not.
+    func testStandardFeaturesAreInvariantToAffineFeatureChanges() throws {
+        func betas(_ norm: FeatureNorm, affine: Bool) throws -> [Double] {
+            var config = PortlandConfig()
+            config.loss = .sup; config.regularizer = .none; config.batchSize = 10; config.learningRate = 0.05; config.featureNorm = norm
+            return try InProcessCommunicator.run(size: 1) { comm -> [Double] in
+                var tasks = self.makeTasks(local: 0..<self.K, samples: 40)
+                if affine {
+                    // All-positive, large and unevenly scaled, like global-pooled ReLU features of a CNN.
+                    // The head absorbs the change (W/a, b − (W/a)·40), so only the Portland's input differs.
+                    tasks = tasks.map { t in
+                        let w = t.headWeight.enumerated().map { i, v in v / Double(1 + i % self.d) }
+                        let bias = (0..<self.fixture.classes).map { c in t.headBias[c] - (0..<self.d).reduce(0.0) { $0 + w[c * self.d + $1] * 40 } }
+                        return PortlandTask(name: t.name, headWeight: w, headBias: bias, labels: t.labels,
+                                     features: t.features.map { f in f.enumerated().map { i, v in v * Float(1 + i % self.d) + 40 } })
+                    }
+                }
+                let p = try Portland(comm: comm, totalModels: self.K, localModels: 0..<self.K, width: self.d,
+                                     tasks: tasks, regularizer: [], config: config)
+                for _ in 0..<10 { try p.trainEpoch() }
+                return try p.betas(task: 0)
+            }[0]
+        }
+        let plain = try betas(.standard, affine: false), moved = try betas(.standard, affine: true)
+        XCTAssertEqual(plain.count, moved.count)
+        XCTAssertLessThan(zip(plain, moved).map { abs($0 - $1) }.max()!, 1e-4)
+        let rawPlain = try betas(.none, affine: false), rawMoved = try betas(.none, affine: true)
+        XCTAssertGreaterThan(zip(rawPlain, rawMoved).map { abs($0 - $1) }.max()!, 1e-2)
+    }
+
     func testCheckpointRestoreContinuesBitwise() throws {
         var config = PortlandConfig()
         config.batchSize = 8
