@@ -62,7 +62,7 @@ public struct AlignError: Error, CustomStringConvertible, LocalizedError {
 public struct AlignOptions: Sendable {
     /// CCA's γ grid of the reference code: 1e-6 … 1e7, one value per decade.
     public static let defaultGammas: [Double] = (-6...7).map { pow(10, Double($0)) }
-    public static let defaultLambdas: [Double] = (1...10).map { Double($0) / 10 }
+    public static let defaultLambdas: [Double] = Evaluation.taskArithmeticLambdas
 
     public var method: AlignMethod
     public var suite: String

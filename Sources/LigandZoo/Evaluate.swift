@@ -55,6 +55,8 @@ public enum EvalError: Error, CustomStringConvertible, LocalizedError {
 }
 
 public enum Evaluation {
+    /// Task arithmetic's λ grid, 0.05 … 1 in steps of 0.05: Ilharco et al. (2023)'s grid without λ = 0 (the pretrained model itself).
+    public static let taskArithmeticLambdas: [Double] = (1...20).map { Double($0) / 20 }
     /// Checks every file's header (no tensor is read) and returns the common architecture.
     public static func commonArchitecture(_ files: [URL], ignoringClasses: Bool = false) throws -> Architecture {
         guard let first = files.first else { throw EvalError.empty }

@@ -87,7 +87,7 @@ struct Eval: ParsableCommand {
                         guard let pre = group.first(where: { $0.role == .pretrained }) else { throw ZooError("\(d.path): the manifest lists no pretrained \(a.label)") }
                         reports.append(try Evaluation.tasks(experts: experts, pretrained: d.appendingPathComponent(pre.file), test: test,
                                                             calibration: calibration!, suite: m.suite, baselines: baselines,
-                                                            lambdas: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], comm: comm))
+                                                            lambdas: Evaluation.taskArithmeticLambdas, comm: comm))
                     } else if m.kind == .splits {
                         // Each partition's models are fused together, so each gets its own ensemble.
                         for (p, spec) in (m.spec.partitions ?? []).enumerated() {

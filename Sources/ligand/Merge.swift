@@ -77,7 +77,7 @@ struct Merge: ParsableCommand {
     var reference: String = "first"
     @Option(help: "cca: relative ridges γ to choose from on calibration, comma-separated (default: 1e-6,1e-5,...,1e7).")
     var gammas: String?
-    @Option(help: "task-arithmetic, ties: λ grid, comma-separated (default: 0.1,0.2,...,1).")
+    @Option(help: "task-arithmetic, ties: λ grid, comma-separated (default: 0.05,0.1,...,1).")
     var lambdas: String?
     @Option(name: .customLong("ties-k"), help: "ties: percentages of each task vector kept, comma-separated (default: 10,20,30).")
     var tiesK: String?
