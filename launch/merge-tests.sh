@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # MPI tests of `ligand merge` with the alignment, task-vector and least-squares methods on a tiny zoo (a few
 # thousand images, [16]/[32] MLPs, one epoch, built into a temporary cache): every method gives a
-# bitwise-identical fused file under mpirun -np 1 and -np 2 (regmean and progressive on the tasks suite
-# also -np 4; progressive after cca on the seeds suite), and bad input (one model, a reference out of
+# bitwise-identical fused file under mpirun -np 1, 2 and 4 (regmean and progressive on the tasks suite too; progressive after cca on the seeds suite), and bad input (one model, a reference out of
 # range, a non-positive γ, models of different architectures, a method the suite cannot use, --align that
 # is no alignment, a singular least-squares system without ridge, α outside [0, 1]) fails with one clear
 # error and writes no fused file.
@@ -21,18 +20,21 @@ echo "--- build the tiny zoo"
 if run_np 2 "$tmp/build.out" zoo build "$tmp/tiny.yaml" --quiet; then ok "zoo build ($(ls "$tmp"/cache/*/*.safetensors | wc -l) model files)"
 else fail "zoo build"; sed 's/^/    | /' "$tmp/build.out" | tail -20; echo "merge tests: $passed passed, $failed failed"; exit 1; fi
 
-echo "--- every method: the same fused file for -np 1 and -np 2"
+echo "--- every method: the same fused file for -np 1, 2 and 4"
 check_method() {   # check_method SUITE METHOD ARGS...
     local suite="$1" method="$2"; shift 2
-    for np in 1 2; do
+    for np in 1 2 4; do
         run_np "$np" "$tmp/$method-$np.out" merge --method "$method" --suite "$suite" --out "$tmp/$method-$np" --quiet "$@" \
             || { fail "$method -np $np"; sed 's/^/    | /' "$tmp/$method-$np.out" | tail; return; }
     done
-    local f1="$tmp/$method-1/$method.safetensors" f2="$tmp/$method-2/$method.safetensors"
-    if [[ -s "$f1" ]] && cmp -s "$f1" "$f2" && grep -q "fused: $method" "$tmp/$method-1.out" \
-            && diff <(grep -v '^report:' "$tmp/$method-1.out" | grep -v 'rank(s)') <(grep -v '^report:' "$tmp/$method-2.out" | grep -v 'rank(s)') >/dev/null; then
-        ok "$method on $suite: bitwise-identical fused file and same table for -np 1 and 2 ($(grep "fused: $method" "$tmp/$method-1.out" | tr -s ' '))"
-    else fail "$method: -np 1 and -np 2 differ"; diff "$tmp/$method-1.out" "$tmp/$method-2.out" | head; fi
+    local f1="$tmp/$method-1/$method.safetensors"
+    table() { grep -v '^report:' "$1" | grep -v 'rank(s)'; }
+    if [[ -s "$f1" ]] && cmp -s "$f1" "$tmp/$method-2/$method.safetensors" && cmp -s "$f1" "$tmp/$method-4/$method.safetensors" \
+            && grep -q "fused: $method" "$tmp/$method-1.out" \
+            && diff <(table "$tmp/$method-1.out") <(table "$tmp/$method-2.out") >/dev/null \
+            && diff <(table "$tmp/$method-1.out") <(table "$tmp/$method-4.out") >/dev/null; then
+        ok "$method on $suite: bitwise-identical fused file and same table for -np 1, 2 and 4 ($(grep "fused: $method" "$tmp/$method-1.out" | tr -s ' '))"
+    else fail "$method: -np 1, 2 and 4 differ"; diff "$tmp/$method-1.out" "$tmp/$method-4.out" | head; fi
 }
 check_method tiny-seeds average
 check_method tiny-seeds weight-matching
