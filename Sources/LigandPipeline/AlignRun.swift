@@ -405,7 +405,10 @@ public enum AlignRun {
             }
             return l
         }
+        let progress = PhaseProgress("evaluation (models, test and calibration)", total: local.count,
+                                     style: (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
         for (j, i) in local.enumerated() {
+            defer { progress.update(j + 1) }
             let logits = modelLogits(j, i, input.test, "test")
             var v = Evaluation.softmaxRows(logits, classes: c)
             var counts = [Double](repeating: 0, count: 2 * k)
@@ -415,6 +418,7 @@ public enum AlignRun {
             v += counts
             contributions.append((i, v))
         }
+        progress.finish()
         let summed = try deterministicSum(contributions: contributions, total: k, comm: comm)
         let ensemble = Double(Evaluation.argmaxHits(summed[0..<(nTest * c)], classes: c, labels: input.test.labels)) / Double(nTest)
         let testAccuracy = (0..<k).map { summed[nTest * c + $0] / Double(nTest) }
@@ -645,7 +649,9 @@ public enum AlignRun {
 
         // Ensemble per task: mean over experts of softmax(h_t(f_k(x))); experts on their own tasks.
         var ensemble = [Double](repeating: 0, count: k), own = [Double](repeating: 0, count: k)
+        let progress = PhaseProgress("evaluation (test, ensembles)", total: k, style: (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
         for t in 0..<k {
+            defer { progress.update(t + 1) }
             let data = input.test[t], c = input.heads[t].weight.shape[0], n = data.count
             let contributions = try zip(local, experts).map { i, flat -> (index: Int, values: [Double]) in
                 let net = try Merging.network(backbone: backboneLayout.unflatten(flat), like: pre, classes: c, head: input.heads[t])
@@ -660,6 +666,7 @@ public enum AlignRun {
             ensemble[t] = Double(Evaluation.argmaxHits(s[0..<(n * c)], classes: c, labels: data.labels)) / Double(n)
             own[t] = s[n * c + t] / Double(n)
         }
+        progress.finish()
         let fusedAcc = try evaluate(fusedFlat, sets: input.test)
         let preAcc = try evaluate(backboneLayout.flatten(pre.stateDictionary()), sets: input.test)
         let avgAcc = try evaluate(averageFlat, sets: input.test)

@@ -237,6 +237,7 @@ public enum NeuLigRun {
         var ensemble = [Double](repeating: 0, count: k), portlandEnsemble = [Double](repeating: 0, count: k)
         var tests: [LabeledImages] = []
         var batchModeAccuracy = [Double](repeating: 0, count: k)
+        let evalProgress = PhaseProgress("evaluation (test, ensembles)", total: k, style: style)
         for (ti, e) in experts.enumerated() {
             let test = try e.task.apply(data.test)
             tests.append(test)
@@ -273,7 +274,9 @@ public enum NeuLigRun {
             if local.contains(ti) { own[0] = Evaluation.accuracy(u[ti - local.lowerBound][...], classes: c, labels: test.labels) }
             try comm.allreduce(&own, op: .sum)
             expertOwn[ti] = own[0]
+            evalProgress.update(ti + 1)
         }
+        evalProgress.finish()
         timer.lap("ensembles")
 
         /// Accuracy of backbone θ with each task's head on that task's test set, tasks spread over ranks.
@@ -292,7 +295,9 @@ public enum NeuLigRun {
         }
         let all = Array(0..<k)
         var taskMode = [Double](repeating: 0, count: k)
-        for ti in 0..<k { taskMode[ti] = try evaluate(try fuse(perTask[ti]), onTasks: [ti], sets: tests)[ti] }
+        let fusedProgress = PhaseProgress("evaluation (test, fused per task)", total: k, style: style)
+        for ti in 0..<k { taskMode[ti] = try evaluate(try fuse(perTask[ti]), onTasks: [ti], sets: tests)[ti]; fusedProgress.update(ti + 1) }
+        fusedProgress.finish()
         timer.lap("fused-task")
         let globalBackbone = try fuse(global)
         let globalMode = try evaluate(globalBackbone, onTasks: all, sets: tests)
@@ -323,12 +328,15 @@ public enum NeuLigRun {
                 }
             }
             var best = (lambda: 0.0, score: -1.0)
-            for lambda in stride(from: 0.1, through: 1.0001, by: 0.1) {
+            let taProgress = PhaseProgress("task arithmetic λ (calibration)", total: o.lambdas.count, style: style)
+            for (j, lambda) in o.lambdas.enumerated() {
                 let score = try evaluate(try arithmetic(lambda), onTasks: all, sets: cals).reduce(0, +)
                 if score > best.score { best = (lambda, score) }
+                taProgress.update(j + 1)
             }
+            taProgress.finish()
             rows.append(row("task arithmetic", "baseline", try evaluate(try arithmetic(best.lambda), onTasks: all, sets: tests),
-                            ["lambda": String(format: "%.1f", best.lambda)]))
+                            ["lambda": String(format: "%g", best.lambda)]))
             rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, local: local, total: k, options: o, comm: comm) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
             } test: { try evaluate($0, onTasks: all, sets: tests) })
@@ -401,14 +409,18 @@ public enum NeuLigRun {
             tensors((0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : avgFlat[$0] })
         }
         var best = (keep: o.tiesKeep[0], lambda: o.lambdas[0], score: -1.0, delta: [Double]())
-        for keep in o.tiesKeep {
+        let progress = PhaseProgress("TIES k × λ (calibration)", total: o.tiesKeep.count * o.lambdas.count,
+                                     style: (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
+        for (i, keep) in o.tiesKeep.enumerated() {
             let delta = try AlignRun.tiesDelta(localExperts: localFlat, pretrained: preFlat, isParameter: isParameter, keepFraction: keep,
                                                local: local, total: total, comm: comm)
-            for l in o.lambdas {
+            for (j, l) in o.lambdas.enumerated() {
                 let s = try score(combine(delta, l))
                 if s > best.score { best = (keep, l, s, delta) }
+                progress.update(i * o.lambdas.count + j + 1)
             }
         }
+        progress.finish()
         let acc = try test(combine(best.delta, best.lambda))
         return ReportRow(name: "TIES", kind: "baseline", accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count),
                          hyperparameters: ["lambda": AlignRun.formatted(best.lambda), "k": String(format: "%g%%", 100 * best.keep)])
