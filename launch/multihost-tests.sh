@@ -130,8 +130,8 @@ for layout in "2 node" "3 slot"; do
 done
 
 echo "--- ligand eval: single host vs across hosts"
-run_np 2 "$tmp/eval-single.out" eval tiny-tasks --json "$tmp/eval-single.json" || { fail "single-host eval"; tail "$tmp/eval-single.out" | sed 's/^/    | /'; }
-if run_hosts 3 slot "$tmp/eval-multi.out" eval tiny-tasks --json "$tmp/eval-multi.json"; then
+run_np 2 "$tmp/eval-single.out" eval tiny-tasks --quiet --json "$tmp/eval-single.json" || { fail "single-host eval"; tail "$tmp/eval-single.out" | sed 's/^/    | /'; }
+if run_hosts 3 slot "$tmp/eval-multi.out" eval tiny-tasks --quiet --json "$tmp/eval-multi.json"; then
     if [[ -s "$tmp/eval-single.json" ]] && cmp -s "$tmp/eval-single.json" "$tmp/eval-multi.json" \
             && diff <(quiet "$tmp/eval-single.out" | grep -v '^wrote') <(quiet "$tmp/eval-multi.out" | grep -v '^wrote') >/dev/null; then
         ok "eval tiny-tasks -np 3 across hosts: same table and JSON as single host ($(grep -m1 'ensemble' "$tmp/eval-single.out" | tr -s ' '))"

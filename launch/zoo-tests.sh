@@ -55,7 +55,7 @@ else fail "zoo list"; cat "$tmp/list.out"; fi
 echo "--- ligand eval: identical tables for -np 1, 2, 4"
 for suite in tiny-seeds tiny-tasks; do
     for np in 1 2 4; do
-        run_np "$np" "$tmp/eval-$suite-$np.out" eval "$suite" --cache "$tmp/c1" --json "$tmp/eval-$suite-$np.json" \
+        run_np "$np" "$tmp/eval-$suite-$np.out" eval "$suite" --quiet --cache "$tmp/c1" --json "$tmp/eval-$suite-$np.json" \
             || { fail "eval $suite -np $np"; sed 's/^/    | /' "$tmp/eval-$suite-$np.out" | tail; }
     done
     if grep -q "ensemble (mean softmax)" "$tmp/eval-$suite-1.out" && cmp -s "$tmp/eval-$suite-1.json" "$tmp/eval-$suite-2.json" \
@@ -106,8 +106,8 @@ suites:
     epochs: 1
 YAML
 if run_np 2 "$tmp/splits-build.out" zoo build "$tmp/splits.yaml" --cache "$tmp/cs" --quiet \
-        && run_np 1 "$tmp/splits-eval1.out" eval tiny-splits --cache "$tmp/cs" \
-        && run_np 2 "$tmp/splits-eval2.out" eval tiny-splits --cache "$tmp/cs"; then
+        && run_np 1 "$tmp/splits-eval1.out" eval tiny-splits --quiet --cache "$tmp/cs" \
+        && run_np 2 "$tmp/splits-eval2.out" eval tiny-splits --quiet --cache "$tmp/cs"; then
     if cmp -s "$tmp/splits-eval1.out" "$tmp/splits-eval2.out" && grep -q "partition 0 (classes × 2)" "$tmp/splits-eval1.out" \
             && grep -q "partition 1 (dirichlet × 2, α = 0.5)" "$tmp/splits-eval1.out" \
             && (( $(grep -c "ensemble (mean softmax)" "$tmp/splits-eval1.out") == 2 )); then

@@ -108,12 +108,13 @@ public enum Evaluation {
 
     /// Each rank's block of `networks` (indices 0..<K) yields logits on `data`; one deterministic sum
     /// gives every model's accuracy and the two ensembles, bitwise the same for any rank count.
-    static func ensembleRound(count k: Int, data: LabeledImages, classes c: Int, comm: Communicator,
+    static func ensembleRound(count k: Int, data: LabeledImages, classes c: Int, comm: Communicator, progress: PhaseProgress? = nil,
                               network: (Int) throws -> Network<Float>) throws -> (models: [Double], softmax: Double, logits: Double) {
         let n = data.count
         let mine = blockRange(count: k, parts: comm.size, part: comm.rank)
         var contributions: [(index: Int, values: [Double])] = []
         for i in mine {
+            defer { progress?.update(i - mine.lowerBound + 1) }
             let net = try network(i)
             let logits = Trainer.logits(net, data: data, indices: Array(0..<n)).storage
             var v = softmaxRows(logits, classes: c)
@@ -131,11 +132,14 @@ public enum Evaluation {
 
     /// Same task: every model on one evaluation set, plus the prediction ensembles.
     public static func sameTask(files: [URL], names: [String], data: LabeledImages, suite: String?, split: String,
-                                comm: Communicator) throws -> EvalReport {
+                                comm: Communicator, progress style: PhaseProgress.Style = .quiet) throws -> EvalReport {
         let arch = try commonArchitecture(files)
-        let r = try ensembleRound(count: files.count, data: data, classes: arch.classes, comm: comm) { i in
+        let progress = PhaseProgress("evaluation (this rank's models)", total: blockRange(count: files.count, parts: comm.size, part: comm.rank).count,
+                                     style: comm.isRoot ? style : .quiet)
+        let r = try ensembleRound(count: files.count, data: data, classes: arch.classes, comm: comm, progress: progress) { i in
             try ModelFile.load(files[i], expecting: arch).network
         }
+        progress.finish()
         var rows = zip(names, r.models).map { EvalRow(name: $0, kind: "model", accuracies: [$1]) }
         rows.append(EvalRow(name: "best single model", kind: "model", accuracies: [r.models.max() ?? 0]))
         rows.append(EvalRow(name: "ensemble (mean softmax)", kind: "ensemble", accuracies: [r.softmax]))
@@ -148,7 +152,8 @@ public enum Evaluation {
     /// weight averaging and task arithmetic of the experts' backbones (λ fitted on calibration).
     public static func tasks(experts: [(task: TaskTransform, url: URL)], pretrained: URL, test: LabeledImages,
                              calibration: LabeledImages, suite: String?, baselines: Bool, lambdas: [Double],
-                             comm: Communicator) throws -> EvalReport {
+                             comm: Communicator, progress style: PhaseProgress.Style = .quiet) throws -> EvalReport {
+        let style = comm.isRoot ? style : .quiet
         let k = experts.count
         _ = try commonArchitecture(experts.map(\.url) + [pretrained], ignoringClasses: true)
         let loaded = try experts.map { try ModelFile.load($0.url).network }
@@ -158,7 +163,9 @@ public enum Evaluation {
         var expertRows = [[Double]](repeating: [], count: k)
         var softmaxRow: [Double] = [], logitsRow: [Double] = []
         var testSets: [LabeledImages] = []
+        let taskProgress = PhaseProgress("evaluation (tasks: every expert, ensembles)", total: experts.count, style: style)
         for (t, e) in experts.enumerated() {
+            defer { taskProgress.update(t + 1) }
             let data = try e.task.apply(test)
             testSets.append(data)
             let r = try ensembleRound(count: k, data: data, classes: e.task.classes, comm: comm) { i in
@@ -167,6 +174,7 @@ public enum Evaluation {
             for i in 0..<k { expertRows[i].append(r.models[i]) }
             softmaxRow.append(r.softmax); logitsRow.append(r.logits)
         }
+        taskProgress.finish()
         func withMean(_ v: [Double]) -> [Double] { v + [v.reduce(0, +) / Double(max(1, v.count))] }
         var rows: [EvalRow] = []
         let own = (0..<k).map { expertRows[$0][$0] }
@@ -181,14 +189,17 @@ public enum Evaluation {
             let mine = blockRange(count: k, parts: comm.size, part: comm.rank)
             // Round 1: calibration hits of every λ on this rank's tasks, summed exactly (integers).
             var calHits = [Double](repeating: 0, count: lambdas.count)
-            for t in mine {
+            let lambdaProgress = PhaseProgress("task arithmetic λ (calibration, this rank's tasks)", total: mine.count * lambdas.count, style: style)
+            for (m, t) in mine.enumerated() {
                 for (j, l) in lambdas.enumerated() {
+                    defer { lambdaProgress.update(m * lambdas.count + j + 1) }
                     let net = try Merging.network(backbone: Merging.taskArithmetic(pretrained: preBackbone, experts: backbones, lambda: l),
                                                   like: pre, classes: experts[t].task.classes, head: heads[t])
                     calHits[j] += Double(correct(Trainer.logits(net, data: calSets[t], indices: Array(0..<calSets[t].count)).storage,
                                                  classes: experts[t].task.classes, labels: calSets[t].labels))
                 }
             }
+            lambdaProgress.finish()
             try comm.allreduce(&calHits, op: .sum)
             let bestJ = calHits.indices.max { calHits[$0] < calHits[$1] || (calHits[$0] == calHits[$1] && $0 > $1) } ?? 0
             let lambda = lambdas[bestJ]

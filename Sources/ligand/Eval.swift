@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LigandCollective
 import LigandData
+import LigandNN
 import LigandZoo
 
 struct Eval: ParsableCommand {
@@ -28,6 +29,8 @@ struct Eval: ParsableCommand {
     var baselines = true
     @Option(help: ArgumentHelp("Also write the report as JSON (atomically, on rank 0; default: no JSON file).", valueName: "file"))
     var json: String?
+    @Flag(help: "No progress output (default: off, progress on stderr).")
+    var quiet = false
 
     enum Target {
         case files([URL])
@@ -78,7 +81,7 @@ struct Eval: ParsableCommand {
             switch target {
             case .files(let urls):
                 reports.append(try Evaluation.sameTask(files: urls, names: urls.map { $0.deletingPathExtension().lastPathComponent },
-                                                       data: test, suite: nil, split: "test", comm: comm))
+                                                       data: test, suite: nil, split: "test", comm: comm, progress: quiet ? .quiet : PhaseProgress.defaultStyle))
             case .suite(let d, let m):
                 for a in m.spec.architectures {
                     let group = m.models.filter { $0.architecture == a.label }
@@ -87,7 +90,7 @@ struct Eval: ParsableCommand {
                         guard let pre = group.first(where: { $0.role == .pretrained }) else { throw ZooError("\(d.path): the manifest lists no pretrained \(a.label)") }
                         reports.append(try Evaluation.tasks(experts: experts, pretrained: d.appendingPathComponent(pre.file), test: test,
                                                             calibration: calibration!, suite: m.suite, baselines: baselines,
-                                                            lambdas: Evaluation.taskArithmeticLambdas, comm: comm))
+                                                            lambdas: Evaluation.taskArithmeticLambdas, comm: comm, progress: quiet ? .quiet : PhaseProgress.defaultStyle))
                     } else if m.kind == .splits {
                         // Each partition's models are fused together, so each gets its own ensemble.
                         for (p, spec) in (m.spec.partitions ?? []).enumerated() {
@@ -95,11 +98,11 @@ struct Eval: ParsableCommand {
                             guard !part.isEmpty else { continue }
                             let label = "\(m.suite) partition \(p) (\(spec.type) × \(spec.parts)\(spec.alpha.map { ", α = \($0)" } ?? ""))"
                             reports.append(try Evaluation.sameTask(files: part.map { d.appendingPathComponent($0.file) }, names: part.map(\.name),
-                                                                   data: test, suite: label, split: "test", comm: comm))
+                                                                   data: test, suite: label, split: "test", comm: comm, progress: quiet ? .quiet : PhaseProgress.defaultStyle))
                         }
                     } else {
                         reports.append(try Evaluation.sameTask(files: group.map { d.appendingPathComponent($0.file) }, names: group.map(\.name),
-                                                               data: test, suite: m.suite, split: "test", comm: comm))
+                                                               data: test, suite: m.suite, split: "test", comm: comm, progress: quiet ? .quiet : PhaseProgress.defaultStyle))
                     }
                 }
             }
