@@ -4,7 +4,9 @@
 # bitwise-identical fused file under mpirun -np 1, 2 and 4 (regmean and progressive on the tasks suite too; progressive after cca on the seeds suite), and bad input (one model, a reference out of
 # range, a non-positive γ, models of different architectures, a method the suite cannot use, --align that
 # is no alignment, a singular least-squares system without ridge, α outside [0, 1]) fails with one clear
-# error and writes no fused file.
+# error and writes no fused file. Your own model files (three tiny MLPs from `ligand train`): `ligand run` over a
+# models experiment gives bitwise-identical fused files for -np 1 and 2; a file of another architecture or with a NaN
+# weight stops it with one message naming the file; `ligand merge --model-files` fuses them too.
 #
 #   bash launch/merge-tests.sh [BIN]      (default: LIGAND_BIN, else a release build)
 set -uo pipefail
@@ -88,6 +90,74 @@ expect_error align-not-alignment "--align must be cca, permute or weight-matchin
 # Border pixels are black on every Fashion-MNIST image: without a ridge the first layer's Gram matrix is singular.
 expect_error singular-no-ridge "layer 'layers.0': the 78[45]×78[45] Gram system is singular .*--ridges" 2 --method progressive --suite tiny-tasks --ridges 0 --calibration-samples 100
 expect_error alpha-range "--alphas: every α must be in \[0, 1\]" 2 --method regmean --suite tiny-tasks --alphas 0.5,2
+
+echo "--- your own model files: ligand run over a models experiment, ligand merge --model-files"
+mf="$tmp/files"; mkdir -p "$mf"
+for s in 0 1 2; do
+    "$bin" train --hidden 16 --train-images 2000 --eval-images 500 --epochs 1 --seed "$s" --out "$mf/m$s.safetensors" --quiet >"$mf/train-$s.out" 2>&1 \
+        || { fail "ligand train --seed $s"; sed 's/^/    | /' "$mf/train-$s.out" | tail -5; }
+done
+"$bin" train --hidden 32 --train-images 2000 --eval-images 500 --epochs 1 --seed 5 --out "$mf/wide.safetensors" --quiet >"$mf/train-wide.out" 2>&1 \
+    || fail "ligand train (wide)"
+models_recipe() {   # models_recipe FILE THIRD-MODEL: a zoo-less recipe over m0, m1 and the third file
+    cat >"$1" <<YAML
+experiments:
+  - name: my-mlps
+    models: [$mf/m0.safetensors, $mf/m1.safetensors, $mf/$2]
+    calibration: 1000
+    k: [2, 3]
+    methods: [average, permute, {method: cca, gammas: [0.01, 1], calibration_samples: 500}, {method: neulig, epochs: 2, calibration_samples: 300}]
+YAML
+}
+models_recipe "$mf/run.yaml" m2.safetensors
+for np in 1 2; do
+    run_np "$np" "$mf/run-$np.out" run "$mf/run.yaml" --out "$mf/out-$np" --quiet || { fail "ligand run (models) -np $np"; sed 's/^/    | /' "$mf/run-$np.out" | tail; }
+done
+fused=("$mf"/out-1/runs/*/*.safetensors)
+same=1
+for f in "${fused[@]}"; do cmp -s "$f" "$mf/out-2/${f#"$mf/out-1/"}" || { same=0; echo "    differs: ${f#"$mf/out-1/"}"; }; done
+if (( ${#fused[@]} == 8 )) && [[ -s "$mf/out-1/report.json" && -s "$mf/out-2/report.json" && -s "$mf/out-2/report.md" ]] && (( same )) \
+        && grep -q '"suiteKind" : "models"' "$mf/out-2/report.json" && grep -q "## my-mlps (models)" "$mf/out-2/report.md" \
+        && [[ -d "$mf/out-1/runs/my-mlps-cca-k3-0_1_2-seed0" ]]; then
+    ok "ligand run over 3 model files: ${#fused[@]} bitwise-identical fused files for -np 1 and 2, report.json ($(grep '^| cca | 3' "$mf/out-2/report.md"))"
+else fail "ligand run over model files: ${#fused[@]} fused file(s), identical: $same"; sed 's/^/    | /' "$mf/run-2.out" | tail; fi
+# A file of another architecture: refused when the recipe is read, naming the file; nothing runs.
+models_recipe "$mf/bad.yaml" wide.safetensors
+run_np 2 "$mf/bad.out" run "$mf/bad.yaml" --out "$mf/bad-out" --quiet
+rc=$?
+if (( rc != 0 )) && grep -q "experiments\[0\].models\[2\]: '$mf/wide.safetensors' holds a mlp 784-32-10, but models\[0\]" "$mf/bad.out" \
+        && (( $(grep -ci "error: " "$mf/bad.out") == 1 )) && [[ ! -e "$mf/bad-out" ]]; then
+    ok "ligand run, a file of another architecture: exit $rc: $(grep -im1 'error: ' "$mf/bad.out")"
+else fail "ligand run, a file of another architecture: exit $rc"; sed 's/^/    | /' "$mf/bad.out" | head; fi
+# NaN weights: found before any run, naming the file and the tensor.
+python3 - "$mf/m2.safetensors" "$mf/nan.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+o = 8 + n + h["layers.0.weight"]["data_offsets"][0]
+b[o:o + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(b)
+PY
+models_recipe "$mf/nan.yaml" nan.safetensors
+run_np 2 "$mf/nan.out" run "$mf/nan.yaml" --out "$mf/nan-out" --quiet
+rc=$?
+if (( rc != 0 )) && grep -q "$mf/nan.safetensors: tensor \"layers.0.weight\": element 0 is nan" "$mf/nan.out" && [[ ! -e "$mf/nan-out" ]]; then
+    ok "ligand run, NaN weights: exit $rc: $(grep -im1 'error: ' "$mf/nan.out")"
+else fail "ligand run, NaN weights: exit $rc"; sed 's/^/    | /' "$mf/nan.out" | head; fi
+# ligand merge over the same files: the fused tensors of the recipe's K = 3 run; a mismatch fails at run time.
+run_np 2 "$mf/merge.out" merge --method cca --model-files "$mf/m0.safetensors,$mf/m1.safetensors,$mf/m2.safetensors" --calibration-holdout 1000 \
+    --gammas 0.01,1 --calibration-samples 500 --out "$mf/merge" --quiet
+# The files' metadata differ in the label (model-files, my-mlps): compare the tensors' SHA-256s.
+tensors() { "$bin" safetensors-tool dump "$1" | grep sha256; }
+if [[ -s "$mf/merge/cca.safetensors" ]] && grep -q "fused: cca" "$mf/merge.out" \
+        && diff <(tensors "$mf/merge/cca.safetensors") <(tensors "$mf/out-1/runs/my-mlps-cca-k3-0_1_2-seed0/cca.safetensors") >/dev/null; then
+    ok "ligand merge --model-files: the tensors of ligand run's K = 3 cca file ($(grep 'fused: cca' "$mf/merge.out" | tr -s ' '))"
+else fail "ligand merge --model-files"; sed 's/^/    | /' "$mf/merge.out" | tail; fi
+expect_error files-architectures "$mf/wide.safetensors: holds a mlp 784-32-10, but $mf/m0.safetensors holds a mlp 784-16-10" 2 \
+    --method permute --model-files "$mf/m0.safetensors,$mf/wide.safetensors"
+expect_error files-and-suite "--suite and --model-files are alternatives" 1 --method average --suite tiny-seeds --model-files "$mf/m0.safetensors,$mf/m1.safetensors"
+expect_error files-ties "model files are merged as diverse-origin models of one task" 2 --method ties --model-files "$mf/m0.safetensors,$mf/m1.safetensors"
 
 echo "merge tests: $passed passed, $failed failed"
 (( failed == 0 ))

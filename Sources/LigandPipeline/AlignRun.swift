@@ -97,10 +97,29 @@ public struct AlignOptions: Sendable {
     public var outDirectory: URL
     public var dataDirectory: URL = MNISTFamily.defaultDirectory
     public var zooRoot: URL = ZooCache.defaultRoot
+    /// Merge these model files (diverse-origin models of one task, like a seeds suite) instead of the zoo suite
+    /// `suite`, which then only labels the merge; nil: the suite.
+    public var modelFiles: [URL]?
+    /// Model files: training images held out (stratified by class, seeded) as the calibration split of every fitted choice.
+    public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
+    public var calibrationSeed: UInt64 = 0
     public var quiet = false
 
     public init(method: AlignMethod, suite: String, outDirectory: URL) {
         self.method = method; self.suite = suite; self.outDirectory = outDirectory
+    }
+
+    /// The calibration split cut into the statistics images and, for regmean and progressive, the images held out at
+    /// its end on which their settings are chosen; the statistics part then shortened to `calibrationSamples`.
+    func cutCalibration(_ calibration: [Int]) -> (statistics: [Int], selection: [Int]) {
+        var cal = calibration, selection: [Int] = []
+        if method.fuses {
+            let held = min(selectionSamples, cal.count / 2)
+            selection = Array(cal.suffix(held))
+            cal = Array(cal.prefix(cal.count - held))
+        }
+        if let n = calibrationSamples { cal = Array(cal.prefix(n)) }
+        return (cal, selection)
     }
 
     /// Refuses hyper-parameter grids and sizes that cannot work, naming the option.
@@ -717,96 +736,21 @@ public enum AlignRun {
     /// Loads a suite from the zoo cache, merges it, and writes the fused model (rank 0, atomically).
     public static func run(_ o: AlignOptions, comm: Communicator, log: @escaping (String) -> Void) throws -> AlignReport {
         try o.validate()
-        let (dir, manifest): (URL, ZooManifest)
-        do { (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot) } catch { throw AlignError("\(error)") }
-        let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
-        let archLabel = o.architecture ?? labels.first!
-        guard labels.contains(archLabel) else { throw AlignError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
-        guard o.architecture != nil || labels.count == 1 else {
-            throw AlignError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
-        }
-        let data: ZooData, splits: SuiteSplits
-        do {
-            data = try ZooData.load(directory: o.dataDirectory)
-            splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
-        } catch { throw AlignError("\(error)") }
-        var calIdx = splits.calibration
-        var selectionIdx: [Int] = []
-        if o.method.fuses {
-            // Statistics on the first images, hyper-parameters on images held out at the end of the split.
-            let held = min(o.selectionSamples, calIdx.count / 2)
-            selectionIdx = Array(calIdx.suffix(held))
-            calIdx = Array(calIdx.prefix(calIdx.count - held))
-        }
-        if let n = o.calibrationSamples { calIdx = Array(calIdx.prefix(n)) }
-        func header(_ url: URL) throws -> Architecture {
-            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw AlignError("\(error)") }
-        }
-
         let result: AlignResult
-        if manifest.kind == .tasks {
-            var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
-                guard m.architecture == archLabel, case .expert(let t) = m.role else { return nil }
-                return (t, dir.appendingPathComponent(m.file))
+        /// Tasks suites: a file of the merged architecture, whose header the fused backbone's file repeats.
+        var tasksProbe: URL?
+        if let files = o.modelFiles {
+            if o.method.needsPretrained {
+                throw AlignError("--method \(o.method.rawValue) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; model files are merged as diverse-origin models of one task (use average, weight-matching, permute, cca, regmean or progressive)")
             }
-            if let s = o.subset {
-                if let bad = s.first(where: { $0 >= experts.count }) {
-                    throw AlignError("subset index \(bad) is out of range: suite '\(o.suite)' has \(experts.count) \(archLabel) experts")
-                }
-                experts = s.map { experts[$0] }
-            } else if let n = o.models { experts = Array(experts.prefix(n)) }
-            guard let preModel = manifest.models.first(where: { $0.architecture == archLabel && $0.role == .pretrained }) else {
-                throw AlignError("suite '\(o.suite)' has no pretrained \(archLabel) backbone")
-            }
-            let archs = try experts.map { try header($0.url) }
-            let pre = try agreeing(comm, "loading the pretrained model") { try ModelFile.load(dir.appendingPathComponent(preModel.file)).network }
-            let heads = try agreeing(comm, "reading the task heads") {
-                try experts.map { e -> (weight: Tensor, bias: Tensor) in
-                    let f = try SafeTensorsFile(url: e.url)
-                    return (try f.floats(pre.head.weight.name), try f.floats(pre.head.bias!.name))
-                }
-            }
-            let cal = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(calIdx)) } }
-            let test = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.test) } }
-            let input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
-                                    load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
-            if o.method.fuses {
-                guard o.align == nil else { throw AlignError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
-                let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }
-                if let dump = o.dumpCalibration, comm.isRoot {
-                    try FileManager.default.createDirectory(at: dump, withIntermediateDirectories: true)
-                    for (e, c) in zip(experts, cal) {
-                        let pixels = Tensor(shape: [c.count, c.height, c.width, c.channels], storage: c.pixels)
-                        try SafeTensors.write([("pixels", .float32(pixels))], metadata: ["ligand.task": e.task.rawValue],
-                                              to: dump.appendingPathComponent("calibration-\(e.task.rawValue).safetensors"))
-                    }
-                }
-                result = try FusionRun.mergeTasks(input, selection: selection, options: o, comm: comm, log: log)
-            } else {
-                result = try mergeTasks(input, options: o, comm: comm, log: log)
-            }
+            result = try mergeSameTask(from: .files(files), options: o, comm: comm, log: log)
         } else {
-            var models = manifest.models.filter { $0.architecture == archLabel }
-            if let s = o.subset {
-                if let bad = s.first(where: { $0 >= models.count }) {
-                    throw AlignError("subset index \(bad) is out of range: suite '\(o.suite)' has \(models.count) \(archLabel) models")
-                }
-                models = s.map { models[$0] }
-            } else if let n = o.models {
-                guard n <= models.count else { throw AlignError("--models \(n): suite '\(o.suite)' has only \(models.count) \(archLabel) models") }
-                models = Array(models.prefix(n))
-            }
-            let urls = models.map { dir.appendingPathComponent($0.file) }
-            let archs = try urls.map { try header($0) }
-            var input = SameTaskInputs(suite: o.suite, suiteKind: manifest.kind.rawValue, names: models.map(\.name), architectures: archs,
-                                       load: { try ModelFile.load(urls[$0], expecting: archs[0]).network },
-                                       calibration: data.train.subset(calIdx), test: data.test,
-                                       train: data.train.subset(Array(splits.train.prefix(o.bnSamples))))
-            input.logitsCache = { i, split, n in dir.appendingPathComponent("logits/\(models[i].name).\(split)-\(n).f32") }
-            if o.method.fuses {
-                result = try FusionRun.mergeSameTask(input, selection: data.train.subset(selectionIdx), options: o, comm: comm, log: log)
+            let (dir, manifest): (URL, ZooManifest)
+            do { (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot) } catch { throw AlignError("\(error)") }
+            if manifest.kind != .tasks {
+                result = try mergeSameTask(from: .suite(directory: dir, manifest: manifest), options: o, comm: comm, log: log)
             } else {
-                result = try mergeSameTask(input, options: o, comm: comm, log: log)
+                (result, tasksProbe) = try mergeTasksSuite(o, directory: dir, manifest: manifest, comm: comm, log: log)
             }
         }
 
@@ -825,7 +769,9 @@ public enum AlignRun {
                     tensors.append(("heads.\(h.task).weight", .float32(h.weight)))
                     tensors.append(("heads.\(h.task).bias", .float32(h.bias)))
                 }
-                let probe = try Network<Float>(try header(dir.appendingPathComponent(manifest.models.first { $0.architecture == archLabel }!.file)), seed: 0)
+                let arch: Architecture
+                do { arch = try ModelFile.architecture(of: try SafeTensorsFile(url: tasksProbe!)) } catch { throw AlignError("\(error)") }
+                let probe = try Network<Float>(arch, seed: 0)
                 tensors += probe.batchCounters().map { ($0.name, .int64([0], shape: [])) }
                 meta[ModelFile.architectureKey] = probe.architecture.json
                 meta["ligand.heads"] = result.heads.map(\.task).joined(separator: ",")
@@ -835,5 +781,75 @@ public enum AlignRun {
         try comm.barrier()
         report.fusedFile = file.path
         return report
+    }
+
+    /// A seeds or splits suite, or model files: inputs built by `sameTaskInputs`, merged by the alignment or least-squares pipeline.
+    static func mergeSameTask(from origin: SameTaskOrigin, options o: AlignOptions, comm: Communicator,
+                              log: @escaping (String) -> Void) throws -> AlignResult {
+        let (input, selection) = try sameTaskInputs(o, origin: origin, cacheLogits: true)
+        if o.method.fuses { return try FusionRun.mergeSameTask(input, selection: selection, options: o, comm: comm, log: log) }
+        return try mergeSameTask(input, options: o, comm: comm, log: log)
+    }
+
+    /// A tasks suite: its experts (and pretrained backbone, heads, task data) merged; also an expert's file, for the fused file's header.
+    static func mergeTasksSuite(_ o: AlignOptions, directory dir: URL, manifest: ZooManifest, comm: Communicator,
+                                log: @escaping (String) -> Void) throws -> (AlignResult, URL) {
+        let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
+        let archLabel = o.architecture ?? labels.first!
+        guard labels.contains(archLabel) else { throw AlignError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
+        guard o.architecture != nil || labels.count == 1 else {
+            throw AlignError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+        }
+        let data: ZooData, splits: SuiteSplits
+        do {
+            data = try ZooData.load(directory: o.dataDirectory)
+            splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
+        } catch { throw AlignError("\(error)") }
+        let (calIdx, selectionIdx) = o.cutCalibration(splits.calibration)
+        func header(_ url: URL) throws -> Architecture {
+            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw AlignError("\(error)") }
+        }
+        let result: AlignResult
+        var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
+            guard m.architecture == archLabel, case .expert(let t) = m.role else { return nil }
+            return (t, dir.appendingPathComponent(m.file))
+        }
+        if let s = o.subset {
+            if let bad = s.first(where: { $0 >= experts.count }) {
+                throw AlignError("subset index \(bad) is out of range: suite '\(o.suite)' has \(experts.count) \(archLabel) experts")
+            }
+            experts = s.map { experts[$0] }
+        } else if let n = o.models { experts = Array(experts.prefix(n)) }
+        guard let preModel = manifest.models.first(where: { $0.architecture == archLabel && $0.role == .pretrained }) else {
+            throw AlignError("suite '\(o.suite)' has no pretrained \(archLabel) backbone")
+        }
+        let archs = try experts.map { try header($0.url) }
+        let pre = try agreeing(comm, "loading the pretrained model") { try ModelFile.load(dir.appendingPathComponent(preModel.file)).network }
+        let heads = try agreeing(comm, "reading the task heads") {
+            try experts.map { e -> (weight: Tensor, bias: Tensor) in
+                let f = try SafeTensorsFile(url: e.url)
+                return (try f.floats(pre.head.weight.name), try f.floats(pre.head.bias!.name))
+            }
+        }
+        let cal = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(calIdx)) } }
+        let test = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.test) } }
+        let input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
+                                load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
+        if o.method.fuses {
+            guard o.align == nil else { throw AlignError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
+            let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }
+            if let dump = o.dumpCalibration, comm.isRoot {
+                try FileManager.default.createDirectory(at: dump, withIntermediateDirectories: true)
+                for (e, c) in zip(experts, cal) {
+                    let pixels = Tensor(shape: [c.count, c.height, c.width, c.channels], storage: c.pixels)
+                    try SafeTensors.write([("pixels", .float32(pixels))], metadata: ["ligand.task": e.task.rawValue],
+                                          to: dump.appendingPathComponent("calibration-\(e.task.rawValue).safetensors"))
+                }
+            }
+            result = try FusionRun.mergeTasks(input, selection: selection, options: o, comm: comm, log: log)
+        } else {
+            result = try mergeTasks(input, options: o, comm: comm, log: log)
+        }
+        return (result, dir.appendingPathComponent(manifest.models.first { $0.architecture == archLabel }!.file))
     }
 }

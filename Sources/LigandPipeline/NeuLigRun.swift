@@ -44,6 +44,12 @@ public struct NeuLigOptions: Sendable {
     /// The TIES baseline's grids (tasks suites): λ and the fraction of each task vector kept.
     public var lambdas: [Double] = AlignOptions.defaultLambdas
     public var tiesKeep: [Double] = [0.1, 0.2, 0.3]
+    /// Fuse these model files (diverse-origin models of one task, like a seeds suite) instead of the zoo suite
+    /// `suite`, which then only labels the merge; nil: the suite.
+    public var modelFiles: [URL]?
+    /// Model files: training images held out (stratified by class, seeded) as the calibration split.
+    public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
+    public var calibrationSeed: UInt64 = 0
 
     public init(suite: String, outDirectory: URL, checkpointDirectory: URL? = nil) {
         self.suite = suite
@@ -149,8 +155,9 @@ public enum NeuLigRun {
         let comm: Communicator = counter
         var timer = PhaseTimer(counting: counter)
 
+        if o.modelFiles != nil { return try runSameTask(o, suite: nil, comm: counter, log: log) }
         let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
-        if manifest.kind != .tasks { return try runSameTask(o, directory: dir, manifest: manifest, comm: counter, log: log) }
+        if manifest.kind != .tasks { return try runSameTask(o, suite: (dir, manifest), comm: counter, log: log) }
         if let a = o.align {
             throw PipelineError.invalid("--align \(a.rawValue) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it")
         }

@@ -16,38 +16,36 @@ import LigandZoo
 // paper's form whenever the heads agree; fusion is θ = Σ_k β̄_k θ_k over every tensor, head included, then
 // BatchNorm statistics are re-estimated as the alignment merges do.
 extension NeuLigRun {
-    static func runSameTask(_ o: NeuLigOptions, directory dir: URL, manifest: ZooManifest, comm counter: CountingCommunicator,
+    /// NeuLig on a seeds or splits suite of the zoo cache (`suite`) or, when `suite` is nil, on `o.modelFiles`.
+    static func runSameTask(_ o: NeuLigOptions, suite: (directory: URL, manifest: ZooManifest)?, comm counter: CountingCommunicator,
                             log: @escaping (String) -> Void) throws -> NeuLigReport {
         let clock = Date()
         if let a = o.align, !a.aligns {
             throw PipelineError.invalid("--align \(a.rawValue): only weight-matching, permute and cca align models into the reference's space")
         }
-        if let t = o.tasks { throw PipelineError.invalid("--tasks \(t.joined(separator: ",")): suite '\(o.suite)' is a \(manifest.kind.rawValue) suite with one task; choose models with --models") }
-
-        let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
-        let archLabel = o.architecture ?? labels.first!
-        guard labels.contains(archLabel) else { throw PipelineError.invalid("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
-        guard o.architecture != nil || labels.count == 1 else {
-            throw PipelineError.invalid("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+        if let t = o.tasks {
+            let what = suite.map { "suite '\(o.suite)' is a \($0.manifest.kind.rawValue) suite with one task" } ?? "model files are models of one task"
+            throw PipelineError.invalid("--tasks \(t.joined(separator: ",")): \(what); choose models with --models")
         }
-        var models = manifest.models.filter { $0.architecture == archLabel }
-        if let n = o.models {
-            guard n >= 2 else { throw PipelineError.invalid("--models must be at least 2 (a merge needs two models), got \(n)") }
-            guard n <= models.count else { throw PipelineError.invalid("--models \(n): suite '\(o.suite)' has only \(models.count) \(archLabel) models") }
-            models = Array(models.prefix(n))
+        if let n = o.models, n < 2 { throw PipelineError.invalid("--models must be at least 2 (a merge needs two models), got \(n)") }
+        var ao = AlignOptions(method: .average, suite: o.suite, outDirectory: o.outDirectory)
+        ao.architecture = o.architecture
+        ao.models = o.models
+        ao.calibrationSamples = o.calibrationSamples
+        ao.bnSamples = o.bnSamples
+        ao.modelFiles = o.modelFiles
+        ao.calibrationHoldout = o.calibrationHoldout
+        ao.calibrationSeed = o.calibrationSeed
+        ao.dataDirectory = o.dataDirectory
+        let input: SameTaskInputs
+        do {
+            let origin: SameTaskOrigin = suite.map { .suite(directory: $0.directory, manifest: $0.manifest) } ?? .files(o.modelFiles ?? [])
+            input = try AlignRun.sameTaskInputs(ao, origin: origin, cacheLogits: false).input
+        } catch let e as AlignError { throw PipelineError.invalid(e.message) }
+        guard input.names.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)") }
+        guard input.calibration.count >= 2 else {
+            throw PipelineError.invalid("suite '\(o.suite)': the calibration split holds \(input.calibration.count) images, at least 2 are needed")
         }
-        guard models.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two models, suite '\(o.suite)' gives \(models.count)") }
-        let data = try ZooData.load(directory: o.dataDirectory)
-        let splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
-        var calIdx = splits.calibration
-        if let n = o.calibrationSamples { calIdx = Array(calIdx.prefix(n)) }
-        guard calIdx.count >= 2 else { throw PipelineError.invalid("suite '\(o.suite)': the calibration split holds \(calIdx.count) images, at least 2 are needed") }
-        let urls = models.map { dir.appendingPathComponent($0.file) }
-        let archs = try urls.map { try ModelFile.architecture(of: SafeTensorsFile(url: $0)) }
-        let input = SameTaskInputs(suite: o.suite, suiteKind: manifest.kind.rawValue, names: models.map(\.name), architectures: archs,
-                                   load: { try ModelFile.load(urls[$0], expecting: archs[0]).network },
-                                   calibration: data.train.subset(calIdx), test: data.test,
-                                   train: data.train.subset(Array(splits.train.prefix(o.bnSamples))))
         return try runSameTask(input, options: o, comm: counter, clock: clock, log: log)
     }
 

@@ -1,5 +1,8 @@
 import Foundation
+import LigandFormats
+import LigandModels
 import LigandNeuLig
+import LigandNN
 import LigandNumerics
 import LigandZoo
 
@@ -87,11 +90,34 @@ public struct RunMethod: Sendable {
     public var usesSeed: Bool { name == "neulig" || align == .weightMatching }
 }
 
-/// One suite, its K grid, subset rule and methods.
+/// A models experiment's models: files a user trained, and the data set their calibration split is held out of.
+public struct RunModelFiles: Sendable {
+    /// As the recipe lists them (relative paths: from the current directory).
+    public var paths: [String]
+    /// The architecture every file declares.
+    public var architecture: Architecture
+    /// IDX directory (nil: the run's data directory).
+    public var data: String?
+    /// Training images held out, stratified by class and seeded, as the calibration split of every fitted choice.
+    public var calibration: Int
+    public var calibrationSeed: UInt64
+
+    public var urls: [URL] { paths.map { URL(fileURLWithPath: $0) } }
+}
+
+/// One suite (or list of model files), its K grid, subset rule and methods.
 public struct RunExperiment: Sendable {
-    public var suite: String
+    /// The suite's name, or a models experiment's `name`: the label of reports and run directories.
+    public var name: String
+    /// The zoo suite (nil: a models experiment).
+    public var suite: String?
+    /// A models experiment's files (nil: a suite experiment).
+    public var files: RunModelFiles?
+    /// The suite's kind; models experiments merge like a seeds suite.
     public var kind: SuiteKind
-    /// Models (seeds, splits) or tasks (tasks) of one architecture in the suite.
+    /// "models" for a models experiment, else the suite's kind (the report's `suiteKind`).
+    public var kindLabel: String { files == nil ? kind.rawValue : "models" }
+    /// Models (seeds, splits) or tasks (tasks) of one architecture in the suite; the files of a models experiment.
     public var available: Int
     public var architecture: String?
     /// Subset sizes (nil in the recipe: all of the suite's models, one size).
@@ -103,8 +129,9 @@ public struct RunExperiment: Sendable {
 /// A `ligand run` recipe (docs/run.md): a zoo recipe to build from, experiments, seeds and where outputs go.
 public struct RunRecipe: Sendable {
     public var path: String
-    public var zoo: String
-    public var zooRecipe: Recipe
+    /// The zoo recipe (nil when no experiment names a suite).
+    public var zoo: String?
+    public var zooRecipe: Recipe?
     public var out: String
     public var seeds: Int
     public var seed: UInt64
@@ -123,10 +150,12 @@ public struct RunRecipe: Sendable {
     }
 
     static func decode(_ top: Fields, path: String) throws -> RunRecipe {
-        let zooPath = try top.string("zoo", required: true)!
-        let zoo: Recipe
-        do { zoo = try Recipe.load(path: zooPath) } catch let e as RecipeError {
-            throw top.error("zoo", "the zoo recipe '\(zooPath)' cannot be used: \(e)")
+        let zooPath = try top.string("zoo")
+        var zoo: Recipe?
+        if let zooPath {
+            do { zoo = try Recipe.load(path: zooPath) } catch let e as RecipeError {
+                throw top.error("zoo", "the zoo recipe '\(zooPath)' cannot be used: \(e)")
+            }
         }
         let base = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         var r = RunRecipe(path: path, zoo: zooPath, zooRecipe: zoo, out: try top.string("out") ?? "out/\(base)",
@@ -135,14 +164,31 @@ public struct RunRecipe: Sendable {
         let items = try top.list("experiments", required: true)!
         guard !items.isEmpty else { throw top.error("experiments", "must list at least one experiment") }
         for (i, item) in items.enumerated() {
-            r.experiments.append(try experiment(try Fields(item, file: path, path: top.sub("experiments[\(i)]")), zoo: zoo))
+            let f = try Fields(item, file: path, path: top.sub("experiments[\(i)]"))
+            if f.values["suite"] != nil && f.values["models"] == nil && zoo == nil {
+                throw top.error("zoo", "is required: experiments[\(i)] names a suite (only experiments that list model files need no zoo recipe)")
+            }
+            r.experiments.append(try experiment(f, zoo: zoo))
+        }
+        var names: [String: Int] = [:]
+        for (i, e) in r.experiments.enumerated() where e.files != nil {
+            if let j = names[e.name] ?? r.experiments.firstIndex(where: { $0.suite == e.name }) {
+                throw RecipeError(file: path, path: top.sub("experiments[\(i)].name"), message: "'\(e.name)' is already the label of experiments[\(j)]: give each models experiment its own name")
+            }
+            names[e.name] = i
         }
         try top.finish()
         return r
     }
 
-    static func experiment(_ f: Fields, zoo: Recipe) throws -> RunExperiment {
+    static func experiment(_ f: Fields, zoo: Recipe?) throws -> RunExperiment {
+        let hasSuite = f.values["suite"] != nil, hasModels = f.values["models"] != nil
+        guard hasSuite != hasModels else {
+            throw RecipeError(file: f.file, path: f.path, message: hasSuite ? "give either suite or models, not both" : "give either suite (a zoo suite) or models (a list of model files)")
+        }
+        if hasModels { return try modelsExperiment(f) }
         let name = try f.string("suite", required: true)!
+        guard let zoo else { throw f.error("suite", "needs the recipe's zoo") }
         guard let spec = zoo.suites.first(where: { $0.name == name }) else {
             throw f.error("suite", "no suite '\(name)' in \(zoo.path) (it has \(zoo.suites.map(\.name).joined(separator: ", ")))")
         }
@@ -162,6 +208,55 @@ public struct RunRecipe: Sendable {
             throw f.error("k", "K = \(bad) exceeds the \(available) \(spec.kind == .tasks ? "tasks" : "models") of suite '\(name)'")
         }
         guard available >= 2 else { throw f.error("suite", "suite '\(name)' has fewer than 2 models to merge") }
+        let subsets = try subsetRule(f)
+        let methods = try methodList(f, kind: spec.kind, subsets: subsets, what: "a \(spec.kind.rawValue) suite")
+        try f.finish()
+        return RunExperiment(name: name, suite: name, files: nil, kind: spec.kind, available: available, architecture: arch, k: ks, subsets: subsets, methods: methods)
+    }
+
+    /// An experiment over model files (docs/run.md): `name`, `models`, `data`, `calibration`, `calibration_seed`, the grid and methods.
+    static func modelsExperiment(_ f: Fields) throws -> RunExperiment {
+        let name = try f.string("name", required: true)!
+        guard !name.isEmpty, !name.contains("/") else { throw f.error("name", "must be a non-empty label without '/', got '\(name)'") }
+        guard let items = try f.list("models") else { throw f.error("models", "must list model files") }
+        guard items.count >= 2 else { throw f.error("models", "must list at least 2 model files (a merge needs two models), got \(items.count)") }
+        var paths: [String] = []
+        var first: Architecture?
+        for (i, item) in items.enumerated() {
+            let key = "models[\(i)]"
+            guard let p = item as? String, !p.isEmpty else { throw f.error(key, "must be a path to a model file, got \(Fields.describeValue(item))") }
+            let url = URL(fileURLWithPath: p)
+            if let j = paths.firstIndex(where: { URL(fileURLWithPath: $0).standardizedFileURL.path == url.standardizedFileURL.path }) {
+                throw f.error(key, "'\(p)' is listed twice (models[\(j)] too)")
+            }
+            guard FileManager.default.fileExists(atPath: url.path) else { throw f.error(key, "'\(p)': no such file") }
+            let a: Architecture
+            do { a = try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch {
+                throw f.error(key, "'\(p)' is not a readable Ligand model file: \(error)")
+            }
+            if let first, a != first {
+                throw f.error(key, "'\(p)' holds a \(a), but models[0] ('\(paths[0])') holds a \(first): models of different architectures cannot be merged")
+            }
+            if first == nil { first = a }
+            paths.append(p)
+        }
+        let data = try f.string("data")
+        let calibration = try f.int("calibration", min: 2) ?? ModelFiles.defaultCalibrationHoldout
+        let calibrationSeed = UInt64(try f.int("calibration_seed", min: 0) ?? 0)
+        var ks = try f.intList("k", min: 2) ?? [paths.count]
+        ks = Array(Set(ks)).sorted()
+        if let bad = ks.first(where: { $0 > paths.count }) {
+            throw f.error("k", "K = \(bad) exceeds the \(paths.count) model files of experiment '\(name)'")
+        }
+        let subsets = try subsetRule(f)
+        let methods = try methodList(f, kind: .seeds, subsets: subsets, what: "a models experiment", models: true)
+        try f.finish()
+        let files = RunModelFiles(paths: paths, architecture: first!, data: data, calibration: calibration, calibrationSeed: calibrationSeed)
+        return RunExperiment(name: name, suite: nil, files: files, kind: .seeds, available: paths.count, architecture: nil, k: ks,
+                             subsets: subsets, methods: methods)
+    }
+
+    static func subsetRule(_ f: Fields) throws -> SubsetRule {
         let subsets: SubsetRule
         switch f.values["subsets"] {
         case nil: _ = try f.string("subsets"); subsets = .first
@@ -178,18 +273,22 @@ public struct RunRecipe: Sendable {
             }
             subsets = .random(n)
         }
+        return subsets
+    }
+
+    /// The experiment's `methods`; `what` names the suite (or models experiment) in errors.
+    static func methodList(_ f: Fields, kind: SuiteKind, subsets: SubsetRule, what: String, models: Bool = false) throws -> [RunMethod] {
         let list = try f.list("methods", required: true)!
         guard !list.isEmpty else { throw f.error("methods", "must list at least one method") }
         var methods: [RunMethod] = []
         for (i, item) in list.enumerated() {
-            let m = try method(item, file: f.file, path: f.sub("methods[\(i)]"), kind: spec.kind)
-            if m.name == "neulig" && spec.kind != .tasks && subsets != .first {
-                throw RecipeError(file: f.file, path: f.sub("methods[\(i)]"), message: "neulig on a \(spec.kind.rawValue) suite merges the first K models only: use subsets: first")
+            let m = try method(item, file: f.file, path: f.sub("methods[\(i)]"), kind: kind, models: models)
+            if m.name == "neulig" && kind != .tasks && subsets != .first {
+                throw RecipeError(file: f.file, path: f.sub("methods[\(i)]"), message: "neulig on \(what) merges the first K models only: use subsets: first")
             }
             methods.append(m)
         }
-        try f.finish()
-        return RunExperiment(suite: name, kind: spec.kind, available: available, architecture: arch, k: ks, subsets: subsets, methods: methods)
+        return methods
     }
 
     static func doubles(_ f: Fields, _ key: String, _ check: (Double) -> Bool, _ what: String) throws -> [Double]? {
@@ -205,7 +304,8 @@ public struct RunRecipe: Sendable {
         }
     }
 
-    static func method(_ node: Any, file: String, path: String, kind: SuiteKind) throws -> RunMethod {
+    /// One method; `models`: of a models experiment (diverse-origin files, no pretrained model, so no task vectors).
+    static func method(_ node: Any, file: String, path: String, kind: SuiteKind, models: Bool = false) throws -> RunMethod {
         let f: Fields
         if let s = node as? String { f = try Fields(["method": s], file: file, path: path) } else { f = try Fields(node, file: file, path: path) }
         let name = try f.string("method", required: true)!
@@ -213,10 +313,18 @@ public struct RunRecipe: Sendable {
         var m = RunMethod(name: name)
         if let a = m.align {
             if kind == .tasks && a.aligns { throw f.error("method", "\(name) aligns diverse-origin models; suite kind tasks needs average, task-arithmetic, ties, regmean, progressive or neulig") }
+            if models && a.needsPretrained {
+                throw f.error("method", "\(name) combines task vectors and needs a tasks suite (a pretrained model and experts); a models experiment merges diverse-origin models of one task")
+            }
             if kind != .tasks && a.needsPretrained { throw f.error("method", "\(name) needs a tasks suite (a pretrained model and experts); this suite is \(kind.rawValue)") }
+            if models {
+                for key in ["lambdas", "ties_k"] where f.values[key] != nil {
+                    throw f.error(key, "applies to task-arithmetic and ties on a tasks suite, not to a models experiment")
+                }
+            }
             if a.fuses, let al = try f.string("align") {
                 guard let v = AlignMethod(rawValue: al), v.aligns else { throw f.error("align", "must be cca, permute or weight-matching, got '\(al)'") }
-                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites only") }
+                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites (and models experiments) only") }
                 m.alignFirst = v
             }
             if let r = try f.string("reference") {
@@ -249,10 +357,13 @@ public struct RunRecipe: Sendable {
             m.epochs = try f.int("epochs", min: 0)
             m.calibrationSamples = try f.int("calibration_samples", min: 1)
             m.checkpointEvery = try f.int("checkpoint_every", min: 0)
+            if models && f.values["baselines"] != nil {
+                throw f.error("baselines", "applies to neulig on a tasks suite (pretrained, task arithmetic, TIES beside it), not to a models experiment")
+            }
             m.baselines = try f.bool("baselines")
             if let a = try f.string("align") {
                 guard let v = AlignMethod(rawValue: a), v.aligns else { throw f.error("align", "must be cca, permute or weight-matching, got '\(a)'") }
-                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites only") }
+                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites (and models experiments) only") }
                 m.alignFirst = v
             }
             m.gammas = try doubles(f, "gammas", { $0 > 0 }, "> 0")

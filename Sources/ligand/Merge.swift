@@ -10,14 +10,17 @@ extension FeatureNorm: ExpressibleByArgument {}
 
 struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fuse the models of a zoo suite into one and report it beside the ensemble.",
+        abstract: "Fuse the models of a zoo suite (or model files) into one and report it beside the ensemble.",
         discussion: """
         --method neulig trains NeuLig's Portland on the experts' cached calibration features of a `tasks` suite \
         (one expert per rank, or a block of them) and reports the fused model in `task` and `global` mode beside the \
         prediction ensemble, the Portland (feature) ensemble, the pretrained backbone, weight averaging and task \
         arithmetic (λ fitted on calibration) and TIES (k and λ fitted on calibration). On a seeds or splits suite it fuses \
         models of one task with their own heads (NeuLig alone), or, with --align cca|permute, first aligns them into the \
-        reference's space (multi-level). Run it under mpirun to spread the experts over ranks.
+        reference's space (multi-level). Run it under mpirun to spread the experts over ranks. \
+        --model-files a.safetensors,b.safetensors,... fuses your own models instead of a suite: models of one \
+        architecture trained on one task (like a seeds suite), calibrated on a stratified hold-out of the training \
+        images (--calibration-holdout, --calibration-seed), tested on the official test set.
         """)
 
     enum Method: String, ExpressibleByArgument, CaseIterable {
@@ -27,8 +30,14 @@ struct Merge: ParsableCommand {
 
     @Option(help: "Fusion method: neulig, average, task-arithmetic, ties, regmean, progressive (tasks suites), weight-matching, permute, cca (seeds/splits suites; average too). Required, no default.")
     var method: Method
-    @Option(help: "Zoo suite to fuse (see `ligand zoo list`). Required, no default.")
-    var suite: String
+    @Option(help: "Zoo suite to fuse (see `ligand zoo list`). Required unless --model-files is given; no default.")
+    var suite: String?
+    @Option(help: ArgumentHelp("Model files to fuse instead of a suite, comma-separated (≥ 2, one architecture, one task; default: none, fuse --suite).", valueName: "files"))
+    var modelFiles: String?
+    @Option(help: ArgumentHelp("--model-files: training images held out (stratified by class) as the calibration split.", valueName: "n"))
+    var calibrationHoldout: Int = ModelFiles.defaultCalibrationHoldout
+    @Option(help: ArgumentHelp("--model-files: seed of the calibration hold-out.", valueName: "seed"))
+    var calibrationSeed: UInt64 = 0
     @Option(help: "Architecture of the suite to use when it holds several (mlp, vgg, resnet20; default: the only one).")
     var arch: String?
     @Option(help: "Tasks to fuse, comma-separated (default: every task of the suite).")
@@ -49,11 +58,11 @@ struct Merge: ParsableCommand {
     var epochs: Int = 1000
     @Option(help: "Seed of the Portland's initialisation and data order.")
     var seed: UInt64 = 0
-    @Option(help: "Calibration images per task the Portland trains on (default: the suite's whole calibration split).")
+    @Option(help: "Calibration images per task the Portland trains on, and the alignment methods fit on (default: the suite's whole calibration split, or the --calibration-holdout images).")
     var calibrationSamples: Int?
     @Option(help: "Save a checkpoint every N epochs (0: never); a rerun of the same command resumes from it.")
     var checkpointEvery: Int = 50
-    @Option(help: "Output directory for the fused model, the report and the checkpoints (default: out/SUITE-METHOD).")
+    @Option(help: "Output directory for the fused model, the report and the checkpoints (default: out/SUITE-METHOD, out/model-files-METHOD with --model-files).")
     var out: String?
     @Option(help: "Also write the report as JSON here (default: OUT/report.json).")
     var json: String?
@@ -93,6 +102,13 @@ struct Merge: ParsableCommand {
     var dumpCalibration: String?
 
     func validate() throws {
+        if suite != nil && modelFiles != nil { throw ValidationError("--suite and --model-files are alternatives: give one of them") }
+        if suite == nil && modelFiles == nil { throw ValidationError("give --suite (a zoo suite) or --model-files (your own model files)") }
+        if modelFiles != nil {
+            if let arch { throw ValidationError("--arch \(arch) chooses among a suite's architectures; model files declare their own") }
+            if tasks != nil { throw ValidationError("--tasks applies to tasks suites; model files are models of one task") }
+        }
+        guard calibrationHoldout >= 2 else { throw ValidationError("--calibration-holdout must be at least 2, got \(calibrationHoldout)") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive, got \(lr)") }
         guard scaling > 0 else { throw ValidationError("--scaling must be positive, got \(scaling)") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive, got \(batchSize)") }
@@ -109,11 +125,21 @@ struct Merge: ParsableCommand {
         }
     }
 
+    /// The label of the merge: the suite, or `model-files` for --model-files.
+    var label: String { suite ?? "model-files" }
+    /// --model-files as URLs (nil: a suite).
+    var files: [URL]? {
+        modelFiles.map { $0.split(separator: ",").map { URL(fileURLWithPath: $0.trimmingCharacters(in: .whitespaces)) } }
+    }
+
     /// Every non-NeuLig method: the "statistics → maps → weights" pipeline of LigandPipeline/AlignRun.
     func runAlignment(_ m: AlignMethod) throws {
-        let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(method.rawValue)")
+        let outDir = URL(fileURLWithPath: out ?? "out/\(label)-\(method.rawValue)")
         try withWorldAgreeingOnErrors("ligand merge") { comm in
-            var o = AlignOptions(method: m, suite: suite, outDirectory: outDir)
+            var o = AlignOptions(method: m, suite: label, outDirectory: outDir)
+            o.modelFiles = files
+            o.calibrationHoldout = calibrationHoldout
+            o.calibrationSeed = calibrationSeed
             o.architecture = arch
             o.models = models
             o.reference = try ReferenceRule(parsing: reference)
@@ -149,8 +175,11 @@ struct Merge: ParsableCommand {
     func run() throws {
         if let m = AlignMethod(rawValue: method.rawValue) { return try runAlignment(m) }
         try withWorld("ligand merge") { comm in
-            let outDir = URL(fileURLWithPath: out ?? "out/\(suite)-\(align.map { "\($0)-" } ?? "")\(method.rawValue)")
-            var o = NeuLigOptions(suite: suite, outDirectory: outDir)
+            let outDir = URL(fileURLWithPath: out ?? "out/\(label)-\(align.map { "\($0)-" } ?? "")\(method.rawValue)")
+            var o = NeuLigOptions(suite: label, outDirectory: outDir)
+            o.modelFiles = files
+            o.calibrationHoldout = calibrationHoldout
+            o.calibrationSeed = calibrationSeed
             if let align {
                 guard let a = AlignMethod(rawValue: align), a.aligns else { throw AlignError("--align must be cca, permute or weight-matching, got '\(align)'") }
                 o.align = a

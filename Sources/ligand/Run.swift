@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LigandCollective
 import LigandData
+import LigandModels
 import LigandNN
 import LigandPipeline
 import LigandZoo
@@ -11,8 +12,8 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a recipe of experiments (recipes/run-*.yaml): build missing suites, merge, write the report.",
         discussion: """
-        The recipe names a zoo recipe, experiments (a suite, methods with their options, K values and subsets) \
-        and the number of seeds (docs/run.md). Suites that are not cached are built first, under the same ranks. \
+        The recipe names a zoo recipe, experiments (a suite, or a list of model files and their data set; methods \
+        with their options, K values and subsets) and the number of seeds (docs/run.md). Suites that are not cached are built first, under the same ranks. \
         Every method × K × subset × seed then runs in this process on every rank; rank 0 writes OUT/report.json \
         (every figure), OUT/report.md (the table it prints), OUT/accuracy-vs-k.svg and OUT/merged-vs-ensemble.svg. \
         Run it under mpirun to spread the models over ranks.
@@ -24,7 +25,7 @@ struct Run: ParsableCommand {
     var out: String?
     @Option(help: ArgumentHelp("Zoo cache root (default: the recipe's `cache`, else $LIGAND_ZOO_CACHE or cache/zoo).", valueName: "dir"))
     var cache: String?
-    @Option(help: ArgumentHelp("Directory with the Fashion-MNIST IDX files (default: the recipe's `data`, else $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).", valueName: "dir"))
+    @Option(help: ArgumentHelp("Directory with the Fashion-MNIST IDX files (default: the recipe's `data`, else $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist; a models experiment's own `data` wins).", valueName: "dir"))
     var data: String?
     @Flag(help: "Print the planned runs and exit without building or merging (default: off).")
     var dryRun = false
@@ -37,9 +38,21 @@ struct Run: ParsableCommand {
             r = try RunRecipe.load(path: recipe)
             dir = (data ?? r.data).map { URL(fileURLWithPath: $0, isDirectory: true) } ?? MNISTFamily.defaultDirectory
             var names: [String] = []
-            for e in r.experiments where !names.contains(e.suite) { names.append(e.suite) }
-            specs = try names.map { try r.zooRecipe.suite(named: $0) }
+            for e in r.experiments { if let s = e.suite, !names.contains(s) { names.append(s) } }
+            specs = try names.map { try r.zooRecipe!.suite(named: $0) }
             identity = dryRun ? "" : try ZooData.identity(directory: dir)
+            if !dryRun {
+                // A models experiment's data set and every tensor of its files (NaN, missing, mis-shaped) are checked before
+                // anything runs, so a bad file stops the run with one message before any fused file is written.
+                var checked: Set<String> = []
+                for e in r.experiments {
+                    guard let f = e.files else { continue }
+                    if let d = f.data { _ = try ZooData.identity(directory: URL(fileURLWithPath: d, isDirectory: true)) }
+                    for u in f.urls where checked.insert(u.standardizedFileURL.path).inserted {
+                        _ = try ModelFile.load(u, expecting: f.architecture)
+                    }
+                }
+            }
         } catch { failBeforeCollectives(error) }
         let root = (cache ?? r.cache).map { URL(fileURLWithPath: $0, isDirectory: true) } ?? ZooCache.defaultRoot
         let outDir = URL(fileURLWithPath: out ?? r.out, isDirectory: true)
@@ -51,8 +64,10 @@ struct Run: ParsableCommand {
         try withWorldAgreeingOnErrors("ligand run") { comm in
             let say: (String) -> Void = { line in if comm.isRoot && !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
             var records: [RunRecord] = []
-            comm.abortingOnError("ligand run (zoo build)") {
-                try buildSuites(specs, recipePath: r.zoo, dataDirectory: dir, identity: identity, root: root, comm: comm, quiet: quiet)
+            if let zoo = r.zoo, !specs.isEmpty {
+                comm.abortingOnError("ligand run (zoo build)") {
+                    try buildSuites(specs, recipePath: zoo, dataDirectory: dir, identity: identity, root: root, comm: comm, quiet: quiet)
+                }
             }
             let started = Date()
             for (i, p) in plan.enumerated() {
@@ -70,7 +85,7 @@ struct Run: ParsableCommand {
 
     static func label(_ p: PlannedRun, _ r: RunRecipe) -> String {
         let e = r.experiments[p.experiment]
-        return "\(e.suite): \(p.method.name), K = \(p.k), subset \(p.subset.map(String.init).joined(separator: ","))" + (p.method.usesSeed ? ", seed \(p.seed)" : "")
+        return "\(e.name): \(p.method.name), K = \(p.k), subset \(p.subset.map(String.init).joined(separator: ","))" + (p.method.usesSeed ? ", seed \(p.seed)" : "")
     }
 
     /// Writes the JSON, Markdown and SVG files atomically (rank 0).
@@ -87,10 +102,12 @@ struct Run: ParsableCommand {
     static func execute(_ p: PlannedRun, recipe r: RunRecipe, comm: Communicator, dataDirectory: URL, root: URL, out: URL, quiet: Bool,
                         log: @escaping (String) -> Void) throws -> [RunRecord] {
         let e = r.experiments[p.experiment], m = p.method
-        let runDir = out.appendingPathComponent("runs/\(e.suite)-\(m.name)-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
+        let runDir = out.appendingPathComponent("runs/\(e.name)-\(m.name)-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
         let start = Date()
+        // A models experiment's own data set, else the run's.
+        let data = e.files?.data.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? dataDirectory
         if let method = m.align {
-            var o = AlignOptions(method: method, suite: e.suite, outDirectory: runDir)
+            var o = AlignOptions(method: method, suite: e.name, outDirectory: runDir)
             o.architecture = e.architecture
             o.subset = p.subset
             if let v = m.reference { o.reference = v }
@@ -106,17 +123,19 @@ struct Run: ParsableCommand {
             o.seed = p.seed
             o.quiet = quiet
             o.zooRoot = root
-            o.dataDirectory = dataDirectory
+            o.dataDirectory = data
+            if let f = e.files { o.modelFiles = f.urls; o.calibrationHoldout = f.calibration; o.calibrationSeed = f.calibrationSeed }
             let counter = CountingCommunicator(comm)
             let report = try AlignRun.run(o, comm: counter, log: log)
-            return RunRecord.from(rows: report.rows, method: m.name, suite: e.suite, suiteKind: report.suiteKind, architecture: report.architecture,
+            return RunRecord.from(rows: report.rows, method: m.name, suite: e.name, suiteKind: report.suiteKind, architecture: report.architecture,
                                   columns: report.columns, k: p.k, subset: report.models, subsetIndices: p.subset, seed: p.seed, settings: m.settings,
                                   wallSeconds: Date().timeIntervalSince(start), bytes: counter.bytes, ranks: comm.size)
         }
-        var o = NeuLigOptions(suite: e.suite, outDirectory: runDir)
+        var o = NeuLigOptions(suite: e.name, outDirectory: runDir)
         o.architecture = e.architecture
+        if let f = e.files { o.modelFiles = f.urls; o.calibrationHoldout = f.calibration; o.calibrationSeed = f.calibrationSeed }
         if e.kind == .tasks {
-            let names = r.zooRecipe.suites.first { $0.name == e.suite }?.tasks ?? []
+            let names = r.zooRecipe?.suites.first { $0.name == e.suite }?.tasks ?? []
             o.tasks = p.subset.map { names[$0] }
         } else {
             o.models = p.k
@@ -137,11 +156,11 @@ struct Run: ParsableCommand {
         if let v = m.baselines { o.baselines = v }
         o.quiet = quiet
         o.zooRoot = root
-        o.dataDirectory = dataDirectory
+        o.dataDirectory = data
         let report: NeuLigReport
-        do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw AlignError("\(e.suite): neulig: \(err)") }
+        do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw AlignError("\(e.name): neulig: \(err)") }
         let sameTask = report.suiteKind != nil
-        return RunRecord.from(rows: report.rows, method: m.name, suite: e.suite, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
+        return RunRecord.from(rows: report.rows, method: m.name, suite: e.name, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
                               columns: sameTask ? ["accuracy"] : report.tasks, k: p.k, subset: report.modelNames ?? report.tasks,
                               subsetIndices: p.subset, seed: p.seed, settings: m.settings, wallSeconds: Date().timeIntervalSince(start),
                               bytes: report.bytesCommunicated, ranks: comm.size)

@@ -2,12 +2,16 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import LigandModels
+import LigandNN
 import LigandZoo
 import XCTest
 @testable import LigandPipeline
 
 final class RunRecipeTests: XCTestCase {
     var zooPath = ""
+    /// Model files for models experiments: a0, a1, a2 (mlp 784-8-10) and wide (mlp 784-12-10), and junk.safetensors (not a model).
+    var modelDir = ""
 
     override func setUpWithError() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("run-recipe-\(UUID().uuidString)")
@@ -25,6 +29,29 @@ final class RunRecipeTests: XCTestCase {
             tasks: [rotate90, flip_vertical, invert, patch_shuffle, coarse]
             pretrain: {images: 100}
         """.write(toFile: zooPath, atomically: true, encoding: .utf8)
+        modelDir = dir.path
+        for (name, hidden) in [("a0", 8), ("a1", 8), ("a2", 8), ("wide", 12)] {
+            try ModelFile.save(try Network<Float>(.mlp(hidden: [hidden]), seed: 1), to: dir.appendingPathComponent("\(name).safetensors"))
+        }
+        try Data("not a safetensors file at all".utf8).write(to: dir.appendingPathComponent("junk.safetensors"))
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: zooPath).deletingLastPathComponent().path)
+    }
+
+    /// A recipe without `zoo:` whose experiments may list model files of `modelDir` by `$D/name`.
+    func modelsRecipe(_ experiments: String, top: String = "") throws -> RunRecipe {
+        try RunRecipe.parse("\(top)experiments:\n" + experiments.replacingOccurrences(of: "$D", with: modelDir), path: "r.yaml")
+    }
+
+    func assertModelsError(_ experiments: String, top: String = "", path: String, contains text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try modelsRecipe(experiments, top: top), file: file, line: line) { e in
+            guard let r = e as? RecipeError else { return XCTFail("not a RecipeError: \(e)", file: file, line: line) }
+            XCTAssertEqual(r.path, path, "\(r)", file: file, line: line)
+            XCTAssertTrue(r.message.contains(text), "\(r)", file: file, line: line)
+            XCTAssertTrue("\(r)".hasPrefix("r.yaml: \(path): "), "\(r)", file: file, line: line)
+        }
     }
 
     func recipe(_ experiments: String, top: String = "") throws -> RunRecipe {
@@ -81,6 +108,76 @@ final class RunRecipeTests: XCTestCase {
         XCTAssertThrowsError(try RunRecipe.parse("zoo: /nowhere.yaml\nexperiments: []\n", path: "r.yaml")) { e in
             XCTAssertEqual((e as? RecipeError)?.path, "zoo")
         }
+    }
+
+    func testParsesAModelsExperimentWithoutZoo() throws {
+        let r = try modelsRecipe("""
+          - name: mine
+            models: [$D/a0.safetensors, $D/a1.safetensors, $D/a2.safetensors]
+            data: /somewhere/idx
+            calibration: 1000
+            calibration_seed: 3
+            k: [2, 3]
+            subsets: all
+            methods: [average, {method: cca, calibration_samples: 200}, {method: progressive, align: cca}]
+          - name: mine-neulig
+            models: [$D/a0.safetensors, $D/a1.safetensors]
+            methods: [{method: neulig, epochs: 2}]
+        """, top: "seeds: 2\n")
+        XCTAssertNil(r.zoo)
+        XCTAssertNil(r.zooRecipe)
+        let e = r.experiments[0]
+        XCTAssertEqual(e.name, "mine")
+        XCTAssertNil(e.suite)
+        XCTAssertEqual(e.kindLabel, "models")
+        XCTAssertEqual(e.available, 3)
+        XCTAssertEqual(e.k, [2, 3])
+        XCTAssertEqual(e.files?.paths.map { URL(fileURLWithPath: $0).lastPathComponent }, ["a0.safetensors", "a1.safetensors", "a2.safetensors"])
+        XCTAssertEqual(e.files?.architecture, .mlp(hidden: [8]))
+        XCTAssertEqual(e.files?.data, "/somewhere/idx")
+        XCTAssertEqual(e.files?.calibration, 1000)
+        XCTAssertEqual(e.files?.calibrationSeed, 3)
+        XCTAssertEqual(e.methods.map(\.name), ["average", "cca", "progressive"])
+        XCTAssertEqual(e.methods[2].alignFirst, .cca)
+        let d = r.experiments[1]
+        XCTAssertEqual(d.k, [2], "no k: every file")
+        XCTAssertEqual(d.files?.calibration, 5000, "the default hold-out")
+        XCTAssertEqual(d.files?.calibrationSeed, 0)
+        XCTAssertNil(d.files?.data, "no data: the run's data directory")
+        // mine: (C(3,2) + C(3,3)) × 3 methods, once each; mine-neulig: one subset × 2 seeds.
+        XCTAssertEqual(r.plan().count, 4 * 3 + 2)
+        XCTAssertEqual(ModelFiles.names(e.files!.urls), ["a0", "a1", "a2"])
+        // A suite beside models experiments still needs the zoo, and uses it.
+        let both = try RunRecipe.parse("zoo: \(zooPath)\nexperiments:\n  - suite: s4\n    methods: [average]\n  - name: mine\n    models: [\(modelDir)/a0.safetensors, \(modelDir)/a1.safetensors]\n    methods: [average]\n", path: "r.yaml")
+        XCTAssertEqual(both.experiments.map(\.name), ["s4", "mine"])
+        XCTAssertEqual(both.experiments.map(\.kindLabel), ["seeds", "models"])
+    }
+
+    func testModelsExperimentErrorsNameTheKeyPathAndTheFile() {
+        let two = "[$D/a0.safetensors, $D/a1.safetensors]"
+        assertModelsError("  - name: x\n    suite: s4\n    models: \(two)\n    methods: [average]\n", path: "experiments[0]", contains: "give either suite or models")
+        assertModelsError("  - name: x\n    methods: [average]\n", path: "experiments[0]", contains: "give either suite")
+        assertModelsError("  - models: \(two)\n    methods: [average]\n", path: "experiments[0].name", contains: "is required")
+        assertModelsError("  - name: x\n    models: [$D/a0.safetensors, $D/nope.safetensors]\n    methods: [average]\n",
+                          path: "experiments[0].models[1]", contains: "nope.safetensors': no such file")
+        assertModelsError("  - name: x\n    models: [$D/a0.safetensors, $D/junk.safetensors]\n    methods: [average]\n",
+                          path: "experiments[0].models[1]", contains: "junk.safetensors' is not a readable Ligand model file")
+        assertModelsError("  - name: x\n    models: [$D/a0.safetensors, $D/a1.safetensors, $D/wide.safetensors]\n    methods: [average]\n",
+                          path: "experiments[0].models[2]", contains: "wide.safetensors' holds a mlp 784-12-10, but models[0]")
+        assertModelsError("  - name: x\n    models: [$D/a0.safetensors, $D/a0.safetensors]\n    methods: [average]\n",
+                          path: "experiments[0].models[1]", contains: "listed twice")
+        assertModelsError("  - name: x\n    models: [$D/a0.safetensors]\n    methods: [average]\n", path: "experiments[0].models", contains: "at least 2 model files")
+        assertModelsError("  - name: x\n    models: \(two)\n    k: [3]\n    methods: [average]\n", path: "experiments[0].k", contains: "K = 3 exceeds the 2 model files")
+        assertModelsError("  - name: x\n    models: \(two)\n    methods: [task-arithmetic]\n", path: "experiments[0].methods[0].method", contains: "task-arithmetic combines task vectors")
+        assertModelsError("  - name: x\n    models: \(two)\n    methods: [ties]\n", path: "experiments[0].methods[0].method", contains: "needs a tasks suite")
+        assertModelsError("  - name: x\n    models: \(two)\n    methods: [{method: average, lambdas: [1]}]\n", path: "experiments[0].methods[0].lambdas", contains: "not to a models experiment")
+        assertModelsError("  - name: x\n    models: \(two)\n    methods: [{method: neulig, baselines: false}]\n", path: "experiments[0].methods[0].baselines", contains: "not to a models experiment")
+        assertModelsError("  - name: x\n    models: \(two)\n    subsets: all\n    methods: [neulig]\n", path: "experiments[0].methods[0]", contains: "first K models only")
+        assertModelsError("  - name: x\n    models: \(two)\n    arch: mlp\n    methods: [average]\n", path: "experiments[0].arch", contains: "unknown key")
+        assertModelsError("  - name: x\n    models: \(two)\n    calibration: 1\n    methods: [average]\n", path: "experiments[0].calibration", contains: "integer ≥ 2")
+        assertModelsError("  - name: x\n    models: \(two)\n    methods: [average]\n  - name: x\n    models: \(two)\n    methods: [cca]\n",
+                          path: "experiments[1].name", contains: "already the label of experiments[0]")
+        assertModelsError("  - name: x\n    models: \(two)\n    methods: [average]\n  - suite: s4\n    methods: [average]\n", path: "zoo", contains: "is required: experiments[1] names a suite")
     }
 
     func testSubsetRules() {

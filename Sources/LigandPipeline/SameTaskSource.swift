@@ -1,0 +1,129 @@
+import Foundation
+import LigandData
+import LigandFormats
+import LigandModels
+import LigandNN
+import LigandZoo
+
+/// Model files a user trained (instead of a zoo suite): checked and named for a same-task merge.
+public enum ModelFiles {
+    /// The calibration hold-out of model files when none is given: as many images as `ligand train --calibration` holds out.
+    public static let defaultCalibrationHoldout = 5000
+
+    /// The architecture every file declares. The error names the file that is missing, unreadable, not a Ligand
+    /// model file, listed twice, or of another architecture than the first.
+    public static func architecture(of urls: [URL]) throws -> Architecture {
+        guard urls.count >= 2 else {
+            throw AlignError("a merge needs at least two model files, got \(urls.count)\(urls.first.map { " (\($0.path))" } ?? "")")
+        }
+        var seen: Set<String> = []
+        var first: Architecture?
+        for u in urls {
+            guard seen.insert(u.standardizedFileURL.path).inserted else { throw AlignError("\(u.path): listed twice (each model file merges once)") }
+            let a: Architecture
+            do { a = try ModelFile.architecture(of: try SafeTensorsFile(url: u)) } catch { throw AlignError("\(error)") }
+            if let f = first, f != a {
+                throw AlignError("\(u.path): holds a \(a), but \(urls[0].path) holds a \(f) (models of different architectures cannot be merged)")
+            }
+            if first == nil { first = a }
+        }
+        return first!
+    }
+
+    /// The models' names in reports: the file names without `.safetensors` when those are distinct, else the paths as given.
+    public static func names(_ urls: [URL]) -> [String] {
+        let base = urls.map { u -> String in
+            let n = u.lastPathComponent
+            return n.hasSuffix(".safetensors") ? String(n.dropLast(".safetensors".count)) : n
+        }
+        return Set(base).count == base.count ? base : urls.map(\.relativePath)
+    }
+}
+
+/// Where a same-task merge takes its models from.
+public enum SameTaskOrigin {
+    /// A seeds or splits suite of the zoo cache: its spec's calibration split, its training images.
+    case suite(directory: URL, manifest: ZooManifest)
+    /// Model files: a stratified, seeded hold-out of the training images (`calibrationHoldout`, `calibrationSeed`)
+    /// is the calibration split, the rest the BatchNorm images.
+    case files([URL])
+}
+
+extension AlignRun {
+    /// The inputs of a same-task merge (and the held-out images regmean and progressive choose their settings on),
+    /// from a suite or from model files, for `AlignRun.run` and `NeuLigRun` alike: the models `o.subset` or the
+    /// first `o.models` name, the calibration split (cut to `o.calibrationSamples`), the first `o.bnSamples`
+    /// training images and the official test set of `o.dataDirectory`. Every check runs on every rank alike.
+    static func sameTaskInputs(_ o: AlignOptions, origin: SameTaskOrigin, cacheLogits: Bool) throws -> (input: SameTaskInputs, selection: LabeledImages) {
+        func header(_ url: URL) throws -> Architecture {
+            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw AlignError("\(error)") }
+        }
+        func choose(_ count: Int, _ subject: String, _ noun: String) throws -> [Int] {
+            if let s = o.subset {
+                if let bad = s.first(where: { $0 >= count }) { throw AlignError("subset index \(bad) is out of range: \(subject) has \(count) \(noun)") }
+                return s
+            }
+            if let n = o.models {
+                guard n <= count else { throw AlignError("--models \(n): \(subject) has only \(count) \(noun)") }
+                return Array(0..<n)
+            }
+            return Array(0..<count)
+        }
+        let urls: [URL], names: [String], kind: String
+        var cache: URL?
+        switch origin {
+        case .suite(let dir, let manifest):
+            let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
+            let archLabel = o.architecture ?? labels.first!
+            guard labels.contains(archLabel) else { throw AlignError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
+            guard o.architecture != nil || labels.count == 1 else {
+                throw AlignError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+            }
+            let all = manifest.models.filter { $0.architecture == archLabel }
+            let models = try choose(all.count, "suite '\(o.suite)'", "\(archLabel) models").map { all[$0] }
+            urls = models.map { dir.appendingPathComponent($0.file) }
+            names = models.map(\.name)
+            kind = manifest.kind.rawValue
+            cache = dir
+        case .files(let all):
+            if let a = o.architecture { throw AlignError("--arch \(a) chooses among a suite's architectures; model files declare their own") }
+            _ = try ModelFiles.architecture(of: all)
+            let chosen = try choose(all.count, "the list", "model files")
+            let allNames = ModelFiles.names(all)
+            urls = chosen.map { all[$0] }
+            names = chosen.map { allNames[$0] }
+            kind = "models"
+        }
+        let archs = try urls.map { try header($0) }
+        let data: ZooData
+        do { data = try ZooData.load(directory: o.dataDirectory) } catch { throw AlignError("\(error)") }
+        let calIdx: [Int], train: [Int]
+        switch origin {
+        case .suite(_, let manifest):
+            let splits: SuiteSplits
+            do { splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels) } catch { throw AlignError("\(error)") }
+            (train, calIdx) = (splits.train, splits.calibration)
+        case .files:
+            let n = data.train.count
+            guard o.calibrationHoldout >= 2 && o.calibrationHoldout < n else {
+                throw AlignError("--calibration-holdout must be in 2..<\(n) (the training images of \(o.dataDirectory.path)), got \(o.calibrationHoldout)")
+            }
+            (train, calIdx) = try DataSplits.trainCalibration(stratifiedBy: data.train.labels, calibration: o.calibrationHoldout, seed: o.calibrationSeed)
+            let a = archs[0], shape = [data.train.height, data.train.width, data.train.channels]
+            guard a.input == shape && a.classes == data.train.classCount else {
+                throw AlignError("\(urls[0].path): holds a \(a) for \(a.input.map(String.init).joined(separator: "×")) images and \(a.classes) classes, "
+                                 + "but the data set in \(o.dataDirectory.path) has \(shape.map(String.init).joined(separator: "×")) images and \(data.train.classCount) classes")
+            }
+        }
+        let (statIdx, selectionIdx) = o.cutCalibration(calIdx)
+        var input = SameTaskInputs(suite: o.suite, suiteKind: kind, names: names, architectures: archs,
+                                   load: { try ModelFile.load(urls[$0], expecting: archs[0]).network },
+                                   calibration: data.train.subset(statIdx), test: data.test,
+                                   train: data.train.subset(Array(train.prefix(o.bnSamples))))
+        // Zoo files never change; a user's files may, so their logits are not cached.
+        if cacheLogits, let dir = cache {
+            input.logitsCache = { i, split, n in dir.appendingPathComponent("logits/\(names[i]).\(split)-\(n).f32") }
+        }
+        return (input, data.train.subset(selectionIdx))
+    }
+}
