@@ -80,6 +80,8 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
     public var batchSize: Int
     public var momentum: Double
     public var weightDecay: Double
+    /// nil → SGD; kept optional so the cache key of a suite that does not name one is unchanged.
+    public var optimizer: OptimizerKind?
     /// Augmentation (random flips; shifts of up to `shift` pixels); nil → the architecture's default.
     public var flip: Bool?
     public var shift: Int?
@@ -112,6 +114,7 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         c.batchSize = batchSize
         c.momentum = momentum
         c.weightDecay = weightDecay
+        c.optimizer = optimizer ?? .sgd
         c.flip = flip ?? false
         c.shift = shift ?? (arch.kind == .mlp ? 0 : 2)
         c.seed = seed
@@ -188,6 +191,12 @@ public struct Recipe: Sendable {
             weightDecay: try f.double("weight_decay", min: 0) ?? 5e-4,
             flip: try f.bool("flip"), shift: try f.int("shift", min: 0),
             trainImages: try f.int("train_images", min: 1))
+        if let o = try f.string("optimizer") {
+            guard let v = OptimizerKind(rawValue: o) else {
+                throw f.error("optimizer", "must be one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(o)'")
+            }
+            s.optimizer = v == .sgd ? nil : v   // the default, written out, keeps the cache key
+        }
         switch kind {
         case .seeds:
             s.models = try f.int("models", min: 1, required: true)

@@ -157,6 +157,18 @@ final class RecipeTests: XCTestCase {
         // Writing a default explicitly changes nothing.
         let explicit = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    lr: 0.05\n"), path: "r.yaml")
         XCTAssertEqual(h, SuiteHash.compute(try explicit.suite(named: "s"), dataIdentity: "a:1"))
+        let sgd = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    optimizer: sgd\n"), path: "r.yaml")
+        XCTAssertEqual(h, SuiteHash.compute(try sgd.suite(named: "s"), dataIdentity: "a:1"))
+    }
+
+    func testOptimizerKey() throws {
+        let adam = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    optimizer: adam\n"), path: "r.yaml")
+        let s = try adam.suite(named: "s")
+        XCTAssertEqual(s.trainingConfig(for: s.architectures[0], seed: 0).optimizer, .adam)
+        XCTAssertNotEqual(SuiteHash.compute(s, dataIdentity: "a:1"), SuiteHash.compute(try Recipe.parse(valid, path: "r.yaml").suite(named: "s"), dataIdentity: "a:1"))
+        XCTAssertEqual(try Recipe.parse(valid, path: "r.yaml").suite(named: "s").trainingConfig(for: s.architectures[0], seed: 0).optimizer, .sgd)
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    optimizer: lion\n"))
+                        .hasPrefix("r.yaml: suites.s.optimizer: must be one of sgd, adam, adamw, got 'lion'"))
     }
 }
 
