@@ -222,11 +222,13 @@ final class MergeTests: XCTestCase {
         // Stream taps are accumulated once per block: stream1 sees the stem and 3 blocks.
         XCTAssertEqual(all["stream1"]!.count, 4 * 16 * 64)
         XCTAssertEqual(all["layer3.0.inner"]!.count, 16 * 4)
-        for (u, v) in zip(merged.packed, all.packed) { XCTAssertEqual(u, v, accuracy: 1e-9 * max(1, abs(v))) }
+        // The activations are Float32 GEMM outputs whose rounding depends on the batch's row count (the BLAS kernel
+        // path), so halves and whole agree to Float32 precision, not Float64.
+        for (u, v) in zip(merged.packed, all.packed) { XCTAssertEqual(u, v, accuracy: 1e-6 * max(1, abs(v))) }
         XCTAssertEqual(try all.unpacked(all.packed), all)
-        // Two ranks each holding one half all-reduce to the whole.
+        // Two ranks each holding one half all-reduce to the halves' merge, which sums the same Float64 values.
         let reduced = try InProcessCommunicator.run(size: 2) { comm in try (comm.rank == 0 ? h1 : h2).allreduced(comm) }
-        for r in reduced { for (u, v) in zip(r.packed, all.packed) { XCTAssertEqual(u, v, accuracy: 1e-9 * max(1, abs(v))) } }
+        for r in reduced { for (u, v) in zip(r.packed, merged.packed) { XCTAssertEqual(u, v, accuracy: 1e-12 * max(1, abs(v))) } }
     }
 
     func testCovarianceMatchesTwoPassEstimate() throws {
