@@ -69,7 +69,7 @@ extension AlignRun {
             }
             return Array(0..<count)
         }
-        let urls: [URL], names: [String], kind: String
+        let urls: [URL], names: [String], kind: String, archs: [Architecture]
         var cache: URL?
         switch origin {
         case .suite(let dir, let manifest):
@@ -82,19 +82,21 @@ extension AlignRun {
             let all = manifest.models.filter { $0.architecture == archLabel }
             let models = try choose(all.count, "suite '\(o.suite)'", "\(archLabel) models").map { all[$0] }
             urls = models.map { dir.appendingPathComponent($0.file) }
+            archs = try urls.map { try header($0) }
             names = models.map(\.name)
             kind = manifest.kind.rawValue
             cache = dir
         case .files(let all):
             if let a = o.architecture { throw AlignError("--arch \(a) chooses among a suite's architectures; model files declare their own") }
-            _ = try ModelFiles.architecture(of: all)
+            // Every file's header was read and checked against the first: one architecture for all.
+            let arch = try ModelFiles.architecture(of: all)
             let chosen = try choose(all.count, "the list", "model files")
             let allNames = ModelFiles.names(all)
             urls = chosen.map { all[$0] }
+            archs = Array(repeating: arch, count: urls.count)
             names = chosen.map { allNames[$0] }
             kind = "models"
         }
-        let archs = try urls.map { try header($0) }
         let data: ZooData
         do { data = try ZooData.load(directory: o.dataDirectory) } catch { throw AlignError("\(error)") }
         let calIdx: [Int], train: [Int]
