@@ -5,6 +5,7 @@
 #   ligand_validate_hostfile FILE   checks the syntax (and host names) of an OpenMPI hostfile
 #   ligand_mpirun [mpirun options...] -- PROGRAM [args...]
 #                          mpirun with the options this project always needs
+#   ligand_pin_blas_kernel pins OpenBLAS's x86-64 kernel so seeded figures match across CPUs
 
 LIGAND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export LIGAND_ROOT
@@ -36,6 +37,18 @@ ligand_threads_per_rank() {
     local t=$(( cores / ranks ))
     if (( t < 1 )); then t=1; fi
     echo "$t"
+}
+
+# OpenBLAS picks its GEMM kernel per CPU (Haswell, SkylakeX, Zen, ...) and each kernel rounds Float32
+# sums in its own order, so a seeded training run differs in the last bits from one CPU family to
+# the next and the demo's figures drift by tenths of a point. Pinning the AVX2 (Haswell) kernel,
+# which every x86-64 CPU since 2013 runs, makes them the same everywhere; the user's own
+# OPENBLAS_CORETYPE wins. Prints the kernel in force ("" when not pinned).
+ligand_pin_blas_kernel() {
+    if [[ -z "${OPENBLAS_CORETYPE:-}" && "$(uname -m)" == x86_64 ]] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+        export OPENBLAS_CORETYPE=Haswell
+    fi
+    echo "${OPENBLAS_CORETYPE:-}"
 }
 
 # Builds release once per shell (and only rebuilds what changed), prints the binary's path.
@@ -130,6 +143,7 @@ ligand_mpirun() {
     local mpiargs=(--allow-run-as-root --oversubscribe --bind-to none -x "OPENBLAS_NUM_THREADS=$threads")
     # Forward the project's own settings to every rank when the user set them.
     if [[ -n "${LIGAND_FASHION_MNIST:-}" ]]; then mpiargs+=(-x LIGAND_FASHION_MNIST); fi
+    if [[ -n "${OPENBLAS_CORETYPE:-}" ]]; then mpiargs+=(-x OPENBLAS_CORETYPE); fi
     (( i < ${#args[@]} )) || ligand_die "ligand_mpirun: put -- between the mpirun options and the program"
     mpirun "${mpiargs[@]}" "${args[@]:0:i}" "${args[@]:i+1}"
 }

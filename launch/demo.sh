@@ -7,7 +7,8 @@
 # table and writes the report (docs/run.md) to out/demo.
 #
 # Environment: DEMO_RANKS (default 2) ranks on this machine; DEMO_MODELS (default 4) models for
-# the launch check; DEMO_OUT (default out/demo) the report's directory; LIGAND_ZOO_CACHE moves the cache.
+# the launch check; DEMO_OUT (default out/demo) the report's directory; LIGAND_ZOO_CACHE moves the cache;
+# OPENBLAS_CORETYPE (default Haswell on x86-64 with AVX2: the README's figures are that kernel's).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$LIGAND_ROOT"
@@ -21,6 +22,7 @@ step() { printf '\n== demo: %s\n' "$*"; }
 step "setup"
 bash launch/setup.sh
 
+kernel="$(ligand_pin_blas_kernel)"
 step "build (release)"
 bin="$(ligand_bin)"
 export LIGAND_BIN="$bin"
@@ -28,7 +30,7 @@ export LIGAND_BIN="$bin"
 step "launch check: $RANKS ranks, $MODELS models, on this machine"
 bash launch/cluster.sh hostfiles/localhost -np "$RANKS" -- info --models "$MODELS"
 
-step "ligand run recipes/run-demo.yaml on $RANKS ranks: builds the demo zoo when it is not cached, merges, reports"
+step "ligand run recipes/run-demo.yaml on $RANKS ranks (OpenBLAS kernel: ${kernel:-OpenBLAS's choice}): builds the demo zoo when it is not cached, merges, reports"
 ligand_mpirun -np "$RANKS" -- "$bin" run recipes/run-demo.yaml --out "$OUT"
 
 step "done"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command, and what .ci/run runs):
 #   setup → release build (no warnings from Sources/) → swift test → MPI tests (mpirun -np 1..4)
-#   → model-zoo and eval tests (mpirun -np 1, 2, 4) → Python interoperability tests → launch smoke test.
+#   → model-zoo and eval tests (mpirun -np 1, 2, 4) → Python interoperability tests → launch smoke test
+#   → the README's demo tables against what the main command prints.
 # Every stage runs even if an earlier one failed (stages that need the binary are marked failed
 # when the build failed); the last line is "N passed, N failed" over the stages.
 set -uo pipefail
@@ -83,6 +84,7 @@ stage_script neulig-tests launch/neulig-tests.sh bash launch/neulig-tests.sh "$B
 stage_script multihost launch/multihost-tests.sh bash launch/multihost-tests.sh "$BIN"
 stage_script python-tests launch/python-tests.sh env LIGAND_BIN="$BIN" bash launch/python-tests.sh
 stage_script smoke launch/smoke.sh env LIGAND_BIN="$BIN" bash launch/smoke.sh
+stage_script readme launch/readme-check.sh bash launch/readme-check.sh "$BIN"
 
 header "summary ($((SECONDS - total_start))s)"
 printf '%s\n' "${results[@]}"

@@ -108,8 +108,9 @@ public struct FusionPlan: Sendable {
                 switch item {
                 case .conv(let out):
                     units.append(FusionUnit(name: "features.\(index)", source: source, sourceShape: shape, pools: pools, globalPool: false,
-                                            kernel: 3, stride: 1, padding: 1, inChannels: c, outChannels: out, hasBias: true, batchNorm: nil))
-                    c = out; source = .tap(taps); shape = [h, w, c]; pools = 0; taps += 1; index += 2
+                                            kernel: 3, stride: 1, padding: 1, inChannels: c, outChannels: out, hasBias: true,
+                                            batchNorm: a.hasBatchNorm ? "features.\(index + 1)" : nil))
+                    c = out; source = .tap(taps); shape = [h, w, c]; pools = 0; taps += 1; index += a.hasBatchNorm ? 3 : 2
                 case .pool:
                     h /= 2; w /= 2; pools += 1; index += 1
                 }

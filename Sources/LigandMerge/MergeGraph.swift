@@ -95,9 +95,10 @@ public struct MergeGraph: Sendable {
             var previous: String? = nil, index = 0
             for item in a.config ?? [] {
                 if case .conv = item {
-                    let p = "features.\(index + 1)"
+                    let bn = a.hasBatchNorm, p = "features.\(index + (bn ? 2 : 1))"
                     r["features.\(index)"] = (p, previous)
-                    previous = p; index += 2
+                    if bn { r["features.\(index + 1)"] = (p, nil) }
+                    previous = p; index += bn ? 3 : 2
                 } else { index += 1 }
             }
             r["classifier"] = (nil, previous)

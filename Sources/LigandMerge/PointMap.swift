@@ -46,7 +46,9 @@ public struct PointMap: Equatable, Sendable {
 /// input-channel axis of every kernel tap), biases and every BatchNorm vector (scale, shift, running mean
 /// and running variance, as the reference does) ← M_out·v. Points without a map keep the identity.
 /// Computed in Float64; a permutation map reproduces every value exactly.
-public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: MergeGraph, model: String = "model") throws -> StateDict {
+/// `frozen` kinds keep their values (BN's identity scale and statistics after `foldBatchNorm`).
+public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: MergeGraph, model: String = "model",
+                      frozen: Set<TensorRole.Kind> = []) throws -> StateDict {
     try graph.validate(state, model: model)
     for (p, m) in maps {
         guard let c = graph.channels(of: p) else { throw MergeError.unknownMergePoint(p) }
@@ -58,7 +60,7 @@ public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: Merge
         }
     }
     var out = state
-    for role in graph.tensors {
+    for role in graph.tensors where !frozen.contains(role.kind) {
         let outMap = role.outPoint.flatMap { maps[$0] }
         let inMap = role.inPoint.flatMap { maps[$0] }
         if outMap == nil && inMap == nil { continue }

@@ -29,17 +29,34 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     public var config: [VGGItem]?
     /// ResNet-20 width multiplier (1 → 16/32/64 channels).
     public var width: Int?
+    /// VGG only: a BatchNorm after every convolution (torchvision's `vgg*_bn` layout); nil means none,
+    /// so the JSON (and every cache key) of a plain VGG is unchanged.
+    public var batchNorm: Bool?
 
-    public init(kind: Kind, input: [Int], classes: Int, hidden: [Int]? = nil, config: [VGGItem]? = nil, width: Int? = nil) {
+    enum CodingKeys: String, CodingKey { case kind, input, classes, hidden, config, width, batchNorm = "batch_norm" }
+
+    public init(kind: Kind, input: [Int], classes: Int, hidden: [Int]? = nil, config: [VGGItem]? = nil, width: Int? = nil, batchNorm: Bool? = nil) {
         self.kind = kind; self.input = input; self.classes = classes; self.hidden = hidden; self.config = config; self.width = width
+        self.batchNorm = batchNorm == true ? true : nil
     }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(kind: try c.decode(Kind.self, forKey: .kind), input: try c.decode([Int].self, forKey: .input),
+                  classes: try c.decode(Int.self, forKey: .classes), hidden: try c.decodeIfPresent([Int].self, forKey: .hidden),
+                  config: try c.decodeIfPresent([VGGItem].self, forKey: .config), width: try c.decodeIfPresent(Int.self, forKey: .width),
+                  batchNorm: try c.decodeIfPresent(Bool.self, forKey: .batchNorm))
+    }
+
+    /// True for a VGG with BatchNorm.
+    public var hasBatchNorm: Bool { kind == .vgg && batchNorm == true }
 
     public static func mlp(hidden: [Int] = [512, 512], input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
         Architecture(kind: .mlp, input: input, classes: classes, hidden: hidden)
     }
     public static func vgg(_ config: [VGGItem] = [.conv(32), .conv(32), .pool, .conv(64), .conv(64), .pool, .conv(128), .conv(128), .pool],
-                           input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
-        Architecture(kind: .vgg, input: input, classes: classes, config: config)
+                           input: [Int] = [28, 28, 1], classes: Int = 10, batchNorm: Bool = false) -> Architecture {
+        Architecture(kind: .vgg, input: input, classes: classes, config: config, batchNorm: batchNorm)
     }
     public static func resnet20(width: Int = 1, input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
         Architecture(kind: .resnet20, input: input, classes: classes, width: width)
@@ -52,6 +69,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         if classes < 2 { e.append("classes must be at least 2, got \(classes)") }
         switch kind {
         case .mlp:
+            if batchNorm != nil { e.append("batch_norm is a vgg option") }
             guard let h = hidden else { e.append("hidden is required for an mlp"); break }
             if h.contains(where: { $0 <= 0 }) { e.append("hidden widths must be positive, got \(h)") }
         case .vgg:
@@ -66,6 +84,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
                 }
             }
         case .resnet20:
+            if batchNorm != nil { e.append("batch_norm is a vgg option") }
             if (width ?? 0) <= 0 { e.append("width must be a positive multiplier, got \(width.map(String.init) ?? "nothing")") }
             if input.count == 3 && min(input[0], input[1]) < 4 { e.append("input is too small for resnet20's two stride-2 stages") }
         }
@@ -85,7 +104,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch kind {
         case .mlp: return "mlp \(([input.reduce(1, *)] + (hidden ?? []) + [classes]).map(String.init).joined(separator: "-"))"
-        case .vgg: return "vgg [" + (config ?? []).map { if case .conv(let n) = $0 { return "\(n)" }; return "M" }.joined(separator: ",") + "] → \(classes)"
+        case .vgg: return "vgg [" + (config ?? []).map { if case .conv(let n) = $0 { return "\(n)" }; return "M" }.joined(separator: ",") + "]" + (hasBatchNorm ? " bn" : "") + " → \(classes)"
         case .resnet20: return "resnet20 width \(width ?? 1) → \(classes)"
         }
     }

@@ -68,15 +68,18 @@ public final class Network<S: FloatScalar> {
             }
             head = Linear(name: "head", inFeatures: width, outFeatures: arch.classes, rng: &rng)
         case .vgg:
-            // Indices follow an nn.Sequential of Conv2d, ReLU and MaxPool2d modules, as torchvision's VGG names them.
+            // Indices follow an nn.Sequential of Conv2d, [BatchNorm2d,] ReLU and MaxPool2d modules, as torchvision's VGG names them.
             var index = 0, channels = c
+            let bn = arch.hasBatchNorm
             for item in arch.config! {
                 switch item {
                 case .conv(let out):
                     nodes.append(.conv(Conv2d(name: "features.\(index)", inChannels: channels, outChannels: out, kernel: 3, padding: 1, rng: &rng)))
-                    nodes.append(.relu(ReLU(), tap: "features.\(index + 1)"))
-                    points.append(MergePoint(name: "features.\(index + 1)", channels: out))
-                    channels = out; index += 2
+                    if bn { nodes.append(.batchNorm(BatchNorm2d(name: "features.\(index + 1)", channels: out))) }
+                    let relu = index + (bn ? 2 : 1)
+                    nodes.append(.relu(ReLU(), tap: "features.\(relu)"))
+                    points.append(MergePoint(name: "features.\(relu)", channels: out))
+                    channels = out; index = relu + 1
                 case .pool:
                     nodes.append(.maxPool(MaxPool2d(kernel: 2))); index += 1
                 }

@@ -91,6 +91,8 @@ public struct AlignOptions: Sendable {
     public var calibrationSamples: Int?
     /// Training images BatchNorm statistics are re-estimated on after merging.
     public var bnSamples = 5000
+    /// Alignment of seeds/splits models: BN vectors mapped (and re-estimated), or BN folded into the conv first.
+    public var batchNorm: BatchNormHandling = .map
     public var batchSize = 100
     /// Seed of weight matching's coordinate order.
     public var seed: UInt64 = 0
@@ -458,10 +460,13 @@ public enum AlignRun {
             let contributions = zip(local, aligned).map { (index: $0, values: layout.flatten($1)) }
             let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
             let net = try network(arch, layout.unflatten(sum, divisor: Double(k)), counters: counters)
-            try reestimateBatchNorm(net, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm)
+            if o.batchNorm.reestimates { try reestimateBatchNorm(net, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm) }
             return net
         }
-        let states = nets.map { $0.stateDictionary() }
+        let frozen = o.batchNorm.frozenKinds
+        let states = try zip(local, nets).map { i, net -> StateDict in
+            o.batchNorm == .fold ? try foldBatchNorm(net.stateDictionary(), graph: graph, model: input.names[i]) : net.stateDictionary()
+        }
         var rows: [ReportRow] = []
         var hyper: [String: String] = [:]
         var scores: [String: Double] = [:]
@@ -484,7 +489,7 @@ public enum AlignRun {
                     if i == ref { return s }
                     let r = try weightMatching(reference: refState, model: s, graph: graph, seed: o.seed)
                     sweeps.append(r.sweeps)
-                    return try applyMaps(s, maps: r.maps, graph: graph, model: input.names[i])
+                    return try applyMaps(s, maps: r.maps, graph: graph, model: input.names[i], frozen: frozen)
                 }
             }
             timer.lap("maps")
@@ -527,7 +532,7 @@ public enum AlignRun {
                 let aligned = try agreeing(comm, "permutation maps") {
                     try zip(local, states).map { i, s -> StateDict in
                         guard i != ref else { return s }
-                        do { return try applyMaps(s, maps: try permutationMaps(stats[i]!), graph: graph, model: input.names[i]) }
+                        do { return try applyMaps(s, maps: try permutationMaps(stats[i]!), graph: graph, model: input.names[i], frozen: frozen) }
                         catch { throw AlignError("\(input.names[i]): \(error)") }
                     }
                 }
@@ -546,7 +551,7 @@ public enum AlignRun {
                     let aligned = try agreeing(comm, "CCA maps at γ = \(formatted(g))") {
                         try zip(local, states).map { i, s -> StateDict in
                             guard i != ref else { return s }
-                            do { return try applyMaps(s, maps: try mappers[i]!.maps(gamma: g), graph: graph, model: input.names[i]) }
+                            do { return try applyMaps(s, maps: try mappers[i]!.maps(gamma: g), graph: graph, model: input.names[i], frozen: frozen) }
                             catch { throw AlignError("\(input.names[i]): \(error)") }
                         }
                     }
@@ -564,6 +569,7 @@ public enum AlignRun {
             }
         }
 
+        if !fused.batchNorms.isEmpty { hyper["batch_norm"] = o.batchNorm.rawValue }
         let fusedHits = try hits(fused, input.test, comm: comm)
         let averageHits = try hits(averaged, input.test, comm: comm)
         timer.lap("evaluate")

@@ -1,5 +1,6 @@
 import Foundation
 import LigandFormats
+import LigandMerge
 import LigandModels
 import LigandNeuLig
 import LigandNN
@@ -61,6 +62,8 @@ public struct RunMethod: Sendable {
     /// "neulig" or an `AlignMethod` raw value.
     public var name: String
     public var align: AlignMethod? { AlignMethod(rawValue: name) }
+    /// The method's name in reports and run directories: its name, and a BatchNorm handling other than the default.
+    public var label: String { batchNorm.map { $0 == .map ? name : "\(name) (bn \($0.rawValue))" } ?? name }
     // Alignment methods (AlignOptions).
     public var reference: ReferenceRule?
     public var gammas: [Double]?
@@ -71,6 +74,7 @@ public struct RunMethod: Sendable {
     public var ridges: [Double]?
     public var selectionSamples: Int?
     public var bnSamples: Int?
+    public var batchNorm: BatchNormHandling?
     public var calibrationSamples: Int?
     // NeuLig (NeuLigOptions / PortlandConfig).
     public var loss: AlignLoss?
@@ -337,6 +341,12 @@ public struct RunRecipe: Sendable {
             m.ridges = try doubles(f, "ridges", { $0 >= 0 }, "≥ 0")
             m.selectionSamples = try f.int("selection_samples", min: 0)
             m.bnSamples = try f.int("bn_samples", min: 1)
+            if let b = try f.string("batch_norm") {
+                guard let v = BatchNormHandling(rawValue: b) else {
+                    throw f.error("batch_norm", "must be one of \(BatchNormHandling.allCases.map(\.rawValue).joined(separator: ", ")), got '\(b)'")
+                }
+                m.batchNorm = v
+            }
             m.calibrationSamples = try f.int("calibration_samples", min: 2)
         } else {
             if let l = try f.string("loss") {

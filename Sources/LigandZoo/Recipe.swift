@@ -34,6 +34,8 @@ public struct ArchitectureSpec: Codable, Equatable, Sendable {
     /// VGG layers: channel counts, 0 standing for a 2×2 max-pool (kept numeric so the canonical JSON is simple).
     public var config: [Int]?
     public var width: Int?
+    /// VGG only: BatchNorm after every convolution (nil: none, and the recipe's hash is unchanged).
+    public var batchNorm: Bool?
     public var epochs: Int?
     public var lr: Double?
 
@@ -42,7 +44,7 @@ public struct ArchitectureSpec: Codable, Equatable, Sendable {
         switch kind {
         case .mlp: return .mlp(hidden: hidden ?? [512, 512], input: input, classes: classes)
         case .vgg: return .vgg((config ?? [32, 32, 0, 64, 64, 0, 128, 128, 0]).map { $0 == 0 ? .pool : .conv($0) },
-                               input: input, classes: classes)
+                               input: input, classes: classes, batchNorm: batchNorm == true)
         case .resnet20: return .resnet20(width: width ?? 1, input: input, classes: classes)
         }
     }
@@ -263,6 +265,7 @@ public struct Recipe: Sendable {
                 }
                 guard spec.config!.contains(where: { $0 > 0 }) else { throw f.error("config", "needs at least one convolution") }
             }
+            spec.batchNorm = try f.bool("batch_norm") == true ? true : nil
         case .resnet20: spec.width = try f.int("width", min: 1)
         }
         spec.epochs = try f.int("epochs", min: 1)

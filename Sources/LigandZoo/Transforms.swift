@@ -34,6 +34,13 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
     case thumbTRRotate90Coarse = "thumb_tr_rotate90_coarse"
     case thumbBLInvertCoarse = "thumb_bl_invert_coarse"
     case thumbBRFlipCoarse = "thumb_br_flip_coarse"
+    // A second transform per quadrant, so that eight tasks can have eight distinct input distributions
+    // (the standard eight read each of four inputs with two label sets, which no input-conditioned
+    // router can tell apart): recipes/tasks-distinct.yaml.
+    case thumbTLInvertCoarse = "thumb_tl_invert_coarse"
+    case thumbTRFlipCoarse = "thumb_tr_flip_coarse"
+    case thumbBLRotate90Coarse = "thumb_bl_rotate90_coarse"
+    case thumbBRCoarse = "thumb_br_coarse"
 
     /// The eight tasks a recipe gets when it does not list them (docs/suites.md says why these).
     public static let standard: [TaskTransform] = [.thumbTL, .thumbTRRotate90, .thumbBLInvert, .thumbBRFlip,
@@ -46,13 +53,18 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
         case .thumbTRRotate90, .thumbTRRotate90Coarse: return (.rotate90, 1)
         case .thumbBLInvert, .thumbBLInvertCoarse: return (.invert, 2)
         case .thumbBRFlip, .thumbBRFlipCoarse: return (.flipVertical, 3)
+        case .thumbTLInvertCoarse: return (.invert, 0)
+        case .thumbTRFlipCoarse: return (.flipVertical, 1)
+        case .thumbBLRotate90Coarse: return (.rotate90, 2)
+        case .thumbBRCoarse: return (nil, 3)
         default: return nil
         }
     }
 
     var usesCoarseLabels: Bool {
         switch self {
-        case .coarse, .thumbTLCoarse, .thumbTRRotate90Coarse, .thumbBLInvertCoarse, .thumbBRFlipCoarse: return true
+        case .coarse, .thumbTLCoarse, .thumbTRRotate90Coarse, .thumbBLInvertCoarse, .thumbBRFlipCoarse,
+             .thumbTLInvertCoarse, .thumbTRFlipCoarse, .thumbBLRotate90Coarse, .thumbBRCoarse: return true
         default: return false
         }
     }

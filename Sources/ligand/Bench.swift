@@ -74,8 +74,8 @@ struct BenchOutput: ParsableArguments {
         guard let path = json else { return }
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            throw ValidationError("--json \(path): directory \(dir) does not exist")
+        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), !isDir.boolValue {
+            throw ValidationError("--json \(path): \(dir) is not a directory")
         }
     }
 
@@ -95,8 +95,12 @@ func writeAtomically(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path
     var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-        throw BenchError.write(path: path, reason: "directory \(dir) does not exist")
+    if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+        // Like `run --out`, a report's directory is created when missing.
+        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        catch { throw BenchError.write(path: path, reason: "cannot create directory \(dir): \(error.localizedDescription)") }
+    } else if !isDir.boolValue {
+        throw BenchError.write(path: path, reason: "\(dir) is not a directory")
     }
     let tmp = dir + "/.\(url.lastPathComponent).tmp-\(getpid())"
     do {

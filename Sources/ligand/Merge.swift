@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LigandCollective
+import LigandMerge
 import LigandNeuLig
 import LigandPipeline
 
@@ -92,6 +93,8 @@ struct Merge: ParsableCommand {
     var tiesK: String?
     @Option(help: "Alignment methods: training images BatchNorm statistics are re-estimated on after merging.")
     var bnSamples: Int = 5000
+    @Option(help: "Alignment methods on BatchNorm networks: map (BN vectors mapped like biases, statistics re-estimated after merging), map-keep (mapped, not re-estimated) or fold (BN folded into the convolution before mapping).")
+    var batchNorm: BatchNormHandling = .map
     @Option(help: "regmean: scales α of the Gram matrices' off-diagonal entries to choose from on calibration, comma-separated (default: 0,0.1,...,1).")
     var alphas: String?
     @Option(help: "regmean, progressive: ridges relative to the mean diagonal of the Gram matrix, comma-separated (default: 1e-4,1e-3,1e-2,1e-1).")
@@ -148,6 +151,7 @@ struct Merge: ParsableCommand {
             if let tiesK { o.tiesKeep = try Self.numbers(tiesK, option: "--ties-k").map { $0 / 100 } }
             o.calibrationSamples = calibrationSamples
             o.bnSamples = bnSamples
+            o.batchNorm = batchNorm
             if let alphas { o.alphas = try Self.numbers(alphas, option: "--alphas") }
             if let ridges { o.ridges = try Self.numbers(ridges, option: "--ridges") }
             o.selectionSamples = selectionSamples
@@ -230,3 +234,5 @@ func withWorldAgreeingOnErrors(_ context: String, _ body: (Communicator) throws 
     }
     if let mpi = comm as? MPICommunicator { try mpi.finalize() }
 }
+
+extension BatchNormHandling: ExpressibleByArgument {}

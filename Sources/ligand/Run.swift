@@ -85,7 +85,7 @@ struct Run: ParsableCommand {
 
     static func label(_ p: PlannedRun, _ r: RunRecipe) -> String {
         let e = r.experiments[p.experiment]
-        return "\(e.name): \(p.method.name), K = \(p.k), subset \(p.subset.map(String.init).joined(separator: ","))" + (p.method.usesSeed ? ", seed \(p.seed)" : "")
+        return "\(e.name): \(p.method.label), K = \(p.k), subset \(p.subset.map(String.init).joined(separator: ","))" + (p.method.usesSeed ? ", seed \(p.seed)" : "")
     }
 
     /// Writes the JSON, Markdown and SVG files atomically (rank 0).
@@ -102,7 +102,7 @@ struct Run: ParsableCommand {
     static func execute(_ p: PlannedRun, recipe r: RunRecipe, comm: Communicator, dataDirectory: URL, root: URL, out: URL, quiet: Bool,
                         log: @escaping (String) -> Void) throws -> [RunRecord] {
         let e = r.experiments[p.experiment], m = p.method
-        let runDir = out.appendingPathComponent("runs/\(e.name)-\(m.name)-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
+        let runDir = out.appendingPathComponent("runs/\(e.name)-\(m.label.replacingOccurrences(of: " ", with: "-").filter { $0 != "(" && $0 != ")" })-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
         let start = Date()
         // A models experiment's own data set, else the run's.
         let data = e.files?.data.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? dataDirectory
@@ -118,6 +118,7 @@ struct Run: ParsableCommand {
             if let v = m.ridges { o.ridges = v }
             if let v = m.selectionSamples { o.selectionSamples = v }
             if let v = m.bnSamples { o.bnSamples = v }
+            if let v = m.batchNorm { o.batchNorm = v }
             o.calibrationSamples = m.calibrationSamples
             o.align = m.alignFirst
             o.seed = p.seed
@@ -127,7 +128,7 @@ struct Run: ParsableCommand {
             if let f = e.files { o.modelFiles = f.urls; o.calibrationHoldout = f.calibration; o.calibrationSeed = f.calibrationSeed }
             let counter = CountingCommunicator(comm)
             let report = try AlignRun.run(o, comm: counter, log: log)
-            return RunRecord.from(rows: report.rows, method: m.name, suite: e.name, suiteKind: report.suiteKind, architecture: report.architecture,
+            return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind, architecture: report.architecture,
                                   columns: report.columns, k: p.k, subset: report.models, subsetIndices: p.subset, seed: p.seed, settings: m.settings,
                                   wallSeconds: Date().timeIntervalSince(start), bytes: counter.bytes, ranks: comm.size)
         }
@@ -160,7 +161,7 @@ struct Run: ParsableCommand {
         let report: NeuLigReport
         do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw AlignError("\(e.name): neulig: \(err)") }
         let sameTask = report.suiteKind != nil
-        return RunRecord.from(rows: report.rows, method: m.name, suite: e.name, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
+        return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
                               columns: sameTask ? ["accuracy"] : report.tasks, k: p.k, subset: report.modelNames ?? report.tasks,
                               subsetIndices: p.subset, seed: p.seed, settings: m.settings, wallSeconds: Date().timeIntervalSince(start),
                               bytes: report.bytesCommunicated, ranks: comm.size)

@@ -13,6 +13,8 @@ struct ArchitectureOptions: ParsableArguments {
     var hidden: String = "512,512"
     @Option(help: "VGG layers: channel counts and M for a 2×2 max-pool, comma-separated.")
     var vggConfig: String = "32,32,M,64,64,M,128,128,M"
+    @Flag(help: "VGG: a BatchNorm after every convolution (torchvision's vgg*_bn layout; default: none).")
+    var batchNorm = false
     @Option(help: "ResNet-20 width multiplier (1 → 16/32/64 channels).")
     var width: Int = 1
 
@@ -31,7 +33,7 @@ struct ArchitectureOptions: ParsableArguments {
                 guard let v = Int(t), v > 0 else { throw ValidationError("--vgg-config: '\(t)' is neither a positive channel count nor M") }
                 return .conv(v)
             }
-            return .vgg(items, input: input, classes: classes)
+            return .vgg(items, input: input, classes: classes, batchNorm: batchNorm)
         case .resnet20:
             return .resnet20(width: width, input: input, classes: classes)
         }

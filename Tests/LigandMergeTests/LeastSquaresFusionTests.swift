@@ -6,6 +6,7 @@ import LigandNumerics
 final class LeastSquaresFusionTests: XCTestCase {
     static let mlp = Architecture.mlp(hidden: [10, 7], input: [4, 4, 1], classes: 3)
     static let vgg = Architecture.vgg([.conv(4), .pool, .conv(6), .conv(5), .pool], input: [6, 6, 2], classes: 3)
+    static let vggBN = Architecture.vgg([.conv(4), .pool, .conv(6), .conv(5), .pool], input: [6, 6, 2], classes: 3, batchNorm: true)
     static let resnet = Architecture.resnet20(width: 1, input: [5, 5, 1], classes: 3)
 
     /// Random weights, biases and BatchNorm parameters and statistics.
@@ -36,7 +37,7 @@ final class LeastSquaresFusionTests: XCTestCase {
     /// For every unit whose output feeds a ReLU tap directly, relu(W·rows + b) from the plan's input and the
     /// folded layer equals that tap: the plan's sources, pools, im2col order and BatchNorm folding are right.
     func testPlanInputsAndFoldedLayersReproduceTheNetwork() throws {
-        for arch in [Self.mlp, Self.vgg, Self.resnet] {
+        for arch in [Self.mlp, Self.vgg, Self.vggBN, Self.resnet] {
             let net = try expert(arch, seed: 3)
             let plan = try FusionPlan(arch)
             var rng = SeededRNG(seed: 4, stream: "x")
@@ -77,7 +78,7 @@ final class LeastSquaresFusionTests: XCTestCase {
 
     /// Folding every unit and writing it back as folded convolution + identity BatchNorm keeps the network's function.
     func testUnfoldedFileIsTheSameFunction() throws {
-        for arch in [Self.vgg, Self.resnet] {
+        for arch in [Self.vgg, Self.vggBN, Self.resnet] {
             let net = try expert(arch, seed: 5)
             let plan = try FusionPlan(arch)
             var state = net.stateDictionary()
@@ -94,7 +95,7 @@ final class LeastSquaresFusionTests: XCTestCase {
 
     /// K = 1: progressive fusion returns the expert itself (each folded layer to solver precision), for any ridge.
     func testOneExpertIsReturned() throws {
-        for arch in [Self.mlp, Self.vgg, Self.resnet] {
+        for arch in [Self.mlp, Self.vgg, Self.vggBN, Self.resnet] {
             let e = try expert(arch, seed: 7)
             for ridge in [1e-6, 0.1] {
                 let fused = try LeastSquaresFusion.progressive(experts: [e], data: [batches(arch, count: 4, size: 25, seed: 8)], relativeRidge: ridge)

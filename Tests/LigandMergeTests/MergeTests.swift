@@ -7,8 +7,9 @@ import LigandNumerics
 final class MergeTests: XCTestCase {
     static let mlp = Architecture.mlp(hidden: [32, 16], input: [6, 6, 1], classes: 5)
     static let vgg = Architecture.vgg([.conv(4), .pool, .conv(8)], input: [6, 6, 1], classes: 5)
+    static let vggBN = Architecture.vgg([.conv(4), .pool, .conv(8)], input: [6, 6, 1], classes: 5, batchNorm: true)
     static let resnet = Architecture.resnet20(width: 1, input: [8, 8, 1], classes: 5)
-    static let all = [mlp, vgg, resnet]
+    static let all = [mlp, vgg, vggBN, resnet]
 
     /// A network with non-trivial biases and BatchNorm scale, shift and running statistics.
     func makeNetwork(_ arch: Architecture, seed: UInt64) throws -> Network<Float> {
@@ -96,6 +97,12 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(v.points.map(\.name), ["features.1", "features.4"])
         XCTAssertEqual(v.role(named: "features.3.weight")!.inPoint, "features.1")
         XCTAssertEqual(v.role(named: "classifier.weight")!.inPoint, "features.4")
+        let b = try MergeGraph(Self.vggBN)
+        XCTAssertEqual(b.points.map(\.name), ["features.2", "features.6"])
+        XCTAssertEqual(b.role(named: "features.1.weight")!.kind, .bnWeight)
+        XCTAssertEqual(b.role(named: "features.1.running_var")!.outPoint, "features.2")
+        XCTAssertEqual(b.role(named: "features.4.weight")!.inPoint, "features.2")
+        XCTAssertEqual(b.role(named: "classifier.weight")!.inPoint, "features.6")
     }
 
     // MARK: exactness of permutations
@@ -125,6 +132,24 @@ final class MergeTests: XCTestCase {
             let aligned = try applyMaps(permuted.stateDictionary(), maps: maps, graph: graph)
             for (name, t) in original.stateDictionary() { XCTAssertEqual(aligned[name], t, "\(arch) \(name)") }
         }
+    }
+
+    func testFoldedBatchNormComputesSameLogitsAndAlignsExactly() throws {
+        for arch in [Self.vggBN, Self.resnet] {
+            let (graph, original, permuted, perms) = try permutedPair(arch, seed: 14)
+            let folded = try foldBatchNorm(original.stateDictionary(), graph: graph)
+            let x = input(arch, 16, seed: 2)
+            let a = original.forward(x), b = try network(arch, folded).forward(x)
+            XCTAssertLessThan(maxAbsDiff(a, b), 1e-4 * max(1, a.maxAbs()), "\(arch)")
+            XCTAssertNotEqual(folded, original.stateDictionary(), "\(arch): folding changed nothing")
+            for role in graph.tensors where role.kind == .bnWeight { XCTAssertTrue(folded[role.name]!.storage.allSatisfy { $0 == 1 }) }
+            // On the folded model the permutation acts on convolutions with a bias only; the BN identity stays put.
+            let maps = try Dictionary(uniqueKeysWithValues: perms.map { ($0.key, try PointMap.permutation(inverse($0.value))) })
+            let permutedFolded = try foldBatchNorm(permuted.stateDictionary(), graph: graph)
+            let aligned = try applyMaps(permutedFolded, maps: maps, graph: graph, frozen: BatchNormHandling.fold.frozenKinds)
+            for (name, t) in folded { XCTAssertEqual(aligned[name], t, "\(arch) \(name)") }
+        }
+        XCTAssertThrowsError(try foldBatchNorm([:], graph: try MergeGraph(Self.resnet)))
     }
 
     func testWeightMatchingRecoversExactPermutation() throws {

@@ -128,6 +128,7 @@ final class GradientTests: XCTestCase {
         let archs: [Architecture] = [
             .mlp(hidden: [6, 5], input: [3, 3, 1], classes: 4),
             .vgg([.conv(3), .pool, .conv(4)], input: [6, 6, 2], classes: 3),
+            .vgg([.conv(3), .pool, .conv(4)], input: [6, 6, 2], classes: 3, batchNorm: true),
             .resnet20(width: 1, input: [8, 8, 1], classes: 3),
         ]
         for arch in archs {

@@ -14,7 +14,7 @@ final class ModelFileTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func testRoundTripEveryArchitectureGivesIdenticalLogits() throws {
-        for arch in [Architecture.mlp(hidden: [16, 8]), .vgg([.conv(4), .pool, .conv(8)]), .resnet20(width: 1)] {
+        for arch in [Architecture.mlp(hidden: [16, 8]), .vgg([.conv(4), .pool, .conv(8)]), .vgg([.conv(4), .pool, .conv(8)], batchNorm: true), .resnet20(width: 1)] {
             let net = try Network<Float>(arch, seed: 3)
             var rng = SeededRNG(seed: 1)
             // One training step so BN running statistics and counters are not at their initial values.
@@ -43,6 +43,13 @@ final class ModelFileTests: XCTestCase {
         let vgg = try Network<Float>(.vgg([.conv(4), .conv(4), .pool, .conv(8)]), seed: 0).stateDict().map(\.name)
         XCTAssertEqual(vgg, ["features.0.weight", "features.0.bias", "features.2.weight", "features.2.bias",
                              "features.5.weight", "features.5.bias", "classifier.weight", "classifier.bias"])
+        // torchvision's vgg*_bn: Conv2d, BatchNorm2d, ReLU per convolution.
+        let vggBN = try Network<Float>(.vgg([.conv(4), .pool, .conv(8)], batchNorm: true), seed: 0).stateDict().map(\.name)
+        XCTAssertEqual(vggBN, ["features.0.weight", "features.0.bias", "features.1.weight", "features.1.bias",
+                               "features.1.running_mean", "features.1.running_var", "features.4.weight", "features.4.bias",
+                               "features.5.weight", "features.5.bias", "features.5.running_mean", "features.5.running_var",
+                               "classifier.weight", "classifier.bias"])
+        XCTAssertThrowsError(try Network<Float>(Architecture(kind: .mlp, input: [28, 28, 1], classes: 10, hidden: [4], batchNorm: true), seed: 0))
         let shapes = try Network<Float>(.mlp(hidden: [5]), seed: 0).stateDict().map(\.value.shape)
         XCTAssertEqual(shapes, [[5, 784], [5], [10, 5], [10]])
     }

@@ -85,6 +85,31 @@ final class TransformTests: XCTestCase {
         let coarse = try TaskTransform.thumbBRFlipCoarse.apply(images(10))
         XCTAssertEqual(coarse.classCount, 4)
         XCTAssertEqual(coarse.pixels, try TaskTransform.thumbBRFlip.apply(images(10)).pixels)
+        // The second-transform tasks: coarse labels, their own quadrant, an input no other task of the eight has.
+        let distinct: [TaskTransform] = [.thumbTL, .thumbTRRotate90, .thumbBLInvert, .thumbBRFlip,
+                                         .thumbTLInvertCoarse, .thumbTRFlipCoarse, .thumbBLRotate90Coarse, .thumbBRCoarse]
+        let d10 = images(10)
+        let inputs = try distinct.map { try $0.apply(d10).pixels }
+        XCTAssertEqual(Set(inputs.map { $0.map(\.bitPattern) }).count, 8, "two tasks share their inputs")
+        var covered2 = [Int](repeating: 0, count: 784)
+        for t in distinct.suffix(4) {
+            XCTAssertEqual(try t.apply(d10).classCount, 4, "\(t)")
+            let out = try t.apply(d), (inner, q) = t.thumbnail!
+            let base = try inner?.apply(d) ?? d
+            let (r0, c0) = ((q / 2) * 14, (q % 2) * 14)
+            for p in 0..<784 {
+                let (r, c) = (p / 28, p % 28)
+                if r >= r0 && r < r0 + 14 && c >= c0 && c < c0 + 14 {
+                    covered2[p] += 1
+                    let (sr, sc) = (2 * (r - r0), 2 * (c - c0))
+                    let mean = (base.pixels[sr * 28 + sc] + base.pixels[sr * 28 + sc + 1] + base.pixels[(sr + 1) * 28 + sc] + base.pixels[(sr + 1) * 28 + sc + 1]) / 4
+                    XCTAssertEqual(out.pixels[p], mean, accuracy: 1e-6, "\(t)")
+                } else {
+                    XCTAssertEqual(out.pixels[p], 0, "\(t) wrote outside its quadrant")
+                }
+            }
+        }
+        XCTAssertEqual(covered2, [Int](repeating: 1, count: 784), "the four second-transform tasks tile the image once")
     }
 
     func testRejectsNonSquareImages() {
