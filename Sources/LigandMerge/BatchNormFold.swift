@@ -11,11 +11,18 @@ public enum BatchNormHandling: String, CaseIterable, Sendable {
     /// BN folded into the preceding convolution first (BN then is the identity plus a shift), so a dense map
     /// acts on a plain convolution with bias, exactly as on an MLP layer; no statistics to re-estimate.
     case fold
+    /// REPAIR (Jordan et al., "REPAIR: REnormalizing Permuted Activations for Interpolation Repair", ICLR 2023,
+    /// Sec. 4): folded as `fold`, then each fused BN's scale and shift set to the average over the K aligned
+    /// models of the per-channel std and mean of that BN's output (eval mode, training images), and the
+    /// running statistics re-estimated, so the fused units keep the statistics the models' units had.
+    case repair
 
     /// Whether the fused model's running statistics are re-estimated on training data.
-    public var reestimates: Bool { self == .map }
+    public var reestimates: Bool { self == .map || self == .repair }
+    /// Whether BN is folded into the convolution before mapping.
+    public var folds: Bool { self == .fold || self == .repair }
     /// BN's scale and running statistics after folding are the identity: no map may touch them.
-    public var frozenKinds: Set<TensorRole.Kind> { self == .fold ? [.bnWeight, .runningMean, .runningVar] : [] }
+    public var frozenKinds: Set<TensorRole.Kind> { folds ? [.bnWeight, .runningMean, .runningVar] : [] }
 }
 
 /// Folds every BatchNorm into the convolution before it (eval-mode BN: y = γ(z − μ)/√(σ² + ε) + β):

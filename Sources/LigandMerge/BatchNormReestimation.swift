@@ -24,7 +24,9 @@ public struct BatchNormStatistics: Equatable, Sendable {
     /// Runs a training-mode forward over `batch` and adds each BatchNorm's input sums. Every BN normalises
     /// with its batch statistics during the pass, as in PyTorch's re-estimation; the running buffers
     /// are touched by the momentum update and must be replaced with `apply(to:)` afterwards.
-    public mutating func accumulate(_ net: Network<Float>, batch: Tensor) throws {
+    /// With `training: false` the forward is in eval mode (running statistics normalise), for the input
+    /// statistics a trained model's BNs see at inference (REPAIR's targets).
+    public mutating func accumulate(_ net: Network<Float>, batch: Tensor, training: Bool = true) throws {
         let bns = net.batchNorms
         guard bns.map(\.name) == names else { throw MergeError.architectureMismatch("BatchNorm statistics belong to another network") }
         do { try net.validateInput(batch) } catch { throw MergeError.invalidInput("BatchNorm re-estimation batch: \(error)") }
@@ -36,9 +38,22 @@ public struct BatchNormStatistics: Equatable, Sendable {
             }
         }
         defer { for bn in bns { bn.statisticsObserver = nil } }
-        _ = net.features(batch, training: true)
+        _ = net.features(batch, training: training)
         local.batches += 1
         self = local
+    }
+
+    /// Per BN, per channel: the mean and the standard deviation (population) of the inputs seen.
+    public func moments() throws -> (mean: [[Double]], std: [[Double]]) {
+        var means: [[Double]] = [], stds: [[Double]] = []
+        for i in names.indices {
+            let n = count[i]
+            guard n >= 1 else { throw MergeError.invalidInput("BatchNorm '\(names[i])' saw no input") }
+            let m = sum[i].map { $0 / n }
+            means.append(m)
+            stds.append(zip(sumOfSquares[i], m).map { max($0 / n - $1 * $1, 0).squareRoot() })
+        }
+        return (means, stds)
     }
 
     public var packedCount: Int { 1 + names.count + 2 * channels.reduce(0, +) }

@@ -219,7 +219,7 @@ public final class BatchNorm2d<S: FloatScalar> {
     public let momentum: Double, eps: Double
     private var input: TensorOf<S>?
     private var mean: [S] = [], invStd: [S] = [], invStdDouble: [Double] = []
-    /// Sees every training forward's per-channel Σx, Σx² and row count, so statistics can be re-estimated exactly after merging.
+    /// Sees every forward's per-channel Σx, Σx² and row count (training and, when set, eval), so statistics can be re-estimated exactly after merging.
     public var statisticsObserver: ((_ sum: [Double], _ sumOfSquares: [Double], _ rows: Int) -> Void)?
 
     public init(name: String, channels: Int, momentum: Double = 0.1, eps: Double = 1e-5) {
@@ -274,6 +274,11 @@ public final class BatchNorm2d<S: FloatScalar> {
             }
             numBatchesTracked += 1
         } else {
+            // Eval-mode statistics feed REPAIR's targets: what a trained model's BN sees at inference.
+            if let observe = statisticsObserver {
+                let (s1, s2) = x.withUnsafeBufferPointer { Self.channelSums($0.baseAddress!, nil, rows: rows, c: c) }
+                observe(s1, s2, rows)
+            }
             for j in 0..<c { m[j] = Double(runningMean.value[j]); inv[j] = 1 / (Double(runningVar.value[j]) + eps).squareRoot() }
         }
         var y = TensorOf<S>(zeros: x.shape)

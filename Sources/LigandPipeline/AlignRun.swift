@@ -355,6 +355,33 @@ public enum AlignRun {
 
     /// Exact BatchNorm re-estimation over the first `samples` training images in fixed batches, the batches
     /// spread over the ranks and their sums combined by the rank-count-independent reduction.
+    /// REPAIR's targets: per BN and channel, the mean over all K models of the mean and the std of that BN's
+    /// output in each (aligned, BN-folded) model, eval mode, on the first `samples` training images. Each rank
+    /// measures its own models; one rank-order sum (`deterministicSum`) averages them.
+    static func repairTargets(_ models: [(index: Int, net: Network<Float>)], train: LabeledImages, samples: Int, total: Int,
+                              channels: [Int], comm: Communicator) throws -> [(mean: [Double], std: [Double])] {
+        let n = min(samples, train.count)
+        guard n >= 2 else { throw AlignError("REPAIR needs training images, the split has \(train.count)") }
+        var contributions: [(index: Int, values: [Double])] = []
+        for (i, net) in models {
+            var s = BatchNormStatistics(net)
+            for lo in stride(from: 0, to: n, by: 128) { try s.accumulate(net, batch: batch(train, Array(lo..<min(n, lo + 128))), training: false) }
+            let (means, stds) = try s.moments()
+            // A folded BN is the identity plus its shift β: its output is its input shifted by β.
+            let shifted = zip(net.batchNorms, means).map { bn, m in zip(m, bn.bias.value.storage).map { $0 + Double($1) } }
+            contributions.append((i, shifted.flatMap { $0 } + stds.flatMap { $0 }))
+        }
+        let sum = try deterministicSum(contributions: contributions, total: total, comm: comm)
+        var out: [(mean: [Double], std: [Double])] = [], offset = 0
+        let half = channels.reduce(0, +)
+        guard sum.count == 2 * half else { throw AlignError("REPAIR: the ranks' BatchNorm statistics do not agree in size") }
+        for c in channels {
+            out.append((sum[offset..<(offset + c)].map { $0 / Double(total) }, sum[(half + offset)..<(half + offset + c)].map { $0 / Double(total) }))
+            offset += c
+        }
+        return out
+    }
+
     static func reestimateBatchNorm(_ net: Network<Float>, train: LabeledImages, samples: Int, batchSize: Int, comm: Communicator) throws {
         let empty = BatchNormStatistics(net)
         if empty.names.isEmpty { return }
@@ -460,12 +487,20 @@ public enum AlignRun {
             let contributions = zip(local, aligned).map { (index: $0, values: layout.flatten($1)) }
             let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
             let net = try network(arch, layout.unflatten(sum, divisor: Double(k)), counters: counters)
+            if o.batchNorm == .repair && !net.batchNorms.isEmpty {
+                let targets = try repairTargets(zip(local, aligned).map { ($0, try network(arch, $1, counters: counters)) },
+                                                train: input.train, samples: o.bnSamples, total: k, channels: net.batchNorms.map(\.channels), comm: comm)
+                for (bn, t) in zip(net.batchNorms, targets) {
+                    bn.weight.value = Tensor(shape: [bn.channels], storage: t.std.map { Float($0) })
+                    bn.bias.value = Tensor(shape: [bn.channels], storage: t.mean.map { Float($0) })
+                }
+            }
             if o.batchNorm.reestimates { try reestimateBatchNorm(net, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm) }
             return net
         }
         let frozen = o.batchNorm.frozenKinds
         let states = try zip(local, nets).map { i, net -> StateDict in
-            o.batchNorm == .fold ? try foldBatchNorm(net.stateDictionary(), graph: graph, model: input.names[i]) : net.stateDictionary()
+            o.batchNorm.folds ? try foldBatchNorm(net.stateDictionary(), graph: graph, model: input.names[i]) : net.stateDictionary()
         }
         var rows: [ReportRow] = []
         var hyper: [String: String] = [:]

@@ -93,7 +93,7 @@ struct Merge: ParsableCommand {
     var tiesK: String?
     @Option(help: "Alignment methods: training images BatchNorm statistics are re-estimated on after merging.")
     var bnSamples: Int = 5000
-    @Option(help: "Alignment methods on BatchNorm networks: map (BN vectors mapped like biases, statistics re-estimated after merging), map-keep (mapped, not re-estimated) or fold (BN folded into the convolution before mapping).")
+    @Option(help: "Alignment methods on BatchNorm networks: map (BN vectors mapped like biases, statistics re-estimated after merging), map-keep (mapped, not re-estimated), fold (BN folded into the convolution before mapping) or repair (folded, then REPAIR: each fused unit given the models' mean output statistics).")
     var batchNorm: BatchNormHandling = .map
     @Option(help: "regmean: scales α of the Gram matrices' off-diagonal entries to choose from on calibration, comma-separated (default: 0,0.1,...,1).")
     var alphas: String?

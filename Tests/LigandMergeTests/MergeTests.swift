@@ -248,8 +248,9 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(all["stream1"]!.count, 4 * 16 * 64)
         XCTAssertEqual(all["layer3.0.inner"]!.count, 16 * 4)
         // The activations are Float32 GEMM outputs whose rounding depends on the batch's row count (the BLAS kernel
-        // path), so halves and whole agree to Float32 precision, not Float64.
-        for (u, v) in zip(merged.packed, all.packed) { XCTAssertEqual(u, v, accuracy: 1e-4 * max(1, abs(v))) }
+        // path; seen to reach 1.1e-4 relative in the centred sums on a loaded machine), so halves and whole agree to
+        // Float32 precision, not Float64; a lost or doubled half would be off by tens of percent.
+        for (u, v) in zip(merged.packed, all.packed) { XCTAssertEqual(u, v, accuracy: 1e-3 * max(1, abs(v))) }
         XCTAssertEqual(try all.unpacked(all.packed), all)
         // Two ranks each holding one half all-reduce to the halves' merge, which sums the same Float64 values.
         let reduced = try InProcessCommunicator.run(size: 2) { comm in try (comm.rank == 0 ? h1 : h2).allreduced(comm) }

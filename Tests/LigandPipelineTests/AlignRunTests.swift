@@ -113,6 +113,38 @@ final class AlignRunTests: XCTestCase {
         }
     }
 
+    /// BN folded before mapping (fold) and REPAIR (repair): a BatchNorm VGG merged with a permuted copy of itself
+    /// computes the model's logits again (fold: exactly up to rounding; repair: up to batch-versus-population
+    /// statistics), and the fused weights do not depend on the rank count.
+    func testFoldAndRepairGiveBackAPermutedCopy() throws {
+        let arch = Architecture.vgg([.conv(6), .pool, .conv(8)], input: [6, 6, 1], classes: 3, batchNorm: true)
+        let graph = try MergeGraph(arch)
+        let original = try model(arch, seed: 6)
+        // Running statistics of real activations, so that eval-mode BN is a sensible normalisation.
+        try reestimateBatchNorm(original, batches: [AlignRun.batch(images(arch, 300, seed: 3), Array(0..<300))])
+        var rng = SeededRNG(seed: 9)
+        let maps = try Dictionary(uniqueKeysWithValues: graph.points.map { ($0.name, try PointMap.permutation(rng.permutation($0.channels))) })
+        let permuted = try Network<Float>(arch, seed: 0)
+        try permuted.load(try applyMaps(original.stateDictionary(), maps: maps, graph: graph))
+        let x = AlignRun.batch(images(arch, 64, seed: 4), Array(0..<64))
+        let want = original.forward(x)
+        for (handling, tolerance) in [(BatchNormHandling.fold, Float(1e-4)), (.repair, Float(0.05))] {
+            var o = options(.permute)
+            o.batchNorm = handling
+            var first: [UInt32]?
+            for size in [1, 2] {
+                let r = try InProcessCommunicator.run(size: size) { comm in
+                    try AlignRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: o, comm: comm)
+                }
+                let got = r[0].fused!.forward(x)
+                let err = zip(want.storage, got.storage).map { abs($0 - $1) }.max()!
+                XCTAssertLessThan(err, tolerance * max(1, want.maxAbs()), "\(handling) at \(size) ranks")
+                XCTAssertEqual(r[0].report.hyperparameters["batch_norm"], handling.rawValue)
+                if let f = first { XCTAssertEqual(bits(r[0].fused!), f, "\(handling): 1 versus 2 ranks") } else { first = bits(r[0].fused!) }
+            }
+        }
+    }
+
     func testReferenceRuleBestPicksHighestCalibrationAccuracy() throws {
         let arch = Self.mlp
         let models = try (0..<3).map { try model(arch, seed: 40 + UInt64($0)) }
