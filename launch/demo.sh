@@ -30,7 +30,7 @@ export LIGAND_BIN="$bin"
 step "launch check: $RANKS ranks, $MODELS models, on this machine"
 bash launch/cluster.sh hostfiles/localhost -np "$RANKS" -- info --models "$MODELS"
 
-step "ligand run recipes/run-demo.yaml on $RANKS ranks (OpenBLAS kernel: ${kernel:-OpenBLAS's choice}): builds the demo zoo when it is not cached, merges, reports"
+step "ligand run recipes/run-demo.yaml on $RANKS ranks (OpenBLAS kernel: ${kernel:-chosen by OpenBLAS}): builds the demo zoo when it is not cached, merges, reports"
 ligand_mpirun -np "$RANKS" -- "$bin" run recipes/run-demo.yaml --out "$OUT"
 
 step "done"

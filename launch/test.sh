@@ -2,7 +2,7 @@
 # The whole test suite (the README's test command, and what .ci/run runs):
 #   setup → release build (no warnings from Sources/) → swift test → MPI tests (mpirun -np 1..4)
 #   → model-zoo and eval tests (mpirun -np 1, 2, 4) → Python interoperability tests → launch smoke test
-#   → the README's demo tables against what the main command prints.
+#   → the README's demo tables against what the main command (launch/demo.sh) prints.
 # Every stage runs even if an earlier one failed (stages that need the binary are marked failed
 # when the build failed); the last line is "N passed, N failed" over the stages.
 set -uo pipefail
