@@ -19,6 +19,7 @@ struct ArchitectureOptions: ParsableArguments {
     var width: Int = 1
 
     func architecture(input: [Int], classes: Int) throws -> Architecture {
+        if batchNorm && arch != .vgg { throw ValidationError("--batch-norm applies to --arch vgg only (resnet20 always has BatchNorm, mlp has none)") }
         switch arch {
         case .mlp:
             let h = try hidden.split(separator: ",").map { s -> Int in
