@@ -43,12 +43,12 @@ ligand_threads_per_rank() {
 # sums in its own order, so a seeded training run differs in the last bits from one CPU family to
 # the next and the demo's figures drift by tenths of a point. Pinning the AVX2 (Haswell) kernel,
 # which every x86-64 CPU since 2013 runs, makes them the same everywhere; the user's own
-# OPENBLAS_CORETYPE wins. Prints the kernel in force ("" when not pinned).
+# OPENBLAS_CORETYPE wins. Call it directly, not in $(...): it exports into the calling shell, and
+# OPENBLAS_CORETYPE then names the kernel in force (unset when not pinned).
 ligand_pin_blas_kernel() {
     if [[ -z "${OPENBLAS_CORETYPE:-}" && "$(uname -m)" == x86_64 ]] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
         export OPENBLAS_CORETYPE=Haswell
     fi
-    echo "${OPENBLAS_CORETYPE:-}"
 }
 
 # Builds release once per shell (and only rebuilds what changed), prints the binary's path.

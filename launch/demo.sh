@@ -22,7 +22,8 @@ step() { printf '\n== demo: %s\n' "$*"; }
 step "setup"
 bash launch/setup.sh
 
-kernel="$(ligand_pin_blas_kernel)"
+ligand_pin_blas_kernel
+kernel="${OPENBLAS_CORETYPE:-}"
 step "build (release)"
 bin="$(ligand_bin)"
 export LIGAND_BIN="$bin"
