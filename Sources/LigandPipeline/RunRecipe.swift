@@ -341,26 +341,12 @@ public struct RunRecipe: Sendable {
             m.ridges = try doubles(f, "ridges", { $0 >= 0 }, "≥ 0")
             m.selectionSamples = try f.int("selection_samples", min: 0)
             m.bnSamples = try f.int("bn_samples", min: 1)
-            if let b = try f.string("batch_norm") {
-                guard let v = BatchNormHandling(rawValue: b) else {
-                    throw f.error("batch_norm", "must be one of \(BatchNormHandling.allCases.map(\.rawValue).joined(separator: ", ")), got '\(b)'")
-                }
-                m.batchNorm = v
-            }
+            m.batchNorm = try f.choice("batch_norm")
             m.calibrationSamples = try f.int("calibration_samples", min: 2)
         } else {
-            if let l = try f.string("loss") {
-                guard let v = AlignLoss(rawValue: l) else { throw f.error("loss", "must be one of \(AlignLoss.allCases.map(\.rawValue).joined(separator: ", ")), got '\(l)'") }
-                m.loss = v
-            }
-            if let r = try f.string("regularizer") {
-                guard let v = RegularizerKind(rawValue: r) else { throw f.error("regularizer", "must be one of \(RegularizerKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r)'") }
-                m.regularizer = v
-            }
-            if let r = try f.string("feature_norm") {
-                guard let v = FeatureNorm(rawValue: r) else { throw f.error("feature_norm", "must be one of \(FeatureNorm.allCases.map(\.rawValue).joined(separator: ", ")), got '\(r)'") }
-                m.featureNorm = v
-            }
+            m.loss = try f.choice("loss")
+            m.regularizer = try f.choice("regularizer")
+            m.featureNorm = try f.choice("feature_norm")
             m.scaling = try f.double("scaling", positive: true)
             m.lr = try f.double("lr", positive: true)
             m.batchSize = try f.int("batch_size", min: 1)

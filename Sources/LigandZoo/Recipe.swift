@@ -167,10 +167,7 @@ public struct Recipe: Sendable {
     }
 
     static func parseSuite(name: String, _ f: Fields) throws -> SuiteSpec {
-        let kindName = try f.string("kind", required: true)!
-        guard let kind = SuiteKind(rawValue: kindName) else {
-            throw f.error("kind", "must be one of \(SuiteKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(kindName)'")
-        }
+        let kind: SuiteKind = try f.choice("kind", required: true)!
         var archs: [ArchitectureSpec] = []
         let archItems = try f.list("architectures", required: true)!
         guard !archItems.isEmpty else { throw f.error("architectures", "must name at least one architecture") }
@@ -193,10 +190,7 @@ public struct Recipe: Sendable {
             weightDecay: try f.double("weight_decay", min: 0) ?? 5e-4,
             flip: try f.bool("flip"), shift: try f.int("shift", min: 0),
             trainImages: try f.int("train_images", min: 1))
-        if let o = try f.string("optimizer") {
-            guard let v = OptimizerKind(rawValue: o) else {
-                throw f.error("optimizer", "must be one of \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(o)'")
-            }
+        if let v: OptimizerKind = try f.choice("optimizer") {
             s.optimizer = v == .sgd ? nil : v   // the default, written out, keeps the cache key
         }
         switch kind {
@@ -358,6 +352,15 @@ public final class Fields {
         guard let v = try raw(key, required: required) else { return nil }
         guard let s = v as? String else { throw error(key, "must be a string, got \(describe(v))") }
         return s
+    }
+
+    /// One of an enumeration's raw values; anything else is refused with the list of choices.
+    public func choice<T: RawRepresentable & CaseIterable>(_ key: String, required: Bool = false) throws -> T? where T.RawValue == String {
+        guard let s = try string(key, required: required) else { return nil }
+        guard let v = T(rawValue: s) else {
+            throw error(key, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), got '\(s)'")
+        }
+        return v
     }
 
     public func bool(_ key: String) throws -> Bool? {
