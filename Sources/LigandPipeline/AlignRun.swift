@@ -353,8 +353,6 @@ public enum AlignRun {
         return h[0]
     }
 
-    /// Exact BatchNorm re-estimation over the first `samples` training images in fixed batches, the batches
-    /// spread over the ranks and their sums combined by the rank-count-independent reduction.
     /// REPAIR's targets: per BN and channel, the mean over all K models of the mean and the std of that BN's
     /// output in each (aligned, BN-folded) model, eval mode, on the first `samples` training images. Each rank
     /// measures its own models; one rank-order sum (`deterministicSum`) averages them.
@@ -382,6 +380,8 @@ public enum AlignRun {
         return out
     }
 
+    /// Exact BatchNorm re-estimation over the first `samples` training images in fixed batches, the batches
+    /// spread over the ranks and their sums combined by the rank-count-independent reduction.
     static func reestimateBatchNorm(_ net: Network<Float>, train: LabeledImages, samples: Int, batchSize: Int, comm: Communicator) throws {
         let empty = BatchNormStatistics(net)
         if empty.names.isEmpty { return }
