@@ -59,27 +59,30 @@ final class TransformTests: XCTestCase {
         XCTAssertEqual(Set(TaskTransform.coarseGroups), Set(0..<4))
     }
 
+    /// Checks that `t` writes the 2×2-averaged thumbnail of its inner transform into its quadrant and zeros
+    /// elsewhere; counts in `covered` the pixels it owns.
+    func checkThumbnail(_ t: TaskTransform, _ d: LabeledImages, covered: inout [Int]) throws {
+        let out = try t.apply(d)
+        guard let (inner, q) = t.thumbnail else { return XCTFail("\(t) is not a thumbnail task") }
+        let base = try inner?.apply(d) ?? d
+        let (r0, c0) = ((q / 2) * 14, (q % 2) * 14)
+        for p in 0..<784 {
+            let (r, c) = (p / 28, p % 28)
+            if r >= r0 && r < r0 + 14 && c >= c0 && c < c0 + 14 {
+                covered[p] += 1
+                let (sr, sc) = (2 * (r - r0), 2 * (c - c0))
+                let mean = (base.pixels[sr * 28 + sc] + base.pixels[sr * 28 + sc + 1] + base.pixels[(sr + 1) * 28 + sc] + base.pixels[(sr + 1) * 28 + sc + 1]) / 4
+                XCTAssertEqual(out.pixels[p], mean, accuracy: 1e-6, "\(t)")
+            } else {
+                XCTAssertEqual(out.pixels[p], 0, "\(t) wrote outside its quadrant")
+            }
+        }
+    }
+
     func testThumbnailsSitInTheirQuadrant() throws {
         let d = images(2)
         var covered = [Int](repeating: 0, count: 784)
-        for t in TaskTransform.standard.prefix(4) {
-            let out = try t.apply(d)
-            guard let (inner, q) = t.thumbnail else { return XCTFail("\(t) is not a thumbnail task") }
-            let base = try inner?.apply(d) ?? d
-            let (r0, c0) = ((q / 2) * 14, (q % 2) * 14)
-            for p in 0..<784 {
-                let (r, c) = (p / 28, p % 28)
-                let inside = r >= r0 && r < r0 + 14 && c >= c0 && c < c0 + 14
-                if inside {
-                    covered[p] += 1
-                    let (sr, sc) = (2 * (r - r0), 2 * (c - c0))
-                    let mean = (base.pixels[sr * 28 + sc] + base.pixels[sr * 28 + sc + 1] + base.pixels[(sr + 1) * 28 + sc] + base.pixels[(sr + 1) * 28 + sc + 1]) / 4
-                    XCTAssertEqual(out.pixels[p], mean, accuracy: 1e-6)
-                } else {
-                    XCTAssertEqual(out.pixels[p], 0, "\(t) wrote outside its quadrant")
-                }
-            }
-        }
+        for t in TaskTransform.standard.prefix(4) { try checkThumbnail(t, d, covered: &covered) }
         // The four quadrants tile the image exactly once.
         XCTAssertEqual(covered, [Int](repeating: 1, count: 784))
         let coarse = try TaskTransform.thumbBRFlipCoarse.apply(images(10))
@@ -94,20 +97,7 @@ final class TransformTests: XCTestCase {
         var covered2 = [Int](repeating: 0, count: 784)
         for t in distinct.suffix(4) {
             XCTAssertEqual(try t.apply(d10).classCount, 4, "\(t)")
-            let out = try t.apply(d), (inner, q) = t.thumbnail!
-            let base = try inner?.apply(d) ?? d
-            let (r0, c0) = ((q / 2) * 14, (q % 2) * 14)
-            for p in 0..<784 {
-                let (r, c) = (p / 28, p % 28)
-                if r >= r0 && r < r0 + 14 && c >= c0 && c < c0 + 14 {
-                    covered2[p] += 1
-                    let (sr, sc) = (2 * (r - r0), 2 * (c - c0))
-                    let mean = (base.pixels[sr * 28 + sc] + base.pixels[sr * 28 + sc + 1] + base.pixels[(sr + 1) * 28 + sc] + base.pixels[(sr + 1) * 28 + sc + 1]) / 4
-                    XCTAssertEqual(out.pixels[p], mean, accuracy: 1e-6, "\(t)")
-                } else {
-                    XCTAssertEqual(out.pixels[p], 0, "\(t) wrote outside its quadrant")
-                }
-            }
+            try checkThumbnail(t, d, covered: &covered2)
         }
         XCTAssertEqual(covered2, [Int](repeating: 1, count: 784), "the four second-transform tasks tile the image once")
     }
