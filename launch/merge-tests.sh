@@ -60,7 +60,7 @@ check_fusion() {   # check_fusion METHOD ARGS...
     else fail "$method: -np 1, 2 and 4 differ"; diff "$tmp/f-$method-1.out" "$tmp/f-$method-4.out" | head; fi
 }
 check_fusion regmean --alphas 0.5,1 --ridges 1e-3,1e-1 --calibration-samples 200 --selection-samples 200 --lambdas 0.5,1
-check_fusion progressive --alphas 1 --ridges 1e-3,1e-1 --calibration-samples 200 --selection-samples 200 --lambdas 0.5,1
+check_fusion progressive --ridges 1e-3,1e-1 --calibration-samples 200 --selection-samples 200 --lambdas 0.5,1
 sed 's/^/    | /' "$tmp/f-progressive-2.out"
 check_method tiny-seeds progressive --align cca --gammas 1e-1 --ridges 1e-3,1e-1 --calibration-samples 300 --selection-samples 200
 
@@ -85,8 +85,8 @@ sed -i 's/"suite" *: *"tiny-seeds"/"suite" : "tiny-mixed"/' "$mixed/manifest.jso
 cp "$(ls "$tmp"/cache/tiny-tasks-*/mlp-pretrained.safetensors)" "$mixed/mlp-seed1.safetensors"
 expect_error mixed-architectures "models of different architectures cannot be merged: mlp-seed1 is mlp 784-32-10 but mlp-seed0 is mlp 784-16-10" 2 --method permute --suite tiny-mixed
 expect_error ties-on-seeds "needs a tasks suite" 2 --method ties --suite tiny-seeds
-expect_error cca-on-tasks "use average, task-arithmetic or ties" 2 --method cca --suite tiny-tasks
-expect_error align-not-alignment "--align must be cca, permute or weight-matching" 2 --method progressive --suite tiny-seeds --align average
+expect_error cca-on-tasks "use neulig, average, task-arithmetic, ties" 2 --method cca --suite tiny-tasks
+expect_error align-not-alignment "--align: must be cca, permute or weight-matching" 2 --method progressive --suite tiny-seeds --align average
 # Border pixels are black on every Fashion-MNIST image: without a ridge the first layer's Gram matrix is singular.
 expect_error singular-no-ridge "layer 'layers.0': the 78[45]×78[45] Gram system is singular .*--ridges" 2 --method progressive --suite tiny-tasks --ridges 0 --calibration-samples 100
 expect_error alpha-range "--alphas: every α must be in \[0, 1\]" 2 --method regmean --suite tiny-tasks --alphas 0.5,2

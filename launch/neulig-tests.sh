@@ -82,10 +82,10 @@ expect_error() {   # expect_error NAME PATTERN ARGS...
         ok "$name: exit $rc: $(grep -m1 -E -- "$pattern" "$tmp/$name.out" | cut -c1-150)"
     else fail "$name: exit $rc"; sed 's/^/    | /' "$tmp/$name.out" | head; fi
 }
-expect_error lr-zero "--lr must be positive" merge --method neulig --suite tiny-tasks --lr 0
-expect_error empty-calibration "calibration-samples must be positive" merge --method neulig --suite tiny-tasks --calibration-samples 0
+expect_error lr-zero "--lr: must be positive" merge --method neulig --suite tiny-tasks --lr 0
+expect_error empty-calibration "--calibration-samples: must be at least 2" merge --method neulig --suite tiny-tasks --calibration-samples 0
 expect_error align-on-tasks "share one pretrained origin" merge --method neulig --suite tiny-tasks --align cca
-expect_error align-method "--align must be cca, permute or weight-matching" merge --method neulig --suite tiny-seeds --align average
+expect_error align-method "--align: must be cca, permute or weight-matching" merge --method neulig --suite tiny-seeds --align average
 # Suites made from copies of tiny-tasks: one expert of another width, one expert file without its head.
 copy_suite() {   # copy_suite NAME: a copy of tiny-tasks named NAME; prints its directory
     local dir="$tmp/cache/$1-0"

@@ -1,5 +1,7 @@
 # Shared by the MPI test scripts (zoo, merge, neulig): sourced after common.sh.
 #   test_setup NAME [BIN]   sets bin, tmp (removed on exit), the pass/fail counters, LIGAND_QUIET
+#                           LIGAND_DIGESTS=FILE: on exit, append the sha256 of every fused file written under tmp
+#                           (the zoo cache excluded) to FILE, to check a refactoring changes no result
 #   ok MSG / fail MSG       count and print one check
 #   run_np NP OUT ARGS...   ligand under mpirun with NP ranks, stdout+stderr to OUT, 300 s limit
 #   tiny_recipe FILE        the tiny recipe the scripts build (a few thousand images, 1 epoch)
@@ -9,9 +11,16 @@ test_setup() {
     bin="${2:-$(ligand_bin)}" || exit 1
     [[ "$bin" == /* ]] || bin="$LIGAND_ROOT/$bin"
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/ligand-$name.XXXXXX")"
-    trap 'rm -rf "$tmp"' EXIT
+    trap test_cleanup EXIT
     passed=0; failed=0
     export LIGAND_QUIET=1
+}
+
+test_cleanup() {
+    if [[ -n "${LIGAND_DIGESTS:-}" ]]; then
+        (cd "$tmp" && find . -name '*.safetensors' -not -path './cache/*' -type f -print0 | sort -z | xargs -0 -r sha256sum) >>"$LIGAND_DIGESTS"
+    fi
+    rm -rf "$tmp"
 }
 
 ok()   { echo "ok:   $*"; passed=$((passed + 1)); }

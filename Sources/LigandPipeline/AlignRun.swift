@@ -8,25 +8,6 @@ import LigandNN
 import LigandNumerics
 import LigandZoo
 
-/// The merges of `ligand merge` other than NeuLig (algorithms.md, CCA Merge and Baselines).
-public enum AlignMethod: String, Codable, Sendable, CaseIterable {
-    case average
-    case taskArithmetic = "task-arithmetic"
-    case ties
-    case weightMatching = "weight-matching"
-    case permute
-    case cca
-    case regmean
-    case progressive
-
-    /// Methods that combine task vectors and so need a pretrained model (a tasks suite).
-    public var needsPretrained: Bool { self == .taskArithmetic || self == .ties }
-    /// Least-squares fusion of a tasks suite's experts into one backbone (FusionRun).
-    public var fuses: Bool { self == .regmean || self == .progressive }
-    /// Methods that align diverse-origin models into a reference (a seeds or splits suite).
-    public var aligns: Bool { self == .weightMatching || self == .permute || self == .cca }
-}
-
 /// How the reference model (the space every other model is aligned into) is chosen.
 public enum ReferenceRule: Equatable, Sendable, CustomStringConvertible {
     case first
@@ -34,12 +15,13 @@ public enum ReferenceRule: Equatable, Sendable, CustomStringConvertible {
     case best
     case index(Int)
 
-    public init(parsing s: String) throws {
+    /// first, best or a model index (nil: none of these).
+    public init?(text s: String) {
         switch s.lowercased() {
         case "first": self = .first
         case "best": self = .best
         default:
-            guard let i = Int(s) else { throw AlignError("--reference must be first, best or a model index, got '\(s)'") }
+            guard let i = Int(s), i >= 0 else { return nil }
             self = .index(i)
         }
     }
@@ -59,42 +41,23 @@ public struct AlignError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { message }
 }
 
-public struct AlignOptions: Sendable {
-    /// CCA's γ grid of the reference code: 1e-6 … 1e7, one value per decade.
-    public static let defaultGammas: [Double] = (-6...7).map { pow(10, Double($0)) }
-    public static let defaultLambdas: [Double] = Evaluation.taskArithmeticLambdas
-
-    public var method: AlignMethod
+/// A merge's inputs and settings other than the method's own parameters (which `parameters` holds, as the
+/// method's file declares them).
+public struct AlignOptions {
+    public var method: any MergeMethod.Type
+    public var parameters = ParameterValues()
     public var suite: String
     public var architecture: String?
     /// The first K models of the suite (nil: all of them).
     public var models: Int?
     /// The models (seeds, splits) or experts (tasks) to merge by index in the suite, in this order; overrides `models`.
     public var subset: [Int]?
-    public var reference: ReferenceRule = .first
-    /// Relative ridges (fractions of the mean unit variance, see `CCASolver`).
-    public var gammas: [Double] = AlignOptions.defaultGammas
-    public var lambdas: [Double] = AlignOptions.defaultLambdas
-    /// TIES: fractions of each task vector kept (0.2 = the customary top 20%).
-    public var tiesKeep: [Double] = [0.1, 0.2, 0.3]
-    /// RegMean: scales of the Gram matrices' off-diagonal entries.
-    public var alphas: [Double] = (0...10).map { Double($0) / 10 }
-    /// RegMean, progressive: ridges relative to the mean diagonal of the Gram matrix.
-    public var ridges: [Double] = [1e-4, 1e-3, 1e-2, 1e-1]
-    /// RegMean, progressive: calibration images per task held out (at the end of the split) to fit α, ridge and λ.
-    public var selectionSamples = 1000
+    /// Tasks suites: the experts of these tasks, in this order (nil: every task, or `subset`).
+    public var tasks: [String]?
     /// Writes each task's statistics images here (rank 0), for independent checks of the fusion.
     public var dumpCalibration: URL?
-    /// RegMean, progressive on a seeds or splits suite: the alignment run first (multi-level fusion).
-    public var align: AlignMethod?
-    /// Calibration images for statistics and every fitted choice (nil: the suite's whole calibration split).
-    public var calibrationSamples: Int?
-    /// Training images BatchNorm statistics are re-estimated on after merging.
-    public var bnSamples = 5000
-    /// Alignment of seeds/splits models: BN vectors mapped (and re-estimated), or BN folded into the conv first.
-    public var batchNorm: BatchNormHandling = .map
     public var batchSize = 100
-    /// Seed of weight matching's coordinate order.
+    /// The run's seed (weight matching's coordinate order, DARE's drops).
     public var seed: UInt64 = 0
     public var outDirectory: URL
     public var dataDirectory: URL = MNISTFamily.defaultDirectory
@@ -107,9 +70,18 @@ public struct AlignOptions: Sendable {
     public var calibrationSeed: UInt64 = 0
     public var quiet = false
 
-    public init(method: AlignMethod, suite: String, outDirectory: URL) {
+    public init(method: any MergeMethod.Type, suite: String, outDirectory: URL) {
         self.method = method; self.suite = suite; self.outDirectory = outDirectory
     }
+
+    // The common parameters as the pipeline reads them.
+    public var calibrationSamples: Int? { parameters.integer(CommonParameters.calibrationSamples) }
+    public var reference: ReferenceRule { parameters.text(CommonParameters.reference).flatMap(ReferenceRule.init(text:)) ?? .first }
+    /// The alignment run first (multi-level fusion), nil: none.
+    public var align: (any MergeMethod.Type)? { parameters.text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
+    public var bnSamples: Int { parameters.integer(CommonParameters.bnSamples) ?? 5000 }
+    public var batchNorm: BatchNormHandling { parameters.choice(CommonParameters.batchNorm) ?? .map }
+    public var selectionSamples: Int { parameters.integer(CommonParameters.selectionSamples) ?? 1000 }
 
     /// The calibration split cut into the statistics images and, for regmean and progressive, the images held out at
     /// its end on which their settings are chosen; the statistics part then shortened to `calibrationSamples`.
@@ -124,35 +96,16 @@ public struct AlignOptions: Sendable {
         return (cal, selection)
     }
 
-    /// Refuses hyper-parameter grids and sizes that cannot work, naming the option.
+    /// Refuses sizes that cannot work, naming the option (parameter values were checked by their declarations).
     public func validate() throws {
         if let k = models, k < 2 { throw AlignError("--models must be at least 2 (a merge needs two models), got \(k)") }
         if let s = subset {
             guard s.count >= 2 else { throw AlignError("the subset must hold at least 2 models, got \(s)") }
             guard s.allSatisfy({ $0 >= 0 }), Set(s).count == s.count else { throw AlignError("the subset must hold distinct non-negative model indices, got \(s)") }
         }
-        if let n = calibrationSamples, n < 2 { throw AlignError("--calibration-samples must be at least 2, got \(n)") }
-        guard bnSamples > 0 else { throw AlignError("--bn-samples must be positive, got \(bnSamples)") }
         guard batchSize > 0 else { throw AlignError("--batch-size must be positive, got \(batchSize)") }
-        guard !gammas.isEmpty else { throw AlignError("--gammas is empty") }
-        if let g = gammas.first(where: { !($0.isFinite && $0 > 0) }) {
-            throw AlignError("--gammas: every γ must be finite and > 0 (it is a ridge relative to the mean unit variance), got \(g)")
-        }
-        guard !lambdas.isEmpty else { throw AlignError("--lambdas is empty") }
-        if let l = lambdas.first(where: { !$0.isFinite }) { throw AlignError("--lambdas: every λ must be finite, got \(l)") }
-        guard !tiesKeep.isEmpty else { throw AlignError("--ties-k is empty") }
-        if let k = tiesKeep.first(where: { !($0 > 0 && $0 <= 1) }) {
-            throw AlignError("--ties-k: every kept fraction must be in (0, 100] percent, got \(k * 100)")
-        }
-        guard !alphas.isEmpty else { throw AlignError("--alphas is empty") }
-        if let a = alphas.first(where: { !($0 >= 0 && $0 <= 1) }) { throw AlignError("--alphas: every α must be in [0, 1], got \(a)") }
-        guard !ridges.isEmpty else { throw AlignError("--ridges is empty") }
-        if let r = ridges.first(where: { !($0.isFinite && $0 >= 0) }) {
-            throw AlignError("--ridges: every ridge must be finite and ≥ 0 (it is relative to the mean diagonal of the Gram matrix), got \(r)")
-        }
-        if let a = align, !a.aligns { throw AlignError("--align must be cca, permute or weight-matching, got \(a.rawValue)") }
-        if align != nil && !method.fuses { throw AlignError("--align applies to regmean and progressive (and neulig), not to --method \(method.rawValue)") }
-        guard selectionSamples >= 0 else { throw AlignError("--selection-samples must be non-negative, got \(selectionSamples)") }
+        if let a = align, !a.aligns { throw AlignError("--align must be cca, permute or weight-matching, got \(a.name)") }
+        if align != nil && !method.fuses { throw AlignError("--align applies to regmean and progressive (and neulig), not to --method \(method.name)") }
     }
 }
 
@@ -415,10 +368,10 @@ public enum AlignRun {
 
         let k = input.names.count
         guard !o.method.needsPretrained else {
-            throw AlignError("--method \(o.method.rawValue) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; suite '\(input.suite)' is a \(input.suiteKind) suite")
+            throw AlignError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; suite '\(input.suite)' is a \(input.suiteKind) suite")
         }
         guard !o.method.fuses else {
-            throw AlignError("--method \(o.method.rawValue) fuses experts of different tasks into one backbone and needs a tasks suite; suite '\(input.suite)' is a \(input.suiteKind) suite")
+            throw AlignError("--method \(o.method.name) fuses experts of different tasks into one backbone and needs a tasks suite; suite '\(input.suite)' is a \(input.suiteKind) suite")
         }
         guard k >= 2 else { throw AlignError("a merge needs at least two models, suite '\(input.suite)' gives \(k)\(k == 1 ? " (\(input.names[0]))" : "")") }
         do { try requireSameArchitecture(input.architectures, names: input.names) } catch { throw AlignError("\(error)") }
@@ -429,8 +382,8 @@ public enum AlignRun {
         guard input.calibration.count >= 2 else { throw AlignError("the calibration split holds \(input.calibration.count) images, at least 2 are needed") }
         let graph: MergeGraph
         do { graph = try MergeGraph(arch) } catch { throw AlignError("\(error)") }
-        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
-        func owner(_ i: Int) -> Int { (0..<comm.size).first { blockRange(count: k, parts: comm.size, part: $0).contains(i) }! }
+        let shard = ModelShard(total: k, comm: comm)
+        let local = shard.local
 
         let nets = try agreeing(comm, "loading the models") { try local.map { try input.load($0) } }
         let layout = FlatLayout(try nets.first.map { $0.stateDict() } ?? Network<Float>(arch, seed: 0).stateDict())
@@ -479,13 +432,11 @@ public enum AlignRun {
         case .index(let i): ref = i
         case .best: ref = calAccuracy.indices.max { calAccuracy[$0] < calAccuracy[$1] || (calAccuracy[$0] == calAccuracy[$1] && $0 > $1) }!
         }
-        let holder = owner(ref)
         let referenceNet: Network<Float>? = local.contains(ref) ? nets[ref - local.lowerBound] : nil
 
         /// Averages the local models' (aligned) tensors over all models, then re-estimates BN on training data.
         func fuse(_ aligned: [StateDict]) throws -> Network<Float> {
-            let contributions = zip(local, aligned).map { (index: $0, values: layout.flatten($1)) }
-            let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
+            let sum = try shard.sum(aligned.map { layout.flatten($0) })
             let net = try network(arch, layout.unflatten(sum, divisor: Double(k)), counters: counters)
             if o.batchNorm == .repair && !net.batchNorms.isEmpty {
                 let targets = try repairTargets(zip(local, aligned).map { ($0, try network(arch, $1, counters: counters)) },
@@ -503,106 +454,20 @@ public enum AlignRun {
             o.batchNorm.folds ? try foldBatchNorm(net.stateDictionary(), graph: graph, model: input.names[i]) : net.stateDictionary()
         }
         var rows: [ReportRow] = []
-        var hyper: [String: String] = [:]
-        var scores: [String: Double] = [:]
-        let fused: Network<Float>
-        var alignedLocal = states
         let averaged = try fuse(states)
         timer.lap("average")
-
-        switch o.method {
-        case .average, .taskArithmetic, .ties, .regmean, .progressive:
-            fused = averaged
-        case .weightMatching:
-            // The reference's weights reach every rank once; each rank matches its models to them.
-            var flat: [Float] = referenceNet.map { layout.floats($0.stateDictionary()) } ?? []
-            try comm.broadcast(&flat, root: holder)
-            let refState = layout.unflatten(flat)
-            var sweeps: [Int] = []
-            let aligned = try agreeing(comm, "weight matching") {
-                try zip(local, states).map { i, s -> StateDict in
-                    if i == ref { return s }
-                    let r = try weightMatching(reference: refState, model: s, graph: graph, seed: o.seed)
-                    sweeps.append(r.sweeps)
-                    return try applyMaps(s, maps: r.maps, graph: graph, model: input.names[i], frozen: frozen)
-                }
-            }
-            timer.lap("maps")
-            fused = try fuse(aligned)
-            alignedLocal = aligned
-            hyper["seed"] = "\(o.seed)"
-        case .permute, .cca:
-            var stats = [Int: ModelPairStatistics]()
-            for i in local where i != ref { stats[i] = ModelPairStatistics(graph: graph) }
-            let calIndices = Array(0..<nCal)
-            let progress = PhaseProgress("statistics (calibration)", total: (nCal + o.batchSize - 1) / o.batchSize,
-                                         style: (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
-            var failure: String?
-            for (bi, lo) in stride(from: 0, to: nCal, by: o.batchSize).enumerated() {
-                let x = batch(input.calibration, Array(calIndices[lo..<min(nCal, lo + o.batchSize)]))
-                // Only the reference's activations travel: every rank pairs them with its own models'.
-                let refActs = referenceNet.map { captureActivations($0, x) }
-                var buf: [Float] = refActs.map { $0.flatMap(\.activation.storage) } ?? []
-                try comm.broadcast(&buf, root: holder)
-                if failure != nil { continue }
-                for i in local where i != ref {
-                    let mine = captureActivations(nets[i - local.lowerBound], x)
-                    var offset = 0
-                    let theirs = mine.map { tap -> (point: String, activation: Tensor) in
-                        let n = tap.activation.count
-                        defer { offset += n }
-                        return (tap.point, Tensor(shape: tap.activation.shape, storage: offset + n <= buf.count ? Array(buf[offset..<(offset + n)]) : []))
-                    }
-                    do {
-                        guard offset == buf.count else { throw AlignError("the reference's activations (\(buf.count) values) do not match \(input.names[i])'s (\(offset))") }
-                        try stats[i]!.accumulate(reference: theirs, model: mine)
-                    } catch { failure = "\(input.names[i]): \(error)"; break }
-                }
-                progress.update(bi + 1)
-            }
-            progress.finish()
-            try agreeing(comm, "statistics") { if let f = failure { throw AlignError(f) } }
-            timer.lap("statistics")
-            if o.method == .permute {
-                let aligned = try agreeing(comm, "permutation maps") {
-                    try zip(local, states).map { i, s -> StateDict in
-                        guard i != ref else { return s }
-                        do { return try applyMaps(s, maps: try permutationMaps(stats[i]!), graph: graph, model: input.names[i], frozen: frozen) }
-                        catch { throw AlignError("\(input.names[i]): \(error)") }
-                    }
-                }
-                timer.lap("maps")
-                fused = try fuse(aligned)
-                alignedLocal = aligned
-            } else {
-                // One statistics pass, many γ: eigendecompositions once per model, one SVD per γ and point.
-                let mappers = try agreeing(comm, "CCA") {
-                    try Dictionary(uniqueKeysWithValues: stats.map { i, s in
-                        do { return (i, try CCAMapper(s)) } catch { throw AlignError("\(input.names[i]): \(error)") }
-                    })
-                }
-                var best: (gamma: Double, hits: Double, net: Network<Float>, aligned: [StateDict])?
-                for g in o.gammas {
-                    let aligned = try agreeing(comm, "CCA maps at γ = \(formatted(g))") {
-                        try zip(local, states).map { i, s -> StateDict in
-                            guard i != ref else { return s }
-                            do { return try applyMaps(s, maps: try mappers[i]!.maps(gamma: g), graph: graph, model: input.names[i], frozen: frozen) }
-                            catch { throw AlignError("\(input.names[i]): \(error)") }
-                        }
-                    }
-                    let candidate = try fuse(aligned)
-                    let h = try hits(candidate, input.calibration, comm: comm)
-                    scores["gamma=\(formatted(g))"] = h / Double(nCal)
-                    log(String(format: "γ = %@: calibration accuracy %.2f%%", formatted(g), 100 * h / Double(nCal)))
-                    if best == nil || h > best!.hits { best = (g, h, candidate, aligned) }
-                }
-                fused = best!.net
-                alignedLocal = best!.aligned
-                hyper["gamma"] = formatted(best!.gamma)
-                hyper["gamma_scale"] = "relative to tr(Σ)/C"
-                timer.lap("gamma-grid")
-            }
+        guard let method = o.method as? any SameTaskAlignment.Type else {
+            throw AlignError("--method \(o.method.name) does not merge same-task models on its own")
         }
+        let context = AlignmentContext(comm: comm, shard: shard, names: input.names, nets: nets, states: states, reference: ref,
+                                       referenceNet: referenceNet, graph: graph, layout: layout, frozen: frozen, parameters: o.parameters,
+                                       seed: o.seed, calibration: input.calibration, batchSize: o.batchSize, quiet: o.quiet, log: log,
+                                       averaged: averaged, fuse: fuse, timer: timer)
+        let outcome = try method.align(context)
+        timer = context.timer
+        let fused = outcome.fused, alignedLocal = outcome.aligned
+        var hyper = outcome.hyperparameters
+        let scores = outcome.calibrationScores
 
         if !fused.batchNorms.isEmpty { hyper["batch_norm"] = o.batchNorm.rawValue }
         let fusedHits = try hits(fused, input.test, comm: comm)
@@ -616,11 +481,11 @@ public enum AlignRun {
         rows.append(row("best single model (\(input.names[bestSingle]))", "model", testAccuracy[bestSingle]))
         rows.append(row("reference (\(input.names[ref]))", "model", testAccuracy[ref]))
         rows.append(row("mean single model", "model", testAccuracy.reduce(0, +) / Double(k)))
-        if o.method != .average { rows.append(row("weight averaging (no alignment)", "baseline", averageHits / Double(nTest))) }
-        rows.append(row("fused: \(o.method.rawValue)", "merge", fusedHits / Double(nTest), hyper))
+        if o.method != Average.self { rows.append(row("weight averaging (no alignment)", "baseline", averageHits / Double(nTest))) }
+        rows.append(row("fused: \(o.method.name)", "merge", fusedHits / Double(nTest), hyper))
         for (i, n) in input.names.enumerated() { rows.append(row(n, "model", testAccuracy[i], ["calibration": String(format: "%.4f", calAccuracy[i])])) }
 
-        let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
+        let report = AlignReport(method: o.method.name, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
                                  columns: ["accuracy"], models: input.names, ranks: comm.size,
                                  reference: o.method.aligns ? input.names[ref] : nil, referenceRule: o.method.aligns ? o.reference.description : nil,
                                  calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timer.seconds)
@@ -635,13 +500,14 @@ public enum AlignRun {
         var timer = PhaseTimer()
         let k = input.tasks.count
         guard !o.method.aligns else {
-            throw AlignError("--method \(o.method.rawValue) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use average, task-arithmetic or ties)")
+            throw AlignError("--method \(o.method.name) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use \(MethodRegistry.all.filter { $0.accepts.contains(.tasks) }.map { $0.name }.joined(separator: ", ")))")
         }
         guard k >= 2 else { throw AlignError("a merge needs at least two experts, suite '\(input.suite)' gives \(k)") }
         var stripped = input.architectures
         for i in stripped.indices { stripped[i].classes = 0 }
         do { try requireSameArchitecture(stripped, names: input.tasks.map { "expert \($0)" }) } catch { throw AlignError("\(error)") }
-        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let shard = ModelShard(total: k, comm: comm)
+        let local = shard.local
         let pre = input.pretrained
         let headNames = Set(pre.head.parameters.map(\.name))
         let backboneLayout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
@@ -655,9 +521,7 @@ public enum AlignRun {
         let experts = try agreeing(comm, "loading the experts") { try local.map { backboneLayout.flatten(try input.load($0).stateDictionary()) } }
         timer.lap("load")
 
-        func sum(_ vectors: [[Double]]) throws -> [Double] {
-            try deterministicSum(contributions: zip(local, vectors).map { (index: $0, values: $1) }, total: k, comm: comm)
-        }
+        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
         /// Accuracy of a backbone with each task's head on each task's set (tasks spread over the ranks).
         func evaluate(_ flat: [Double], sets: [LabeledImages]) throws -> [Double] {
             let backbone = backboneLayout.unflatten(flat)
@@ -670,41 +534,14 @@ public enum AlignRun {
             try comm.allreduce(&h, op: .sum)
             return h
         }
-        let averageFlat = try sum(experts).map { $0 / Double(k) }
-        var hyper: [String: String] = [:]
-        var scores: [String: Double] = [:]
-        var fusedFlat = averageFlat
-        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
-        /// θ_pre + λ·delta on parameters, the experts' average on running statistics.
-        func combine(_ delta: [Double], _ lambda: Double) -> [Double] {
-            (0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : averageFlat[$0] }
+        let averageFlat = try shard.sum(experts).map { $0 / Double(k) }
+        guard let method = o.method as? any TaskVectorMerge.Type else {
+            throw AlignError("--method \(o.method.name) does not combine task vectors")
         }
-        switch o.method {
-        case .average: break
-        case .taskArithmetic:
-            let delta = try sum(experts.map { e in (0..<e.count).map { e[$0] - preFlat[$0] } })
-            var best = (lambda: o.lambdas[0], score: -1.0)
-            for l in o.lambdas {
-                let s = mean(try evaluate(combine(delta, l), sets: input.calibration))
-                scores["lambda=\(formatted(l))"] = s
-                if s > best.score { best = (l, s) }
-            }
-            fusedFlat = combine(delta, best.lambda)
-            hyper["lambda"] = formatted(best.lambda)
-        case .ties:
-            var best = (keep: o.tiesKeep[0], lambda: o.lambdas[0], score: -1.0, delta: [Double]())
-            for keep in o.tiesKeep {
-                let delta = try tiesDelta(localExperts: experts, pretrained: preFlat, isParameter: isParameter, keepFraction: keep, local: local, total: k, comm: comm)
-                for l in o.lambdas {
-                    let s = mean(try evaluate(combine(delta, l), sets: input.calibration))
-                    scores[String(format: "k=%g%%,lambda=%@", 100 * keep, formatted(l))] = s
-                    if s > best.score { best = (keep, l, s, delta) }
-                }
-            }
-            fusedFlat = combine(best.delta, best.lambda)
-            hyper["lambda"] = formatted(best.lambda); hyper["k"] = String(format: "%g%%", 100 * best.keep)
-        default: break
-        }
+        let context = TaskVectorContext(shard: shard, experts: experts, pretrained: preFlat, average: averageFlat, isParameter: isParameter,
+                                        parameters: o.parameters, seed: o.seed) { mean(try evaluate($0, sets: input.calibration)) }
+        let outcome = try method.merge(context)
+        let fusedFlat = outcome.backbone, hyper = outcome.hyperparameters, scores = outcome.calibrationScores
         timer.lap("fit")
 
         // Ensemble per task: mean over experts of softmax(h_t(f_k(x))); experts on their own tasks.
@@ -736,40 +573,15 @@ public enum AlignRun {
         }
         var rows = [row("experts (each on its own task)", "model", own), row("ensemble (mean softmax)", "ensemble", ensemble),
                     row("pretrained + task heads", "baseline", preAcc)]
-        if o.method != .average { rows.append(row("weight averaging", "baseline", avgAcc)) }
-        rows.append(row("fused: \(o.method.rawValue)", "merge", fusedAcc, hyper))
-        let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
+        if o.method != Average.self { rows.append(row("weight averaging", "baseline", avgAcc)) }
+        rows.append(row("fused: \(o.method.name)", "merge", fusedAcc, hyper))
+        let report = AlignReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
                                  rows: rows, fusedFile: nil, seconds: timer.seconds)
         let fusedDict = backboneLayout.unflatten(fusedFlat)
         return AlignResult(report: report, fused: nil, backbone: backboneLayout.names.map { ($0, fusedDict[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })
-    }
-
-    /// TIES's merged task vector over experts spread across ranks (same rule as LigandMerge's `ties`): each
-    /// rank trims its experts' task vectors to their top `keepFraction` by magnitude, the signs are elected
-    /// from the deterministic sum of the trimmed vectors, and the agreeing values are averaged.
-    public static func tiesDelta(localExperts: [[Double]], pretrained: [Double], isParameter: [Bool], keepFraction: Double,
-                                 local: Range<Int>, total k: Int, comm: Communicator) throws -> [Double] {
-        let idx = pretrained.indices.filter { isParameter[$0] }
-        let keep = max(1, Int((keepFraction * Double(idx.count)).rounded()))
-        let trimmed = localExperts.map { e -> [Double] in
-            var tau = idx.map { e[$0] - pretrained[$0] }
-            let t = tau.map(abs).sorted(by: >)[keep - 1]
-            for j in tau.indices where abs(tau[j]) < t { tau[j] = 0 }
-            return tau
-        }
-        let elected = try deterministicSum(contributions: zip(local, trimmed).map { (index: $0, values: $1) }, total: k, comm: comm)
-        let agreeing = trimmed.map { tau -> [Double] in
-            var v = [Double](repeating: 0, count: 2 * tau.count)
-            for j in tau.indices where tau[j] != 0 && elected[j] != 0 && (tau[j] > 0) == (elected[j] > 0) { v[j] = tau[j]; v[tau.count + j] = 1 }
-            return v
-        }
-        let s = try deterministicSum(contributions: zip(local, agreeing).map { (index: $0, values: $1) }, total: k, comm: comm)
-        var delta = [Double](repeating: 0, count: pretrained.count)
-        for (j, p) in idx.enumerated() where s[idx.count + j] > 0 { delta[p] = s[j] / s[idx.count + j] }
-        return delta
     }
 
     // MARK: From the zoo
@@ -782,7 +594,7 @@ public enum AlignRun {
         var tasksProbe: URL?
         if let files = o.modelFiles {
             if o.method.needsPretrained {
-                throw AlignError("--method \(o.method.rawValue) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; model files are merged as diverse-origin models of one task (use average, weight-matching, permute, cca, regmean or progressive)")
+                throw AlignError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; model files are merged as diverse-origin models of one task (use average, weight-matching, permute, cca, regmean or progressive)")
             }
             result = try mergeSameTask(from: .files(files), options: o, comm: comm, log: log)
         } else {
@@ -796,10 +608,10 @@ public enum AlignRun {
         }
 
         var report = result.report
-        let file = o.outDirectory.appendingPathComponent("\(o.method.rawValue).safetensors")
+        let file = o.outDirectory.appendingPathComponent("\(o.method.name).safetensors")
         if comm.isRoot {
             try FileManager.default.createDirectory(at: o.outDirectory, withIntermediateDirectories: true)
-            var meta = ["ligand.method": o.method.rawValue, "ligand.suite": o.suite, "ligand.models": report.models.joined(separator: ",")]
+            var meta = ["ligand.method": o.method.name, "ligand.suite": o.suite, "ligand.models": report.models.joined(separator: ",")]
             for (key, v) in report.hyperparameters { meta["ligand.\(key)"] = v }
             if let r = report.reference { meta["ligand.reference"] = r }
             if let net = result.fused {
@@ -827,6 +639,7 @@ public enum AlignRun {
     /// A seeds or splits suite, or model files: inputs built by `sameTaskInputs`, merged by the alignment or least-squares pipeline.
     static func mergeSameTask(from origin: SameTaskOrigin, options o: AlignOptions, comm: Communicator,
                               log: @escaping (String) -> Void) throws -> AlignResult {
+        if o.tasks != nil { throw AlignError("--tasks applies to tasks suites; suite '\(o.suite)' merges models of one task (use --models)") }
         let (input, selection) = try sameTaskInputs(o, origin: origin, cacheLogits: true)
         if o.method.fuses { return try FusionRun.mergeSameTask(input, selection: selection, options: o, comm: comm, log: log) }
         return try mergeSameTask(input, options: o, comm: comm, log: log)
@@ -860,6 +673,12 @@ public enum AlignRun {
                 throw AlignError("subset index \(bad) is out of range: suite '\(o.suite)' has \(experts.count) \(archLabel) experts")
             }
             experts = s.map { experts[$0] }
+        } else if let wanted = o.tasks {
+            for w in wanted where !experts.contains(where: { $0.task.rawValue == w }) {
+                throw AlignError("suite '\(o.suite)' has no \(archLabel) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))")
+            }
+            guard Set(wanted).count == wanted.count else { throw AlignError("--tasks lists a task twice: \(wanted.joined(separator: ","))") }
+            experts = wanted.map { w in experts.first { $0.task.rawValue == w }! }
         } else if let n = o.models { experts = Array(experts.prefix(n)) }
         guard let preModel = manifest.models.first(where: { $0.architecture == archLabel && $0.role == .pretrained }) else {
             throw AlignError("suite '\(o.suite)' has no pretrained \(archLabel) backbone")

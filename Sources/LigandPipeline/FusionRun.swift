@@ -7,7 +7,7 @@ import LigandNumerics
 import LigandZoo
 
 /// RegMean and progressive least-squares fusion over a Communicator (algorithms.md, "One fused model for every
-/// task"): model k lives on one rank (blockRange), which computes its Float64 Gram and cross sums on its task's
+/// task"): model k lives on one rank (ModelShard), which computes its Float64 Gram and cross sums on its task's
 /// calibration images; the rank-count-independent `deterministicSum` adds them over models, rank 0 solves and
 /// broadcasts the layer, and every rank moves on to the next layer with the fused layers so far.
 /// Memory per rank is O(its models × layer width²), never O(data): batches stream through.
@@ -125,7 +125,7 @@ public enum FusionRun {
     public static func mergeTasks(_ input: TasksInputs, selection: [LabeledImages], options o: AlignOptions, comm: Communicator,
                                   log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
-        guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.rawValue)") }
+        guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.name)") }
         var timer = PhaseTimer()
         let k = input.tasks.count
         guard k >= 1 else { throw AlignError("suite '\(input.suite)' gives no experts to fuse") }
@@ -142,7 +142,7 @@ public enum FusionRun {
         let selectionSets = (0..<k).map { selection[$0].count > 0 ? selection[$0] : input.calibration[$0] }
         let heldOut = selection.allSatisfy { $0.count > 0 }
 
-        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let local = ModelShard(total: k, comm: comm).local
         let headNames = Set(pre.head.parameters.map(\.name))
         let layout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
         let nets = try AlignRun.agreeing(comm, "loading the experts") { try local.map { try input.load($0) } }
@@ -178,11 +178,11 @@ public enum FusionRun {
         let sums = try c.regmeanSums()
         timer.lap("regmean-statistics")
         var bestRegMean: (score: Double, alpha: Double, ridge: Double, backbone: StateDict)?
-        for r in o.ridges {
-            for a in o.alphas {
+        for r in o.parameters.numbers(Progressive.ridges) {
+            for a in o.parameters.numbers(RegMean.alphas) {
                 let candidate = try c.regmean(sums, alpha: a, ridge: r, base: average)
                 let s = mean(try evaluate(candidate, sets: selectionSets))
-                scores[(o.method == .regmean ? "" : "regmean ") + "alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"] = s
+                scores[(o.method == RegMean.self ? "" : "regmean ") + "alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"] = s
                 if bestRegMean == nil || s > bestRegMean!.score { bestRegMean = (s, a, r, candidate) }
             }
         }
@@ -191,8 +191,8 @@ public enum FusionRun {
         timer.lap("regmean-grid")
 
         var progressive: (score: Double, ridge: Double, backbone: StateDict)?
-        if o.method == .progressive {
-            for r in o.ridges {
+        if o.method == Progressive.self {
+            for r in o.parameters.numbers(Progressive.ridges) {
                 let fused = try c.progressive(ridge: r, start: average)
                 let s = mean(try evaluate(fused, sets: selectionSets))
                 scores["ridge=\(AlignRun.formatted(r))"] = s
@@ -211,8 +211,8 @@ public enum FusionRun {
         func taskArithmetic(_ lambda: Double) -> StateDict {
             layout.unflatten((0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : averageFlat[$0] })
         }
-        var bestLambda = (lambda: o.lambdas[0], score: -1.0)
-        for l in o.lambdas {
+        var bestLambda = (lambda: o.parameters.numbers(TaskArithmetic.lambdas)[0], score: -1.0)
+        for l in o.parameters.numbers(TaskArithmetic.lambdas) {
             let s = mean(try evaluate(taskArithmetic(l), sets: selectionSets))
             scores["task-arithmetic lambda=\(AlignRun.formatted(l))"] = s
             if s > bestLambda.score { bestLambda = (l, s) }
@@ -253,7 +253,7 @@ public enum FusionRun {
         if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
         timer.lap("evaluate")
 
-        let report = AlignReport(method: o.method.rawValue, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
+        let report = AlignReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
                                  rows: rows, fusedFile: nil, seconds: timer.seconds)
@@ -270,20 +270,20 @@ public enum FusionRun {
     public static func mergeSameTask(_ input: SameTaskInputs, selection: LabeledImages, options o: AlignOptions, comm: Communicator,
                                      log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
-        guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.rawValue)") }
+        guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.name)") }
         var timer = PhaseTimer()
         guard input.calibration.count > 0 else { throw AlignError("suite '\(input.suite)': the calibration split is empty, the fusion needs calibration images") }
-        let alignMethod = o.align ?? .average
+        let alignMethod = o.align ?? Average.self
         var ao = o
         ao.method = alignMethod
-        ao.align = nil
+        ao.parameters.remove(CommonParameters.align)
         let aligned = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: log)
         timer.lap("align")
         let k = input.names.count, arch = input.architectures[0]
         let plan: FusionPlan
         do { plan = try FusionPlan(arch) } catch { throw AlignError("\(error)") }
         let counters = try Network<Float>(arch, seed: 0).batchCounters()
-        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let local = ModelShard(total: k, comm: comm).local
         let nets = try AlignRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try AlignRun.network(arch, $0, counters: counters) } }
         let states = nets.map { $0.stateDictionary() }
         let layout = FlatLayout(try Network<Float>(arch, seed: 0).stateDict())
@@ -299,8 +299,8 @@ public enum FusionRun {
         var scores = aligned.report.calibrationScores
         var hyper: [String: String] = [:]
         var best: (score: Double, state: StateDict)?
-        if o.method == .progressive {
-            for r in o.ridges {
+        if o.method == Progressive.self {
+            for r in o.parameters.numbers(Progressive.ridges) {
                 let fused = try c.progressive(ridge: r, start: average)
                 let s = try accuracy(fused, selectionSet)
                 scores["ridge=\(AlignRun.formatted(r))"] = s
@@ -309,8 +309,8 @@ public enum FusionRun {
             }
         } else {
             let sums = try c.regmeanSums()
-            for r in o.ridges {
-                for a in o.alphas {
+            for r in o.parameters.numbers(Progressive.ridges) {
+                for a in o.parameters.numbers(RegMean.alphas) {
                     let fused = try c.regmean(sums, alpha: a, ridge: r, base: average)
                     let s = try accuracy(fused, selectionSet)
                     scores["alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"] = s
@@ -318,10 +318,10 @@ public enum FusionRun {
                 }
             }
         }
-        timer.lap(o.method.rawValue)
+        timer.lap(o.method.name)
         let testAccuracy = try accuracy(best!.state, input.test)
         timer.lap("evaluate")
-        hyper["align"] = o.align?.rawValue ?? "none"
+        hyper["align"] = o.align?.name ?? "none"
         for (key, v) in aligned.report.hyperparameters { hyper["align_" + key] = v }
         let rowHyper = hyper
         hyper["ridge_scale"] = ridgeScale
@@ -329,15 +329,15 @@ public enum FusionRun {
         if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
         var rows = aligned.report.rows
         if let i = rows.firstIndex(where: { $0.kind == "merge" }) {
-            rows[i].name = o.align == nil ? "weight averaging" : "\(alignMethod.rawValue) merge (aligned, averaged)"
+            rows[i].name = o.align == nil ? "weight averaging" : "\(alignMethod.name) merge (aligned, averaged)"
             rows[i].kind = "baseline"
         }
-        let name = "fused: \(o.method.rawValue)" + (o.align.map { " after \($0.rawValue)" } ?? "")
+        let name = "fused: \(o.method.name)" + (o.align.map { " after \($0.name)" } ?? "")
         rows.insert(ReportRow(name: name, kind: "merge", accuracies: [testAccuracy], mean: testAccuracy, hyperparameters: rowHyper),
                     at: (rows.firstIndex { $0.name.hasPrefix(input.names[0]) } ?? rows.count))
         for (key, v) in aligned.report.seconds { timer.seconds["align-" + key] = v }
         var report = aligned.report
-        report.method = o.method.rawValue + (o.align.map { "+\($0.rawValue)" } ?? "")
+        report.method = o.method.name + (o.align.map { "+\($0.name)" } ?? "")
         report.hyperparameters = hyper
         report.calibrationScores = scores
         report.rows = rows

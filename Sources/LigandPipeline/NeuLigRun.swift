@@ -16,34 +16,22 @@ public enum FusionMode: String, Codable, Sendable, CaseIterable {
     case global
 }
 
-public struct NeuLigOptions: Sendable {
+/// A NeuLig run's inputs and settings; NeuLig's own parameters (and the alignment's, for multi-level) in `parameters`,
+/// as Methods/NeuLig.swift declares them.
+public struct NeuLigOptions {
+    public var parameters = ParameterValues()
+    /// The Portland's initialisation and data order.
+    public var seed: UInt64 = 0
     public var suite: String
     public var architecture: String?
     public var tasks: [String]?
-    public var portland = PortlandConfig()
-    /// Calibration images per task Portland trains on (nil: the suite's whole calibration split).
-    public var calibrationSamples: Int?
-    public var checkpointEvery = 50
     public var checkpointDirectory: URL
     public var outDirectory: URL
     public var dataDirectory: URL = MNISTFamily.defaultDirectory
     public var zooRoot: URL = ZooCache.defaultRoot
-    public var baselines = true
-    /// Also report the paper's `batch` mode: a merged model per evaluation batch from its first sample's β.
-    public var batchMode = false
     public var quiet = false
-    /// Seeds/splits suites: align the models into the reference's space first (cca, permute, weight-matching), then NeuLig
-    /// (algorithms.md, "Multi-level: align, then NeuLig"); nil: NeuLig on the models as trained.
-    public var align: AlignMethod?
-    public var reference: ReferenceRule = .first
-    public var gammas: [Double] = AlignOptions.defaultGammas
     /// Seeds/splits suites: the first K models (nil: all of them).
     public var models: Int?
-    /// Seeds/splits suites: training images BatchNorm statistics are re-estimated on after fusing.
-    public var bnSamples = 5000
-    /// The TIES baseline's grids (tasks suites): λ and the fraction of each task vector kept.
-    public var lambdas: [Double] = AlignOptions.defaultLambdas
-    public var tiesKeep: [Double] = [0.1, 0.2, 0.3]
     /// Fuse these model files (diverse-origin models of one task, like a seeds suite) instead of the zoo suite
     /// `suite`, which then only labels the merge; nil: the suite.
     public var modelFiles: [URL]?
@@ -56,6 +44,20 @@ public struct NeuLigOptions: Sendable {
         self.outDirectory = outDirectory
         self.checkpointDirectory = checkpointDirectory ?? outDirectory.appendingPathComponent("checkpoints")
     }
+
+    // The parameters as the pipeline reads them.
+    public var portland: PortlandConfig { NeuLig.portland(parameters, seed: seed) }
+    /// Calibration images per task Portland trains on (nil: the suite's whole calibration split).
+    public var calibrationSamples: Int? { parameters.integer(CommonParameters.calibrationSamples) }
+    public var checkpointEvery: Int { parameters.integer(NeuLig.checkpointEvery) ?? 0 }
+    public var baselines: Bool { parameters.flag(NeuLig.baselines) }
+    public var batchMode: Bool { parameters.flag(NeuLig.batchMode) }
+    /// Seeds/splits suites: the alignment before NeuLig (multi-level); nil: the models as trained.
+    public var align: (any MergeMethod.Type)? { parameters.text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
+    public var bnSamples: Int { parameters.integer(CommonParameters.bnSamples) ?? 5000 }
+    /// The task-arithmetic and TIES baselines' grids (tasks suites).
+    public var lambdas: [Double] { parameters.numbers(TaskArithmetic.lambdas) }
+    public var tiesKeep: [Double] { parameters.numbers(TIES.keep) }
 }
 
 /// One line of a report: a model or merge, its accuracy per task and on average.
@@ -159,7 +161,7 @@ public enum NeuLigRun {
         let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
         if manifest.kind != .tasks { return try runSameTask(o, suite: (dir, manifest), comm: counter, log: log) }
         if let a = o.align {
-            throw PipelineError.invalid("--align \(a.rawValue) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it")
+            throw PipelineError.invalid("--align \(a.name) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it")
         }
         let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
         let arch = o.architecture ?? labels.first!
@@ -182,7 +184,7 @@ public enum NeuLigRun {
             throw PipelineError.invalid("suite '\(o.suite)' has no pretrained \(arch) backbone")
         }
         let k = experts.count
-        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let local = ModelShard(total: k, comm: comm).local
         let data = try ZooData.load(directory: o.dataDirectory)
         let splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
 
@@ -419,8 +421,8 @@ public enum NeuLigRun {
         let progress = PhaseProgress("TIES k × λ (calibration)", total: o.tiesKeep.count * o.lambdas.count,
                                      style: (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
         for (i, keep) in o.tiesKeep.enumerated() {
-            let delta = try AlignRun.tiesDelta(localExperts: localFlat, pretrained: preFlat, isParameter: isParameter, keepFraction: keep,
-                                               local: local, total: total, comm: comm)
+            let delta = try TIES.mergedTaskVector(localExperts: localFlat, pretrained: preFlat, isParameter: isParameter, keepFraction: keep,
+                                                  shard: ModelShard(total: total, comm: comm))
             for (j, l) in o.lambdas.enumerated() {
                 let s = try score(combine(delta, l))
                 if s > best.score { best = (keep, l, s, delta) }

@@ -21,18 +21,18 @@ extension NeuLigRun {
                             log: @escaping (String) -> Void) throws -> NeuLigReport {
         let clock = Date()
         if let a = o.align, !a.aligns {
-            throw PipelineError.invalid("--align \(a.rawValue): only weight-matching, permute and cca align models into the reference's space")
+            throw PipelineError.invalid("--align \(a.name): only weight-matching, permute and cca align models into the reference's space")
         }
         if let t = o.tasks {
             let what = suite.map { "suite '\(o.suite)' is a \($0.manifest.kind.rawValue) suite with one task" } ?? "model files are models of one task"
             throw PipelineError.invalid("--tasks \(t.joined(separator: ",")): \(what); choose models with --models")
         }
         if let n = o.models, n < 2 { throw PipelineError.invalid("--models must be at least 2 (a merge needs two models), got \(n)") }
-        var ao = AlignOptions(method: .average, suite: o.suite, outDirectory: o.outDirectory)
+        var ao = AlignOptions(method: Average.self, suite: o.suite, outDirectory: o.outDirectory)
+        ao.parameters = o.parameters
+        ao.parameters.remove(CommonParameters.align)
         ao.architecture = o.architecture
         ao.models = o.models
-        ao.calibrationSamples = o.calibrationSamples
-        ao.bnSamples = o.bnSamples
         ao.modelFiles = o.modelFiles
         ao.calibrationHoldout = o.calibrationHoldout
         ao.calibrationSeed = o.calibrationSeed
@@ -55,24 +55,22 @@ extension NeuLigRun {
         let comm: Communicator = counter
         var timer = PhaseTimer(start: start, counting: counter)
         if let a = o.align, !a.aligns {
-            throw PipelineError.invalid("--align \(a.rawValue): only weight-matching, permute and cca align models into the reference's space")
+            throw PipelineError.invalid("--align \(a.name): only weight-matching, permute and cca align models into the reference's space")
         }
         guard input.names.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)") }
 
         // Ensemble, single models and weight averaging, plus the alignment when asked: AlignRun's pipeline, which also
         // hands back this rank's models in the reference's space.
-        var ao = AlignOptions(method: o.align ?? .average, suite: o.suite, outDirectory: o.outDirectory)
-        ao.reference = o.reference
-        ao.gammas = o.gammas
-        ao.calibrationSamples = o.calibrationSamples
-        ao.bnSamples = o.bnSamples
-        ao.seed = o.portland.seed
+        var ao = AlignOptions(method: o.align ?? Average.self, suite: o.suite, outDirectory: o.outDirectory)
+        ao.parameters = o.parameters
+        ao.parameters.remove(CommonParameters.align)
+        ao.seed = o.seed
         ao.quiet = o.quiet
         let merged = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: o.quiet ? { _ in } : log)
         timer.lap("align")
 
         let k = input.names.count, arch = input.architectures[0]
-        let local = blockRange(count: k, parts: comm.size, part: comm.rank)
+        let local = ModelShard(total: k, comm: comm).local
         let probe = try Network<Float>(arch, seed: 0)
         let counters = probe.batchCounters()
         let nets = try merged.alignedLocal.map { try AlignRun.network(arch, $0, counters: counters) }
@@ -90,7 +88,7 @@ extension NeuLigRun {
         // The task name carries the alignment, so a checkpoint of another alignment is never resumed.
         let alignment = o.align.map { a -> String in
             let settings = merged.report.hyperparameters.filter { $0.key != "gamma_scale" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-            return ([a.rawValue] + settings + ["reference=\(merged.report.reference ?? "-")"]).joined(separator: " ")
+            return ([a.name] + settings + ["reference=\(merged.report.reference ?? "-")"]).joined(separator: " ")
         }
         let task = PortlandTask(name: "calibration" + (alignment.map { " after \($0)" } ?? ""), classes: c, localHeads: heads,
                                 labels: input.calibration.labels, features: nets.map { Trainer.featureRows($0, data: input.calibration) })
@@ -145,11 +143,11 @@ extension NeuLigRun {
         var rows: [ReportRow] = summary.map { r in
             var r = r
             if r.name == "fused: average" { r.name = "weight averaging (no alignment)"; r.kind = "baseline" }
-            if let a = o.align, r.name == "fused: \(a.rawValue)" { r.name = "\(a.rawValue) alone (fused: \(a.rawValue))" }
+            if let a = o.align, r.name == "fused: \(a.name)" { r.name = "\(a.name) alone (fused: \(a.name))" }
             return r
         }
         rows.append(ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: "ensemble", accuracies: [portlandEnsemble], mean: portlandEnsemble))
-        rows.append(ReportRow(name: aligned ? "\(o.align!.rawValue) then NeuLig, fused (mean β)" : "NeuLig alone, fused (mean β)", kind: "merge",
+        rows.append(ReportRow(name: aligned ? "\(o.align!.name) then NeuLig, fused (mean β)" : "NeuLig alone, fused (mean β)", kind: "merge",
                               accuracies: [fusedAccuracy], mean: fusedAccuracy,
                               hyperparameters: ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue, "features": o.portland.featureNorm.rawValue]))
         rows += merged.report.rows.filter { r in r.kind == "model" && input.names.contains(r.name) }
@@ -157,7 +155,7 @@ extension NeuLigRun {
         if comm.isRoot {
             try FileManager.default.createDirectory(at: o.outDirectory, withIntermediateDirectories: true)
             try ModelFile.save(fused, to: o.outDirectory.appendingPathComponent("neulig-global.safetensors"), metadata: [
-                "ligand.method": aligned ? "\(o.align!.rawValue) then neulig" : "neulig", "ligand.suite": o.suite,
+                "ligand.method": aligned ? "\(o.align!.name) then neulig" : "neulig", "ligand.suite": o.suite,
                 "ligand.models": input.names.joined(separator: ","), "ligand.coefficients": beta.map { String($0) }.joined(separator: ","),
             ])
         }

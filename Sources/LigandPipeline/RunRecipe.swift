@@ -57,41 +57,25 @@ public enum SubsetRule: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// One method of an experiment with the settings the recipe gives it (nil: the method's default).
-public struct RunMethod: Sendable {
-    /// "neulig" or an `AlignMethod` raw value.
-    public var name: String
-    public var align: AlignMethod? { AlignMethod(rawValue: name) }
+/// One method of an experiment with the parameters the recipe gives it (the rest: their declarations' defaults).
+public struct RunMethod {
+    public var method: any MergeMethod.Type
+    public var parameters = ParameterValues()
+    public var name: String { method.name }
     /// The method's name in reports and run directories: its name, and a BatchNorm handling other than the default.
-    public var label: String { batchNorm.map { $0 == .map ? name : "\(name) (bn \($0.rawValue))" } ?? name }
-    // Alignment methods (AlignOptions).
-    public var reference: ReferenceRule?
-    public var gammas: [Double]?
-    public var lambdas: [Double]?
-    /// TIES: fractions kept (the recipe writes percentages).
-    public var tiesKeep: [Double]?
-    public var alphas: [Double]?
-    public var ridges: [Double]?
-    public var selectionSamples: Int?
-    public var bnSamples: Int?
-    public var batchNorm: BatchNormHandling?
-    public var calibrationSamples: Int?
-    // NeuLig (NeuLigOptions / PortlandConfig).
-    public var loss: AlignLoss?
-    public var regularizer: RegularizerKind?
-    public var featureNorm: FeatureNorm?
-    public var scaling: Double?
-    public var lr: Double?
-    public var batchSize: Int?
-    public var epochs: Int?
-    public var checkpointEvery: Int?
-    public var baselines: Bool?
-    public var alignFirst: AlignMethod?
+    public var label: String {
+        guard parameters.isSet(CommonParameters.batchNorm), let bn = parameters.text(CommonParameters.batchNorm) else { return name }
+        return bn == "map" ? name : "\(name) (bn \(bn))"
+    }
+    /// The alignment run first (multi-level), nil: none.
+    public var alignFirst: (any MergeMethod.Type)? { parameters.text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
     /// The settings as the recipe wrote them, for the report.
     public var settings: [String: String] = [:]
 
+    public init(method: any MergeMethod.Type) { self.method = method }
+
     /// Whether repeating it with another seed can change the result.
-    public var usesSeed: Bool { name == "neulig" || align == .weightMatching }
+    public var usesSeed: Bool { method.usesSeed }
 }
 
 /// A models experiment's models: files a user trained, and the data set their calibration split is held out of.
@@ -110,7 +94,7 @@ public struct RunModelFiles: Sendable {
 }
 
 /// One suite (or list of model files), its K grid, subset rule and methods.
-public struct RunExperiment: Sendable {
+public struct RunExperiment {
     /// The suite's name, or a models experiment's `name`: the label of reports and run directories.
     public var name: String
     /// The zoo suite (nil: a models experiment).
@@ -131,7 +115,7 @@ public struct RunExperiment: Sendable {
 }
 
 /// A `ligand run` recipe (docs/run.md): a zoo recipe to build from, experiments, seeds and where outputs go.
-public struct RunRecipe: Sendable {
+public struct RunRecipe {
     public var path: String
     /// The zoo recipe (nil when no experiment names a suite).
     public var zoo: String?
@@ -143,7 +127,6 @@ public struct RunRecipe: Sendable {
     public var data: String?
     public var experiments: [RunExperiment]
 
-    public static let methodNames = ["neulig"] + AlignMethod.allCases.map(\.rawValue)
 
     public static func load(path: String) throws -> RunRecipe {
         try decode(try Fields.load(path: path), path: path)
@@ -287,7 +270,7 @@ public struct RunRecipe: Sendable {
         var methods: [RunMethod] = []
         for (i, item) in list.enumerated() {
             let m = try method(item, file: f.file, path: f.sub("methods[\(i)]"), kind: kind, models: models)
-            if m.name == "neulig" && kind != .tasks && subsets != .first {
+            if m.method == NeuLig.self && kind != .tasks && subsets != .first {
                 throw RecipeError(file: f.file, path: f.sub("methods[\(i)]"), message: "neulig on \(what) merges the first K models only: use subsets: first")
             }
             methods.append(m)
@@ -295,76 +278,30 @@ public struct RunRecipe: Sendable {
         return methods
     }
 
-    static func doubles(_ f: Fields, _ key: String, _ check: (Double) -> Bool, _ what: String) throws -> [Double]? {
-        guard let items = try f.list(key) else { return nil }
-        guard !items.isEmpty else { throw f.error(key, "must not be empty") }
-        return try items.enumerated().map { i, item in
-            let d: Double
-            if let x = item as? Double { d = x } else if !(item is Bool), let n = item as? Int { d = Double(n) } else {
-                throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"), message: "must be a number, got \(Fields.describeValue(item))")
-            }
-            guard d.isFinite, check(d) else { throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"), message: "must be \(what), got \(item)") }
-            return d
-        }
-    }
-
     /// One method; `models`: of a models experiment (diverse-origin files, no pretrained model, so no task vectors).
+    /// Only the keys the method declares are read, so any other key is refused by `finish` with its path.
     static func method(_ node: Any, file: String, path: String, kind: SuiteKind, models: Bool = false) throws -> RunMethod {
         let f: Fields
         if let s = node as? String { f = try Fields(["method": s], file: file, path: path) } else { f = try Fields(node, file: file, path: path) }
         let name = try f.string("method", required: true)!
-        guard methodNames.contains(name) else { throw f.error("method", "must be one of \(methodNames.joined(separator: ", ")), got '\(name)'") }
-        var m = RunMethod(name: name)
-        if let a = m.align {
-            if kind == .tasks && a.aligns { throw f.error("method", "\(name) aligns diverse-origin models; suite kind tasks needs average, task-arithmetic, ties, regmean, progressive or neulig") }
-            if models && a.needsPretrained {
-                throw f.error("method", "\(name) combines task vectors and needs a tasks suite (a pretrained model and experts); a models experiment merges diverse-origin models of one task")
+        guard let method = MethodRegistry.method(named: name) else {
+            throw f.error("method", "must be one of \(MethodRegistry.names.joined(separator: ", ")), got '\(name)'")
+        }
+        if models, let why = MethodRegistry.check(method, kind: .seeds, modelFiles: true) { throw f.error("method", why) }
+        if !models, let why = MethodRegistry.check(method, kind: kind) { throw f.error("method", why) }
+        var m = RunMethod(method: method)
+        for p in method.parameters {
+            if let v = try p.read(f) { m.parameters.store(p, v) }
+        }
+        if m.parameters.isSet(CommonParameters.align) && kind == .tasks && !models {
+            throw f.error(CommonParameters.align.key, "applies to seeds and splits suites (and models experiments) only")
+        }
+        if models {
+            for p in [TaskArithmetic.lambdas, TIES.keep] where m.parameters.isSet(p) {
+                throw f.error(p.key, "applies to task vectors on a tasks suite, not to a models experiment")
             }
-            if kind != .tasks && a.needsPretrained { throw f.error("method", "\(name) needs a tasks suite (a pretrained model and experts); this suite is \(kind.rawValue)") }
-            if models {
-                for key in ["lambdas", "ties_k"] where f.values[key] != nil {
-                    throw f.error(key, "applies to task-arithmetic and ties on a tasks suite, not to a models experiment")
-                }
-            }
-            if a.fuses, let al = try f.string("align") {
-                guard let v = AlignMethod(rawValue: al), v.aligns else { throw f.error("align", "must be cca, permute or weight-matching, got '\(al)'") }
-                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites (and models experiments) only") }
-                m.alignFirst = v
-            }
-            if let r = try f.string("reference") {
-                do { m.reference = try ReferenceRule(parsing: r) } catch { throw f.error("reference", "must be first, best or a model index, got '\(r)'") }
-            }
-            m.gammas = try doubles(f, "gammas", { $0 > 0 }, "> 0")
-            m.lambdas = try doubles(f, "lambdas", { _ in true }, "finite")
-            m.tiesKeep = try doubles(f, "ties_k", { $0 > 0 && $0 <= 100 }, "a percentage in (0, 100]")?.map { $0 / 100 }
-            m.alphas = try doubles(f, "alphas", { $0 >= 0 && $0 <= 1 }, "in [0, 1]")
-            m.ridges = try doubles(f, "ridges", { $0 >= 0 }, "≥ 0")
-            m.selectionSamples = try f.int("selection_samples", min: 0)
-            m.bnSamples = try f.int("bn_samples", min: 1)
-            m.batchNorm = try f.choice("batch_norm")
-            m.calibrationSamples = try f.int("calibration_samples", min: 2)
-        } else {
-            m.loss = try f.choice("loss")
-            m.regularizer = try f.choice("regularizer")
-            m.featureNorm = try f.choice("feature_norm")
-            m.scaling = try f.double("scaling", positive: true)
-            m.lr = try f.double("lr", positive: true)
-            m.batchSize = try f.int("batch_size", min: 1)
-            m.epochs = try f.int("epochs", min: 0)
-            m.calibrationSamples = try f.int("calibration_samples", min: 1)
-            m.checkpointEvery = try f.int("checkpoint_every", min: 0)
-            if models && f.values["baselines"] != nil {
-                throw f.error("baselines", "applies to neulig on a tasks suite (pretrained, task arithmetic, TIES beside it), not to a models experiment")
-            }
-            m.baselines = try f.bool("baselines")
-            if let a = try f.string("align") {
-                guard let v = AlignMethod(rawValue: a), v.aligns else { throw f.error("align", "must be cca, permute or weight-matching, got '\(a)'") }
-                guard kind != .tasks else { throw f.error("align", "applies to seeds and splits suites (and models experiments) only") }
-                m.alignFirst = v
-            }
-            m.gammas = try doubles(f, "gammas", { $0 > 0 }, "> 0")
-            if let r = try f.string("reference") {
-                do { m.reference = try ReferenceRule(parsing: r) } catch { throw f.error("reference", "must be first, best or a model index, got '\(r)'") }
+            if m.parameters.isSet(NeuLig.baselines) {
+                throw f.error(NeuLig.baselines.key, "applies to neulig on a tasks suite (pretrained, task arithmetic, TIES beside it), not to a models experiment")
             }
         }
         for (key, v) in f.values where key != "method" { m.settings[key] = Self.text(v) }
@@ -395,7 +332,7 @@ public struct RunRecipe: Sendable {
     }
 }
 
-public struct PlannedRun: Sendable {
+public struct PlannedRun {
     public var experiment: Int
     public var method: RunMethod
     public var k: Int

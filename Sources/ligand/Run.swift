@@ -106,21 +106,11 @@ struct Run: ParsableCommand {
         let start = Date()
         // A models experiment's own data set, else the run's.
         let data = e.files?.data.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? dataDirectory
-        if let method = m.align {
-            var o = AlignOptions(method: method, suite: e.name, outDirectory: runDir)
+        if m.method.family != .neulig {
+            var o = AlignOptions(method: m.method, suite: e.name, outDirectory: runDir)
+            o.parameters = m.parameters
             o.architecture = e.architecture
             o.subset = p.subset
-            if let v = m.reference { o.reference = v }
-            if let v = m.gammas { o.gammas = v }
-            if let v = m.lambdas { o.lambdas = v }
-            if let v = m.tiesKeep { o.tiesKeep = v }
-            if let v = m.alphas { o.alphas = v }
-            if let v = m.ridges { o.ridges = v }
-            if let v = m.selectionSamples { o.selectionSamples = v }
-            if let v = m.bnSamples { o.bnSamples = v }
-            if let v = m.batchNorm { o.batchNorm = v }
-            o.calibrationSamples = m.calibrationSamples
-            o.align = m.alignFirst
             o.seed = p.seed
             o.quiet = quiet
             o.zooRoot = root
@@ -133,6 +123,8 @@ struct Run: ParsableCommand {
                                   wallSeconds: Date().timeIntervalSince(start), bytes: counter.bytes, ranks: comm.size)
         }
         var o = NeuLigOptions(suite: e.name, outDirectory: runDir)
+        o.parameters = m.parameters
+        o.seed = p.seed
         o.architecture = e.architecture
         if let f = e.files { o.modelFiles = f.urls; o.calibrationHoldout = f.calibration; o.calibrationSeed = f.calibrationSeed }
         if e.kind == .tasks {
@@ -140,21 +132,7 @@ struct Run: ParsableCommand {
             o.tasks = p.subset.map { names[$0] }
         } else {
             o.models = p.k
-            o.align = m.alignFirst
-            if let v = m.gammas { o.gammas = v }
-            if let v = m.reference { o.reference = v }
         }
-        if let v = m.loss { o.portland.loss = v }
-        if let v = m.regularizer { o.portland.regularizer = v }
-        if let v = m.featureNorm { o.portland.featureNorm = v }
-        if let v = m.scaling { o.portland.scaling = v }
-        if let v = m.lr { o.portland.learningRate = v }
-        if let v = m.batchSize { o.portland.batchSize = v }
-        if let v = m.epochs { o.portland.epochs = v }
-        o.portland.seed = p.seed
-        o.calibrationSamples = m.calibrationSamples
-        if let v = m.checkpointEvery { o.checkpointEvery = v }
-        if let v = m.baselines { o.baselines = v }
         o.quiet = quiet
         o.zooRoot = root
         o.dataDirectory = data

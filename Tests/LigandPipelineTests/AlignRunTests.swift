@@ -35,11 +35,11 @@ final class AlignRunTests: XCTestCase {
                        load: { models[$0] }, calibration: images(arch, 120, seed: 1), test: images(arch, 90, seed: 2), train: images(arch, 300, seed: 3))
     }
 
-    func options(_ m: AlignMethod) -> AlignOptions {
+    func options(_ m: any MergeMethod.Type) -> AlignOptions {
         var o = AlignOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
-        o.gammas = [1e-3, 1e-1, 10]
+        try! o.parameters.set(CCA.gammas, numbers: [1e-3, 1e-1, 10])
         o.batchSize = 50
-        o.bnSamples = 256
+        try! o.parameters.set(CommonParameters.bnSamples, integer: 256)
         o.quiet = true
         return o
     }
@@ -51,7 +51,7 @@ final class AlignRunTests: XCTestCase {
         for arch in [Self.mlp, Self.resnet] {
             let models = try (0..<4).map { try model(arch, seed: 10 + UInt64($0)) }
             // ResNet-20 is slow in debug builds: its BN and stream handling is covered by the alignment methods with data.
-            let methods: [AlignMethod] = arch.kind == .mlp ? [.average, .weightMatching, .permute, .cca] : [.permute, .cca]
+            let methods: [any MergeMethod.Type] = arch.kind == .mlp ? [Average.self, WeightMatching.self, Permute.self, CCA.self] : [Permute.self, CCA.self]
             for method in methods {
                 var reference: [UInt32]?
                 var referenceRows: [Double]?
@@ -67,7 +67,7 @@ final class AlignRunTests: XCTestCase {
                         let accs = r.report.rows.map(\.mean)
                         if let ref = referenceRows { XCTAssertEqual(accs, ref, "\(arch.kind) \(method) report at \(size) ranks") } else { referenceRows = accs }
                     }
-                    if method == .cca { XCTAssertNotNil(results[0].report.hyperparameters["gamma"]) }
+                    if method == CCA.self { XCTAssertNotNil(results[0].report.hyperparameters["gamma"]) }
                 }
             }
         }
@@ -89,7 +89,7 @@ final class AlignRunTests: XCTestCase {
             maps.append(try permutationMaps(s))
         }
         let serial = try alignAndAverage(models.map { $0.stateDictionary() }, maps: maps, graph: graph)
-        let r = try AlignRun.mergeSameTask(input, options: options(.permute), comm: InProcessCommunicator.single())
+        let r = try AlignRun.mergeSameTask(input, options: options(Permute.self), comm: InProcessCommunicator.single())
         XCTAssertEqual(r.fused!.stateDictionary(), serial)
     }
 
@@ -103,7 +103,7 @@ final class AlignRunTests: XCTestCase {
         let permuted = try Network<Float>(arch, seed: 0)
         try permuted.load(try applyMaps(original.stateDictionary(), maps: maps, graph: graph))
         XCTAssertNotEqual(permuted.stateDictionary(), original.stateDictionary())
-        for method in [AlignMethod.permute, .weightMatching] {
+        for method: any MergeMethod.Type in [Permute.self, WeightMatching.self] {
             let r = try InProcessCommunicator.run(size: 2) { comm in
                 try AlignRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: self.options(method), comm: comm)
             }
@@ -129,8 +129,8 @@ final class AlignRunTests: XCTestCase {
         let x = AlignRun.batch(images(arch, 64, seed: 4), Array(0..<64))
         let want = original.forward(x)
         for (handling, tolerance) in [(BatchNormHandling.fold, Float(1e-4)), (.repair, Float(0.05))] {
-            var o = options(.permute)
-            o.batchNorm = handling
+            var o = options(Permute.self)
+            try o.parameters.set(CommonParameters.batchNorm, text: handling.rawValue)
             var first: [UInt32]?
             for size in [1, 2] {
                 let r = try InProcessCommunicator.run(size: size) { comm in
@@ -148,8 +148,8 @@ final class AlignRunTests: XCTestCase {
     func testReferenceRuleBestPicksHighestCalibrationAccuracy() throws {
         let arch = Self.mlp
         let models = try (0..<3).map { try model(arch, seed: 40 + UInt64($0)) }
-        var o = options(.permute)
-        o.reference = .best
+        var o = options(Permute.self)
+        try o.parameters.set(CommonParameters.reference, text: "best")
         let r = try InProcessCommunicator.run(size: 2) { comm in try AlignRun.mergeSameTask(self.inputs(arch, models: models), options: o, comm: comm) }
         let report = r[0].report
         let cal = report.models.map { name in Double(report.rows.first { $0.name == name }!.hyperparameters["calibration"]!)! }
@@ -170,28 +170,27 @@ final class AlignRunTests: XCTestCase {
     func testBadInputGivesOneClearError() throws {
         let arch = Self.mlp
         let models = try (0..<3).map { try model(arch, seed: 50 + UInt64($0)) }
-        assertError(2, inputs(arch, models: [models[0]]), options(.cca), contains: "at least two models")
+        assertError(2, inputs(arch, models: [models[0]]), options(CCA.self), contains: "at least two models")
         let other = try model(.mlp(hidden: [12, 9], input: [4, 4, 1], classes: 3), seed: 1)
         var mixed = inputs(arch, models: models)
         mixed.architectures[2] = other.architecture
-        assertError(2, mixed, options(.permute), contains: "different architectures")
-        var o = options(.cca)
-        o.reference = .index(3)
+        assertError(2, mixed, options(Permute.self), contains: "different architectures")
+        var o = options(CCA.self)
+        try o.parameters.set(CommonParameters.reference, text: "3")
         assertError(2, inputs(arch, models: models), o, contains: "--reference 3 is out of range")
-        o = options(.cca)
-        o.gammas = [1e-3, 0]
-        assertError(1, inputs(arch, models: models), o, contains: "--gammas")
-        o.gammas = [-1]
-        assertError(1, inputs(arch, models: models), o, contains: "--gammas")
-        assertError(1, inputs(arch, models: models), options(.ties), contains: "tasks suite")
+        o = options(CCA.self)
+        // A γ grid that cannot work is refused by its declaration (Methods/CCA.swift) before any run.
+        XCTAssertThrowsError(try o.parameters.set(CCA.gammas, numbers: [1e-3, 0])) { XCTAssertTrue("\($0)".contains("--gammas: every γ must be finite and > 0"), "\($0)") }
+        XCTAssertThrowsError(try o.parameters.set(CCA.gammas, numbers: [-1])) { XCTAssertTrue("\($0)".contains("--gammas"), "\($0)") }
+        assertError(1, inputs(arch, models: models), options(TIES.self), contains: "tasks suite")
         // A dead layer (every unit constant): CCA cannot estimate a map; the rank holding it names the model and point.
         let dead = try model(arch, seed: 60)
         var s = dead.stateDictionary()
         s["layers.0.weight"] = Tensor(zeros: s["layers.0.weight"]!.shape)
         s["layers.0.bias"] = Tensor(shape: s["layers.0.bias"]!.shape, repeating: -1)
         try dead.load(s)
-        assertError(3, inputs(arch, models: [models[0], models[1], dead]), options(.cca), contains: "m2")
-        assertError(3, inputs(arch, models: [models[0], models[1], dead]), options(.cca), contains: "dead layer")
+        assertError(3, inputs(arch, models: [models[0], models[1], dead]), options(CCA.self), contains: "m2")
+        assertError(3, inputs(arch, models: [models[0], models[1], dead]), options(CCA.self), contains: "dead layer")
     }
 
     // MARK: tasks
@@ -205,9 +204,9 @@ final class AlignRunTests: XCTestCase {
                               lambda: 1, keepFraction: 0.2, selection: .all)["w"]!.storage
         for size in [1, 2, 3] {
             let out = try InProcessCommunicator.run(size: size) { comm -> [Float] in
-                let local = blockRange(count: 5, parts: comm.size, part: comm.rank)
-                let delta = try AlignRun.tiesDelta(localExperts: local.map { experts[$0].map(Double.init) }, pretrained: pre.map(Double.init),
-                                                   isParameter: [Bool](repeating: true, count: n), keepFraction: 0.2, local: local, total: 5, comm: comm)
+                let shard = ModelShard(total: 5, comm: comm)
+                let delta = try TIES.mergedTaskVector(localExperts: shard.local.map { experts[$0].map(Double.init) }, pretrained: pre.map(Double.init),
+                                                      isParameter: [Bool](repeating: true, count: n), keepFraction: 0.2, shard: shard)
                 return (0..<n).map { Float(Double(pre[$0]) + delta[$0]) }
             }
             for o in out { XCTAssertEqual(o, serial, "\(size) ranks") }
@@ -227,10 +226,10 @@ final class AlignRunTests: XCTestCase {
         let input = TasksInputs(suite: "synthetic", tasks: ["a", "b", "c"], architectures: experts.map(\.architecture), load: { experts[$0] },
                                 heads: heads, pretrained: pre, calibration: (0..<3).map { images(arch, 60, seed: 80 + UInt64($0)) },
                                 test: (0..<3).map { images(arch, 60, seed: 90 + UInt64($0)) })
-        for method in [AlignMethod.average, .taskArithmetic, .ties] {
+        for method: any MergeMethod.Type in [Average.self, TaskArithmetic.self, TIES.self] {
             var o = options(method)
-            o.lambdas = [0.3, 0.6]
-            o.tiesKeep = [0.2, 0.5]
+            try o.parameters.set(TaskArithmetic.lambdas, numbers: [0.3, 0.6])
+            try o.parameters.set(TIES.keep, numbers: [0.2, 0.5])
             var reference: [[UInt32]]?
             for size in [1, 2, 3] {
                 let r = try InProcessCommunicator.run(size: size) { comm in try AlignRun.mergeTasks(input, options: o, comm: comm) }
@@ -239,7 +238,7 @@ final class AlignRunTests: XCTestCase {
                     if let ref = reference { XCTAssertEqual(b, ref, "\(method) at \(size) ranks") } else { reference = b }
                     XCTAssertEqual(x.report.columns, ["a", "b", "c"])
                 }
-                if method != .average { XCTAssertNotNil(r[0].report.hyperparameters["lambda"]) }
+                if method != Average.self { XCTAssertNotNil(r[0].report.hyperparameters["lambda"]) }
             }
         }
     }

@@ -41,11 +41,11 @@ final class FusionRunTests: XCTestCase {
         return (input, (0..<tasks).map { images(arch, 25, seed: 30 + UInt64($0)) }, experts)
     }
 
-    func options(_ m: AlignMethod, ridges: [Double] = [1e-3, 1e-1]) -> AlignOptions {
+    func options(_ m: any MergeMethod.Type, ridges: [Double] = [1e-3, 1e-1]) -> AlignOptions {
         var o = AlignOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
-        o.ridges = ridges
-        o.alphas = [0.5, 1]
-        o.lambdas = [0.5, 1]
+        try! o.parameters.set(Progressive.ridges, numbers: ridges)
+        try! o.parameters.set(RegMean.alphas, numbers: [0.5, 1])
+        try! o.parameters.set(TaskArithmetic.lambdas, numbers: [0.5, 1])
         o.batchSize = 16
         o.quiet = true
         return o
@@ -57,7 +57,7 @@ final class FusionRunTests: XCTestCase {
     /// every rank and for every rank count, and so is the report; progressive equals the serial LigandMerge fusion.
     func testBitwiseIdenticalAcrossRankCountsAndEqualToSerial() throws {
         for arch in [Self.mlp, Self.vgg, Self.resnet] {
-            let methods: [AlignMethod] = arch.kind == .resnet20 ? [.progressive] : [.regmean, .progressive]
+            let methods: [any MergeMethod.Type] = arch.kind == .resnet20 ? [Progressive.self] : [RegMean.self, Progressive.self]
             for method in methods {
                 let (input, selection, experts) = try suite(arch, tasks: 3, calibration: arch.kind == .resnet20 ? 20 : 40)
                 var reference: [UInt32]?, referenceRows: [Double]?
@@ -73,13 +73,13 @@ final class FusionRunTests: XCTestCase {
                     }
                     let hp = results[0].report.hyperparameters
                     XCTAssertNotNil(hp["ridge"])
-                    if method == .regmean { XCTAssertNotNil(hp["alpha"]) }
-                    XCTAssertEqual(results[0].report.rows.last?.name, "fused: \(method.rawValue)")
+                    if method == RegMean.self { XCTAssertNotNil(hp["alpha"]) }
+                    XCTAssertEqual(results[0].report.rows.last?.name, "fused: \(method.name)")
                     if arch.kind == .resnet20 { XCTAssertNotNil(hp["batchnorm"]) }
                 }
-                if method == .progressive {
+                if method == Progressive.self {
                     let (res, _, _) = try suite(arch, tasks: 3, calibration: arch.kind == .resnet20 ? 20 : 40)
-                    let o = options(.progressive, ridges: [1e-2])
+                    let o = options(Progressive.self, ridges: [1e-2])
                     let one = try InProcessCommunicator.run(size: 2) { comm in try FusionRun.mergeTasks(res, selection: selection, options: o, comm: comm) }[0]
                     let data = (0..<3).map { t -> CalibrationBatches in
                         let c = res.calibration[t]
@@ -108,10 +108,10 @@ final class FusionRunTests: XCTestCase {
         }
         let input = SameTaskInputs(suite: "synthetic", names: ["m0", "m1", "m2"], architectures: models.map(\.architecture), load: { models[$0] },
                                    calibration: images(arch, 60, seed: 1), test: images(arch, 50, seed: 2), train: images(arch, 100, seed: 3))
-        for (method, align) in [(AlignMethod.progressive, AlignMethod?.some(.cca)), (.progressive, .permute), (.regmean, nil)] {
+        for (method, align) in [(Progressive.self as any MergeMethod.Type, "cca" as String?), (Progressive.self, "permute"), (RegMean.self, nil)] {
             var o = options(method)
-            o.align = align
-            o.gammas = [1e-2, 1]
+            if let align { try o.parameters.set(CommonParameters.align, text: align) }
+            try o.parameters.set(CCA.gammas, numbers: [1e-2, 1])
             var reference: [UInt32]?, referenceRows: [Double]?
             for size in [1, 2, 3] {
                 let results = try InProcessCommunicator.run(size: size) { comm in
@@ -124,8 +124,8 @@ final class FusionRunTests: XCTestCase {
                     if let ref = referenceRows { XCTAssertEqual(accs, ref) } else { referenceRows = accs }
                 }
                 let r = results[0].report
-                XCTAssertTrue(r.rows.contains { $0.name == "fused: \(method.rawValue)" + (align.map { " after \($0.rawValue)" } ?? "") }, "\(r.rows.map(\.name))")
-                XCTAssertEqual(r.hyperparameters["align"], align?.rawValue ?? "none")
+                XCTAssertTrue(r.rows.contains { $0.name == "fused: \(method.name)" + (align.map { " after \($0)" } ?? "") }, "\(r.rows.map(\.name))")
+                XCTAssertEqual(r.hyperparameters["align"], align ?? "none")
                 XCTAssertNotNil(r.hyperparameters["ridge"])
             }
         }
@@ -134,7 +134,7 @@ final class FusionRunTests: XCTestCase {
     /// The fused backbone with one task is that task's expert (progressive, K = 1), up to the solver's precision.
     func testOneTaskReturnsTheExpert() throws {
         let (input, selection, experts) = try suite(Self.mlp, tasks: 1)
-        let r = try InProcessCommunicator.run(size: 1) { comm in try FusionRun.mergeTasks(input, selection: selection, options: self.options(.progressive), comm: comm) }[0]
+        let r = try InProcessCommunicator.run(size: 1) { comm in try FusionRun.mergeTasks(input, selection: selection, options: self.options(Progressive.self), comm: comm) }[0]
         let expert = experts[0].stateDictionary()
         for (name, t) in r.backbone {
             let e = expert[name]!.storage
@@ -153,7 +153,7 @@ final class FusionRunTests: XCTestCase {
         empty.calibration[1] = images(Self.mlp, 0, seed: 1)
         for size in [1, 2] {
             let errors = try InProcessCommunicator.run(size: size) { comm -> String in
-                do { _ = try FusionRun.mergeTasks(empty, selection: selection, options: self.options(.progressive), comm: comm); return "" } catch { return "\(error)" }
+                do { _ = try FusionRun.mergeTasks(empty, selection: selection, options: self.options(Progressive.self), comm: comm); return "" } catch { return "\(error)" }
             }
             for e in errors { XCTAssertTrue(e.contains("task 'task1'") && e.contains("calibration split is empty"), e) }
         }
@@ -165,7 +165,7 @@ final class FusionRunTests: XCTestCase {
             input.calibration[t] = LabeledImages(height: c.height, width: c.width, channels: c.channels, pixels: p, labels: c.labels, classCount: c.classCount)
         }
         selection = selection.map { $0 }
-        for method in [AlignMethod.regmean, .progressive] {
+        for method: any MergeMethod.Type in [RegMean.self, Progressive.self] {
             let errors = try InProcessCommunicator.run(size: 2) { comm -> String in
                 do { _ = try FusionRun.mergeTasks(input, selection: selection, options: self.options(method, ridges: [0]), comm: comm); return "" } catch { return "\(error)" }
             }

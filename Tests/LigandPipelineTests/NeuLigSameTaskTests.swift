@@ -38,17 +38,17 @@ final class NeuLigSameTaskTests: XCTestCase {
                        load: { models[$0] }, calibration: images(120, seed: 1), test: images(90, seed: 2), train: images(200, seed: 3))
     }
 
-    func options(align: AlignMethod?, out: URL) -> NeuLigOptions {
+    func options(align: String?, out: URL) -> NeuLigOptions {
         var o = NeuLigOptions(suite: "synthetic", outDirectory: out)
-        o.align = align
-        o.gammas = [1e-3, 1e-1, 10]
-        o.bnSamples = 128
-        o.checkpointEvery = 0
+        if let align { try! o.parameters.set(CommonParameters.align, text: align) }
+        try! o.parameters.set(CCA.gammas, numbers: [1e-3, 1e-1, 10])
+        try! o.parameters.set(CommonParameters.bnSamples, integer: 128)
+        try! o.parameters.set(NeuLig.checkpointEvery, integer: 0)
         o.quiet = true
-        o.portland.loss = .sup
-        o.portland.epochs = 4
-        o.portland.batchSize = 32
-        o.portland.learningRate = 0.05
+        try! o.parameters.set(NeuLig.loss, text: "sup")
+        try! o.parameters.set(NeuLig.epochs, integer: 4)
+        try! o.parameters.set(NeuLig.batchSize, integer: 32)
+        try! o.parameters.set(NeuLig.lr, numbers: [0.05])
         return o
     }
 
@@ -61,11 +61,11 @@ final class NeuLigSameTaskTests: XCTestCase {
         let models = try (0..<4).map { try model(seed: 40 + UInt64($0)) }
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }
-        for align in [nil, AlignMethod.cca, .permute] {
+        for align in [nil, "cca", "permute"] as [String?] {
             var files: [Data] = []
             var reports: [NeuLigReport] = []
             for size in 1...3 {
-                let out = root.appendingPathComponent("\(align?.rawValue ?? "none")-\(size)")
+                let out = root.appendingPathComponent("\(align ?? "none")-\(size)")
                 let o = options(align: align, out: out)
                 let data = input(models)
                 let r = try InProcessCommunicator.run(size: size) { comm in
@@ -77,7 +77,7 @@ final class NeuLigSameTaskTests: XCTestCase {
                 if size > 1 { XCTAssertGreaterThan(r[0].bytesCommunicated ?? 0, 0) } else { XCTAssertEqual(r[0].bytesCommunicated, 0) }
             }
             for (f, r) in zip(files, reports) {
-                XCTAssertEqual(f, files[0], "fused file, align \(align?.rawValue ?? "none")")
+                XCTAssertEqual(f, files[0], "fused file, align \(align ?? "none")")
                 XCTAssertEqual(r.coefficientsGlobal, reports[0].coefficientsGlobal)
                 XCTAssertEqual(r.rows.map(\.mean), reports[0].rows.map(\.mean))
             }
@@ -85,8 +85,8 @@ final class NeuLigSameTaskTests: XCTestCase {
             XCTAssertTrue(names.contains("ensemble (mean softmax)"), "\(names)")
             XCTAssertTrue(names.contains("Portland ensemble (Σ β(x)·logits)"), "\(names)")
             if let a = align {
-                XCTAssertTrue(names.contains("\(a.rawValue) alone (fused: \(a.rawValue))"), "\(names)")
-                XCTAssertTrue(names.contains("\(a.rawValue) then NeuLig, fused (mean β)"), "\(names)")
+                XCTAssertTrue(names.contains("\(a) alone (fused: \(a))"), "\(names)")
+                XCTAssertTrue(names.contains("\(a) then NeuLig, fused (mean β)"), "\(names)")
                 XCTAssertNotNil(reports[0].alignment)
             } else {
                 XCTAssertTrue(names.contains("NeuLig alone, fused (mean β)") && names.contains("weight averaging (no alignment)"), "\(names)")
@@ -119,13 +119,16 @@ final class NeuLigSameTaskTests: XCTestCase {
         let out = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: out) }
         let comm = CountingCommunicator(InProcessCommunicator.single())
-        XCTAssertThrowsError(try NeuLigRun.runSameTask(input(models), options: options(align: .average, out: out), comm: comm)) { e in
-            XCTAssertTrue("\(e)".contains("--align average"), "\(e)")
-        }
+        // The parameters' declarations refuse what cannot work before any run (Methods/NeuLig.swift, MergeMethod.swift).
         var o = options(align: nil, out: out)
-        o.portland.learningRate = 0
-        XCTAssertThrowsError(try NeuLigRun.runSameTask(input(models), options: o, comm: comm)) { e in
-            XCTAssertTrue("\(e)".contains("learning rate"), "\(e)")
+        XCTAssertThrowsError(try o.parameters.set(CommonParameters.align, text: "average")) { e in
+            XCTAssertTrue("\(e)".contains("--align: must be cca, permute or weight-matching, got 'average'"), "\(e)")
+        }
+        XCTAssertThrowsError(try o.parameters.set(NeuLig.lr, numbers: [0])) { e in
+            XCTAssertTrue("\(e)".contains("--lr: must be positive"), "\(e)")
+        }
+        XCTAssertThrowsError(try o.parameters.set(NeuLig.epochs, integer: 0)) { e in
+            XCTAssertTrue("\(e)".contains("--epochs: must be at least 1"), "\(e)")
         }
         let wide = try Network<Float>(Architecture.mlp(hidden: [12, 9], input: [4, 4, 1], classes: 3), seed: 1)
         XCTAssertThrowsError(try NeuLigRun.runSameTask(input(models + [wide]), options: options(align: nil, out: out), comm: comm)) { e in
@@ -140,8 +143,8 @@ final class NeuLigSameTaskTests: XCTestCase {
         let pre: [(name: String, value: Tensor)] = [("a.weight", Tensor.randomNormal([3, 4], rng: &rng)), ("a.bias", Tensor.randomNormal([3], rng: &rng))]
         let experts = (0..<3).map { _ in pre.map { e in (name: e.name, value: Tensor(shape: e.value.shape, storage: e.value.storage.map { $0 + Float(rng.normal()) })) } }
         var o = NeuLigOptions(suite: "synthetic", outDirectory: temporaryDirectory())
-        o.lambdas = [0.2, 0.6, 1.0]
-        o.tiesKeep = [0.2, 0.5]
+        try o.parameters.set(TaskArithmetic.lambdas, numbers: [0.2, 0.6, 1.0])
+        try o.parameters.set(TIES.keep, numbers: [0.2, 0.5])
         let preFlat = pre.flatMap { $0.value.storage.map(Double.init) }
         let comm = InProcessCommunicator.single()
         var tested: [Double] = []
@@ -156,8 +159,8 @@ final class NeuLigSameTaskTests: XCTestCase {
         XCTAssertEqual(row.name, "TIES")
         XCTAssertEqual(row.hyperparameters["k"], "50%")
         XCTAssertEqual(row.hyperparameters["lambda"], "0.2")
-        let delta = try AlignRun.tiesDelta(localExperts: experts.map { $0.flatMap { $0.value.storage.map(Double.init) } }, pretrained: preFlat,
-                                           isParameter: [Bool](repeating: true, count: preFlat.count), keepFraction: 0.5, local: 0..<3, total: 3, comm: comm)
+        let delta = try TIES.mergedTaskVector(localExperts: experts.map { $0.flatMap { $0.value.storage.map(Double.init) } }, pretrained: preFlat,
+                                              isParameter: [Bool](repeating: true, count: preFlat.count), keepFraction: 0.5, shard: ModelShard(total: 3, comm: comm))
         let lambda = Double(row.hyperparameters["lambda"]!)!
         for j in preFlat.indices { XCTAssertEqual(tested[j], Double(Float(preFlat[j] + lambda * delta[j])), accuracy: 0) }
         XCTAssertEqual(row.mean, 0.5)
