@@ -8,6 +8,7 @@ enum LigandCommands {
         Init.self,
         Predict.self,
         Merge.self,
+        Methods.self,
         Run.self,
         ReportCommand.self,
         Zoo.self,

@@ -107,13 +107,15 @@ public enum MethodRegistry {
         return s
     }
 
-    /// Plain text for `ligand help merge`.
+    /// Plain text for `ligand help merge` and `ligand methods`.
     public static func helpText() -> String {
-        var s = "METHODS (--method):\n"
-        for m in all { s += "  \(m.name.padding(toLength: 16, withPad: " ", startingAt: 0))\(m.summary) [\(SuiteKind.allCases.filter { m.accepts.contains($0) }.map(\.rawValue).joined(separator: ", "))]\n" }
-        s += "\nMETHOD OPTIONS (each for the methods named; the recipe key is the flag without -- and with _):\n"
+        var s = "METHODS (--method NAME: the suites it merges; what it computes; `ligand methods --markdown` adds the papers):\n"
+        for m in all {
+            s += "  \(m.name) [\(SuiteKind.allCases.filter { m.accepts.contains($0) }.map(\.rawValue).joined(separator: ", "))]: \(m.summary)\n"
+        }
+        s += "\nMETHOD OPTIONS (recipe key: the option without -- and with _; each for the methods in brackets):\n"
         for (p, methods) in parameterRows() {
-            s += "  \(p.flag) (\(methods.joined(separator: ", "))): \(p.help) (default: \(p.defaultText))\n"
+            s += "  \(p.flag) [\(methods.joined(separator: ", "))]: \(p.help) (default: \(p.defaultText))\n"
         }
         return s
     }
