@@ -52,6 +52,7 @@ public enum MethodRegistry {
         Average.self,
         TaskArithmetic.self,
         TIES.self,
+        DARE.self,
         RegMean.self,
         Progressive.self,
         WeightMatching.self,
