@@ -75,7 +75,16 @@ enum Gzip {
         guard rc == Z_OK else { throw DataError.corruptGzip(path: path, reason: "inflateInit2 failed (\(rc))") }
         defer { inflateEnd(&stream) }
 
-        func finish() -> [UInt8] {
+        // Asks `limit` until it answers, then holds the output to that size.
+        func checkLimit() throws -> Int {
+            if allowed == nil, let n = try limit(out[0..<produced]) { allowed = min(n, FileBytes.maxDecompressedSize) }
+            let bound = allowed ?? FileBytes.maxDecompressedSize
+            guard produced <= bound else { throw DataError.decompressedTooLarge(path: path, limit: bound) }
+            return bound
+        }
+
+        func finish() throws -> [UInt8] {
+            _ = try checkLimit()
             out.removeLast(out.count - produced)
             return out
         }
@@ -86,9 +95,7 @@ enum Gzip {
         }
 
         while true {
-            if allowed == nil, let n = try limit(out[0..<produced]) { allowed = min(n, FileBytes.maxDecompressedSize) }
-            let bound = allowed ?? FileBytes.maxDecompressedSize
-            guard produced <= bound else { throw DataError.decompressedTooLarge(path: path, limit: bound) }
+            let bound = try checkLimit()
             if produced == out.count {
                 // One byte past the bound is room enough to see that the stream runs over it.
                 let grow = min(max(out.count / 2, 1 << 16), bound + 1 - out.count)
@@ -112,14 +119,14 @@ enum Gzip {
                 continue
             case Z_STREAM_END:
                 let rest = input[consumed...]
-                if rest.isEmpty { return finish() }
+                if rest.isEmpty { return try finish() }
                 if rest.count >= 2 && rest[consumed] == 0x1f && rest[consumed + 1] == 0x8b {
                     guard inflateReset(&stream) == Z_OK else {
                         throw DataError.corruptGzip(path: path, reason: "cannot restart for the next gzip member")
                     }
                     continue
                 }
-                if rest.allSatisfy({ $0 == 0 }) { return finish() }
+                if rest.allSatisfy({ $0 == 0 }) { return try finish() }
                 throw DataError.corruptGzip(path: path, reason: "\(rest.count) unexpected bytes after the end of the gzip stream")
             case Z_BUF_ERROR:
                 if stream.avail_out == 0 { continue }
