@@ -5,6 +5,8 @@ public enum DataError: Error, Equatable, Sendable {
     case missingFile(path: String, hint: String)
     case unreadable(path: String, reason: String)
     case corruptGzip(path: String, reason: String)
+    /// The gzip stream inflates past the size its content declares (or past the decompression cap).
+    case decompressedTooLarge(path: String, limit: Int)
     case badMagic(path: String, found: [UInt8], expected: String)
     case unsupportedElementType(path: String, code: UInt8)
     case badHeader(path: String, reason: String)
@@ -25,6 +27,8 @@ extension DataError: CustomStringConvertible, LocalizedError {
             return "\(path): cannot be read: \(reason)"
         case let .corruptGzip(path, reason):
             return "\(path): corrupt gzip data: \(reason)"
+        case let .decompressedTooLarge(path, limit):
+            return "\(path): gzip data decompresses to more than \(limit) bytes, the most its header declares (or the \(FileBytes.maxDecompressedSize)-byte cap); refusing to inflate it"
         case let .badMagic(path, found, expected):
             let hex = found.map { String(format: "%02x", $0) }.joined(separator: " ")
             return "\(path): bad magic number [\(hex)], expected \(expected)"

@@ -32,8 +32,33 @@ public enum IDX {
     }
 
     static func read(url: URL, missingHint: String) throws -> IDXArray {
-        let bytes = try FileBytes.readMaybeGzipped(url, missingHint: missingHint)
+        let bytes = try FileBytes.readMaybeGzipped(url, missingHint: missingHint) { try declaredSize($0, path: url.path) }
         return try parse(bytes, path: url.path)
+    }
+
+    /// The whole file's size as the header at the start of `prefix` declares it, overflow-checked and capped
+    /// at `FileBytes.maxDecompressedSize`; nil while `prefix` is too short to tell.
+    static func declaredSize(_ prefix: ArraySlice<UInt8>, path: String) throws -> Int? {
+        let b = Array(prefix.prefix(4 + 4 * 255))
+        guard b.count >= 4 else { return nil }
+        let headerLength = 4 + 4 * Int(b[3])
+        guard b.count >= headerLength else { return nil }
+        // parse() reports a bad magic or type itself; the size needs only the dimensions.
+        var total = 1
+        var dims: [Int] = []
+        for d in 0..<Int(b[3]) {
+            let o = 4 + 4 * d
+            let v = Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
+            dims.append(v)
+            let (p, overflow) = total.multipliedReportingOverflow(by: v)
+            guard !overflow else { throw DataError.badHeader(path: path, reason: "dimensions \(dims) overflow") }
+            total = p
+        }
+        let (size, overflow) = total.addingReportingOverflow(headerLength)
+        guard !overflow, size <= FileBytes.maxDecompressedSize else {
+            throw DataError.badHeader(path: path, reason: "dimensions \(dims) declare \(total) bytes, more than the \(FileBytes.maxDecompressedSize)-byte limit")
+        }
+        return size
     }
 
     /// Parses an in-memory IDX file; `path` only names the source in errors.

@@ -40,10 +40,13 @@ private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
 /// failed write leaves neither the target changed nor a temporary file behind.
 public enum AtomicFile {
     /// Runs `body` against a temporary file in the target's directory, then renames it over the target.
-    public static func write(to url: URL, _ body: (AtomicFileSink) throws -> Void) throws {
+    /// The target must be absent or a regular file (a symlink is written through to its target) and
+    /// must not be one of `inputs`; these are checked before anything is created.
+    public static func write(to url: URL, inputs: [URL] = [], _ body: (AtomicFileSink) throws -> Void) throws {
         let path = url.path
-        let dir = url.deletingLastPathComponent().path
-        var template = Array(((dir.isEmpty ? "." : dir) + "/.\(url.lastPathComponent).tmp-XXXXXX").utf8CString)
+        let target = URL(fileURLWithPath: try FileChecks.resolveOutput(path, inputs: inputs.map(\.path)))
+        let dir = target.deletingLastPathComponent().path
+        var template = Array(((dir.isEmpty ? "." : dir) + "/.\(target.lastPathComponent).tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
             throw SafeTensorsError.io(path: path, operation: "create a temporary file in \(dir)", reason: String(cString: strerror(errno)))
@@ -61,7 +64,7 @@ public enum AtomicFile {
             guard close(fd) == 0 else {
                 throw SafeTensorsError.io(path: path, operation: "close", reason: String(cString: strerror(errno)))
             }
-            guard rename(tempPath, path) == 0 else {
+            guard rename(tempPath, target.path) == 0 else {
                 throw SafeTensorsError.io(path: path, operation: "rename the temporary file into place", reason: String(cString: strerror(errno)))
             }
         } catch {
@@ -71,11 +74,11 @@ public enum AtomicFile {
         }
     }
 
-    public static func write(_ bytes: [UInt8], to url: URL) throws {
-        try write(to: url) { try $0.write(bytes) }
+    public static func write(_ bytes: [UInt8], to url: URL, inputs: [URL] = []) throws {
+        try write(to: url, inputs: inputs) { try $0.write(bytes) }
     }
 
-    public static func write(_ data: Data, to url: URL) throws {
-        try write(to: url) { sink in try data.withUnsafeBytes { try sink.write($0) } }
+    public static func write(_ data: Data, to url: URL, inputs: [URL] = []) throws {
+        try write(to: url, inputs: inputs) { sink in try data.withUnsafeBytes { try sink.write($0) } }
     }
 }

@@ -37,6 +37,8 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible, Localiz
     case integerOutOfRange(path: String, tensor: String, index: Int, value: String)
     /// A write request that cannot be encoded (bad name, shape/count mismatch, ...).
     case invalidPayload(path: String, tensor: String, reason: String)
+    /// The data buffer's SHA-256 differs from the one recorded in `__metadata__` when the file was written.
+    case digestMismatch(path: String, expected: String, actual: String)
 
     public var description: String {
         switch self {
@@ -88,6 +90,8 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible, Localiz
             return "\(path): tensor \"\(tensor)\": element \(index) = \(value) does not fit in Int64"
         case let .invalidPayload(path, tensor, reason):
             return "\(path): tensor \"\(tensor)\": \(reason)"
+        case let .digestMismatch(path, expected, actual):
+            return "\(path): tensor data does not match its recorded checksum (__metadata__[\"\(SafeTensors.digestKey)\"] is \(expected), the data hashes to \(actual)); the file is corrupt or was modified (--no-verify skips this check)"
         }
     }
 

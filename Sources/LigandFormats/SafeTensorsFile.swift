@@ -23,7 +23,8 @@ public struct TensorEntry: Equatable, Sendable {
         self.range = range
     }
 
-    public var elementCount: Int { shape.reduce(1, *) }
+    /// Parsing refused shapes whose non-zero dimensions overflow, so this product cannot trap.
+    public var elementCount: Int { shape.contains(0) ? 0 : shape.reduce(1, *) }
     public var byteCount: Int { range.count }
 }
 
@@ -60,14 +61,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public init(url: URL) throws {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SafeTensorsError.io(path: path, operation: "open for reading", reason: Self.errnoText()) }
+        let fd = try FileChecks.openRegularForReading(path)
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SafeTensorsError.io(path: path, operation: "stat", reason: Self.errnoText()) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError.io(path: path, operation: "read", reason: "not a regular file")
-        }
         let size = Int(st.st_size)
         guard size >= 8 else { throw SafeTensorsError.truncated(path: path, fileSize: size) }
         let raw = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
@@ -95,6 +92,23 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     private static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    /// SHA-256 (lowercase hex) of the data buffer: every tensor's bytes, header excluded.
+    public func dataDigest() -> String {
+        withExtendedLifetime(self) { SHA256.hex(UnsafeRawBufferPointer(start: mapping + dataStart, count: fileSize - dataStart)) }
+    }
+
+    /// Checks the data buffer against `__metadata__["ligand.sha256"]`; a file without the key passes unverified.
+    /// Returns whether a digest was checked.
+    @discardableResult
+    public func verifyDigest() throws -> Bool {
+        guard let expected = metadata[SafeTensors.digestKey] else { return false }
+        let actual = dataDigest()
+        guard expected.lowercased() == actual else {
+            throw SafeTensorsError.digestMismatch(path: path, expected: expected, actual: actual)
+        }
+        return true
+    }
 
     public func contains(_ name: String) -> Bool { index[name] != nil }
 
@@ -367,15 +381,15 @@ struct SafeTensorsHeader {
         return TensorEntry(name: name, dtype: dtype, shape: shape, range: begin..<end)
     }
 
-    /// Bytes a tensor of this shape needs, or nil when that overflows Int.
+    /// Bytes a tensor of this shape needs, or nil when that overflows Int. The non-zero dimensions
+    /// must multiply without overflow even when another is 0, so no later product of the shape can trap.
     static func byteCount(shape: [Int], dtype: DType) -> Int? {
-        if shape.contains(0) { return 0 }
         var count = dtype.byteSize
-        for d in shape {
+        for d in shape where d != 0 {
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
             if overflow { return nil }
             count = p
         }
-        return count
+        return shape.contains(0) ? 0 : count
     }
 }

@@ -17,21 +17,31 @@ public enum TensorPayload {
 /// variant sorts by name), `__metadata__` keys are sorted, and the header is padded
 /// with spaces so the data buffer starts at a multiple of 8 bytes.
 public enum SafeTensors {
-    /// Writes the tensors atomically to `url`; on any error no file is created or changed.
+    /// The `__metadata__` key holding the SHA-256 of the data buffer, checked on loading when present.
+    public static let digestKey = "ligand.sha256"
+
+    /// Writes the tensors atomically to `url`; on any error no file is created or changed. `inputs` are files
+    /// the output must not replace; `contentDigest` records the data buffer's SHA-256 under `digestKey`.
     public static func write(_ tensors: [(name: String, value: TensorPayload)],
-                             metadata: [String: String] = [:], to url: URL) throws {
+                             metadata: [String: String] = [:], to url: URL, inputs: [URL] = [], contentDigest: Bool = false) throws {
         let encoded = try encodeTensors(tensors, path: url.path)
-        let header = headerBytes(encoded, metadata: metadata)
-        try AtomicFile.write(to: url) { sink in
+        var meta = metadata
+        if contentDigest {
+            var h = SHA256()
+            for t in encoded { h.update(t.bytes) }
+            meta[digestKey] = h.finalize().map { String(format: "%02x", $0) }.joined()
+        }
+        let header = headerBytes(encoded, metadata: meta)
+        try AtomicFile.write(to: url, inputs: inputs) { sink in
             try sink.write(header)
             for t in encoded { try sink.write(t.bytes) }
         }
     }
 
     /// Writes Float32 tensors as F32, ordered by name.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL, inputs: [URL] = []) throws {
         try write(tensors.sorted { $0.key < $1.key }.map { (name: $0.key, value: TensorPayload.float32($0.value)) },
-                  metadata: metadata, to: url)
+                  metadata: metadata, to: url, inputs: inputs)
     }
 
     /// The whole file as bytes, for callers that want to send it elsewhere than a file.

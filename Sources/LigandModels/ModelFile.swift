@@ -26,17 +26,25 @@ public enum ModelFileError: Error, CustomStringConvertible, LocalizedError {
 public enum ModelFile {
     public static let architectureKey = "ligand.architecture"
 
-    /// Writes the network atomically; `metadata` adds entries (training config, accuracy, provenance).
-    public static func save(_ net: Network<Float>, to url: URL, metadata: [String: String] = [:]) throws {
+    /// Whether `load` checks a file's recorded SHA-256 by default; `--no-verify` turns it off for the whole process.
+    nonisolated(unsafe) public static var verifyDigests = true
+
+    /// Writes the network atomically with the SHA-256 of its data in `__metadata__`; `metadata` adds entries
+    /// (training config, accuracy, provenance); `inputs` are files the output must not replace.
+    public static func save(_ net: Network<Float>, to url: URL, metadata: [String: String] = [:], inputs: [URL] = []) throws {
         var tensors: [(name: String, value: TensorPayload)] = net.stateDict().map { ($0.name, .float32($0.value)) }
         tensors += net.batchCounters().map { ($0.name, .int64([$0.value], shape: [])) }
         var meta = metadata
         meta[architectureKey] = net.architecture.json
         meta["format"] = "pt"
-        try SafeTensors.write(tensors, metadata: meta, to: url)
+        try SafeTensors.write(tensors, metadata: meta, to: url, inputs: inputs, contentDigest: true)
     }
 
-    /// The architecture a file declares, without reading its tensors.
+    /// Float elements a model file may make us allocate beyond the values its tensors hold (4 MiB).
+    public static let allocationSlack = 1 << 20
+
+    /// The architecture a file declares, without reading its tensors; refused when building it would
+    /// allocate more than the file's tensors hold plus `allocationSlack`.
     public static func architecture(of file: SafeTensorsFile) throws -> Architecture {
         guard let json = file.metadata[architectureKey] else { throw ModelFileError.missingArchitecture(path: file.url.path) }
         let arch: Architecture
@@ -45,12 +53,21 @@ public enum ModelFile {
         }
         let problems = arch.validationErrors()
         guard problems.isEmpty else { throw ModelFileError.badArchitecture(path: file.url.path, reason: problems.joined(separator: "; ")) }
+        // A file may only make us allocate what its own tensors hold (the header sized them against the file) plus
+        // a small slack, so a slightly wrong file still reaches the per-tensor checks that name the tensor at fault.
+        let held = file.entries.reduce(0) { $0 + $1.elementCount }
+        guard let needed = arch.stateElementCount, needed <= held + allocationSlack else {
+            throw ModelFileError.badArchitecture(path: file.url.path, reason: "describes a \(arch) of \(arch.stateElementCount.map(String.init) ?? "too many") values, but the file's tensors hold only \(held)")
+        }
         return arch
     }
 
     /// Loads a network, refusing missing, extra, mis-shaped and non-finite tensors by name.
-    public static func load(_ url: URL, expecting expected: Architecture? = nil) throws -> (network: Network<Float>, metadata: [String: String]) {
+    /// With `verify`, a recorded SHA-256 of the data must match (files without one load unverified).
+    public static func load(_ url: URL, expecting expected: Architecture? = nil,
+                            verify: Bool = ModelFile.verifyDigests) throws -> (network: Network<Float>, metadata: [String: String]) {
         let file = try SafeTensorsFile(url: url)
+        if verify { try file.verifyDigest() }
         let arch = try architecture(of: file)
         if let expected, expected != arch {
             throw ModelFileError.mismatch(path: url.path, reason: "holds a \(arch), expected a \(expected)")

@@ -62,10 +62,80 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         Architecture(kind: .resnet20, input: input, classes: classes, width: width)
     }
 
+    /// Most Float elements one input image may have; far above any image this project trains on.
+    public static let maxInputElements = 1 << 26
+    /// Most state-dict elements (parameters and BatchNorm statistics) a network may have (1 GiB of Float32).
+    public static let maxStateElements = 1 << 28
+
+    /// Elements of one input image, or nil when the product overflows.
+    public var inputElements: Int? { Self.checkedProduct(input) }
+
+    /// Product of non-negative sizes, or nil on overflow.
+    static func checkedProduct(_ sizes: [Int]) -> Int? {
+        var p = 1
+        for d in sizes {
+            let (q, o) = p.multipliedReportingOverflow(by: d)
+            if o { return nil }
+            p = q
+        }
+        return p
+    }
+
+    /// How many Float elements the network's state dict holds (every parameter and BatchNorm statistic,
+    /// not the integer batch counters), computed with overflow checks; nil on overflow or for a
+    /// description that `validationErrors` would refuse for its shape fields.
+    public var stateElementCount: Int? {
+        guard input.count == 3, !input.contains(where: { $0 <= 0 }), classes > 0 else { return nil }
+        var total = 0
+        // Adds a × b × ... to the running total; false on overflow.
+        func add(_ factors: Int...) -> Bool {
+            guard let p = Self.checkedProduct(factors) else { return false }
+            let (t, o) = total.addingReportingOverflow(p)
+            if o { return false }
+            total = t
+            return true
+        }
+        var headIn: Int
+        switch kind {
+        case .mlp:
+            guard let h = hidden, !h.contains(where: { $0 <= 0 }), let features = inputElements else { return nil }
+            headIn = features
+            for out in h {
+                guard add(headIn, out), add(out) else { return nil }
+                headIn = out
+            }
+        case .vgg:
+            guard let c = config else { return nil }
+            headIn = input[2]
+            for case .conv(let out) in c {
+                guard out > 0, add(9, headIn, out), add(out), !hasBatchNorm || add(4, out) else { return nil }
+                headIn = out
+            }
+        case .resnet20:
+            guard let k = width.flatMap({ $0 > 0 ? $0 : nil }), let w0 = Self.checkedProduct([16, k]),
+                  let w1 = Self.checkedProduct([32, k]), let w2 = Self.checkedProduct([64, k]) else { return nil }
+            guard add(9, input[2], w0), add(4, w0) else { return nil }
+            var channels = w0
+            for (stage, out) in [w0, w1, w2].enumerated() {
+                for b in 0..<3 {
+                    guard add(9, channels, out), add(4, out), add(9, out, out), add(4, out) else { return nil }
+                    if (stage > 0 && b == 0) || channels != out { guard add(channels, out), add(4, out) else { return nil } }
+                    channels = out
+                }
+            }
+            headIn = channels
+        }
+        guard add(headIn, classes), add(classes) else { return nil }
+        return total
+    }
+
     /// Problems with the description, each naming the field; empty when it is usable.
     public func validationErrors() -> [String] {
         var e: [String] = []
         if input.count != 3 || input.contains(where: { $0 <= 0 }) { e.append("input must be [height, width, channels] of positive sizes, got \(input)") }
+        else if (inputElements ?? .max) > Self.maxInputElements {
+            e.append("input \(input) has more than \(Self.maxInputElements) elements per image")
+        }
         if classes < 2 { e.append("classes must be at least 2, got \(classes)") }
         switch kind {
         case .mlp:
@@ -88,6 +158,10 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
             if (width ?? 0) <= 0 { e.append("width must be a positive multiplier, got \(width.map(String.init) ?? "nothing")") }
             if input.count == 3 && min(input[0], input[1]) < 4 { e.append("input is too small for resnet20's two stride-2 stages") }
         }
+        // Only a description whose fields are otherwise valid is sized; sizes are checked before anything is allocated.
+        if e.isEmpty, (stateElementCount ?? .max) > Self.maxStateElements {
+            e.append("the network would hold more than \(Self.maxStateElements) parameters (sizes \(hidden.map { "hidden \($0)" } ?? width.map { "width \($0)" } ?? "config"), classes \(classes))")
+        }
         return e
     }
 
@@ -103,7 +177,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
 
     public var description: String {
         switch kind {
-        case .mlp: return "mlp \(([input.reduce(1, *)] + (hidden ?? []) + [classes]).map(String.init).joined(separator: "-"))"
+        case .mlp: return "mlp \(([inputElements.map(String.init) ?? input.map(String.init).joined(separator: "×")] + (hidden ?? []).map(String.init) + [String(classes)]).joined(separator: "-"))"
         case .vgg: return "vgg [" + (config ?? []).map { if case .conv(let n) = $0 { return "\(n)" }; return "M" }.joined(separator: ",") + "]" + (hasBatchNorm ? " bn" : "") + " → \(classes)"
         case .resnet20: return "resnet20 width \(width ?? 1) → \(classes)"
         }

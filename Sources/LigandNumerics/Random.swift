@@ -68,9 +68,20 @@ import Foundation
 @inline(__always) func _cos(_ x: Double) -> Double { Foundation.cos(x) }
 
 extension TensorOf {
+    /// Elements of a shape; callers validate sizes first, so an overflow here stops with the shape named, not a bare trap.
+    static func checkedCount(_ shape: [Int]) -> Int {
+        var n = 1
+        for d in shape {
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            precondition(!overflow && d >= 0, "shape \(shape) has too many elements")
+            n = p
+        }
+        return n
+    }
+
     /// Entries drawn from N(0, std²).
     public static func randomNormal(_ shape: [Int], std: Scalar = 1, rng: inout SeededRNG) -> TensorOf {
-        let n = shape.reduce(1, *)
+        let n = checkedCount(shape)
         var v = [Scalar](repeating: 0, count: n)
         for i in 0..<n { v[i] = Scalar(rng.normal()) * std }
         return TensorOf(shape: shape, storage: v)
@@ -78,7 +89,7 @@ extension TensorOf {
 
     /// Entries drawn uniformly from [lo, hi).
     public static func randomUniform(_ shape: [Int], lo: Scalar, hi: Scalar, rng: inout SeededRNG) -> TensorOf {
-        let n = shape.reduce(1, *)
+        let n = checkedCount(shape)
         var v = [Scalar](repeating: 0, count: n)
         for i in 0..<n { v[i] = lo + (hi - lo) * Scalar(rng.uniform()) }
         return TensorOf(shape: shape, storage: v)

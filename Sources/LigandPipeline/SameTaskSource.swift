@@ -16,10 +16,13 @@ public enum ModelFiles {
         guard urls.count >= 2 else {
             throw AlignError("a merge needs at least two model files, got \(urls.count)\(urls.first.map { " (\($0.path))" } ?? "")")
         }
-        var seen: Set<String> = []
+        // One file reached through two paths (a symlink, a hard link) is still one model: compare device and inode.
+        var seen: [FileIdentity: String] = [:]
         var first: Architecture?
         for u in urls {
-            guard seen.insert(u.standardizedFileURL.path).inserted else { throw AlignError("\(u.path): listed twice (each model file merges once)") }
+            if let id = FileIdentity.of(u.path), let earlier = seen.updateValue(u.path, forKey: id) {
+                throw AlignError("\(u.path): listed twice (it is the same file as \(earlier); each model file merges once)")
+            }
             let a: Architecture
             do { a = try ModelFile.architecture(of: try SafeTensorsFile(url: u)) } catch { throw AlignError("\(error)") }
             if let f = first, f != a {

@@ -31,10 +31,21 @@ public struct ZooManifest: Codable, Equatable, Sendable {
     public static let fileName = "manifest.json"
 
     public static func read(_ url: URL) throws -> ZooManifest {
+        // A FIFO named manifest.json would block the read below forever; only a regular file is read.
+        if FileManager.default.fileExists(atPath: url.path) { close(try FileChecks.openRegularForReading(url.path)) }
         guard let data = FileManager.default.contents(atPath: url.path) else { throw ZooError("\(url.path): cannot be read") }
-        do { return try JSONDecoder().decode(ZooManifest.self, from: data) } catch {
+        let manifest: ZooManifest
+        do { manifest = try JSONDecoder().decode(ZooManifest.self, from: data) } catch {
             throw ZooError("\(url.path): not a zoo manifest: \(error)")
         }
+        // Model files are joined to the suite directory: only plain relative paths may stay inside the cache.
+        for m in manifest.models {
+            let parts = m.file.split(separator: "/", omittingEmptySubsequences: false)
+            guard !m.file.hasPrefix("/"), !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+                throw ZooError("\(url.path): model '\(m.name)' names the file '\(m.file)', which is not a plain relative path inside the suite directory")
+            }
+        }
+        return manifest
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LigandCollective
+import LigandFormats
 import LigandNumerics
 #if canImport(Glibc)
 import Glibc
@@ -77,6 +78,8 @@ struct BenchOutput: ParsableArguments {
         if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), !isDir.boolValue {
             throw ValidationError("--json \(path): \(dir) is not a directory")
         }
+        // A device, FIFO or directory at the path itself is refused now rather than after the measuring.
+        do { _ = try FileChecks.resolveOutput(path) } catch { throw ValidationError("--json \(error)") }
     }
 
     /// Writes the report as JSON when --json was given.
@@ -89,9 +92,10 @@ struct BenchOutput: ParsableArguments {
     }
 }
 
-/// Writes to a temporary file in the destination's directory, then renames it into place,
-/// so a reader never sees a half-written file.
-func writeAtomically(_ data: Data, to path: String) throws {
+/// Writes to a temporary file in the destination's directory, then renames it into place, so a reader
+/// never sees a half-written file; the destination must be absent or a regular file (a symlink is written
+/// through) and none of `inputs` (AtomicFile checks both before writing).
+func writeAtomically(_ data: Data, to path: String, inputs: [String] = []) throws {
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path
     var isDir: ObjCBool = false
@@ -102,17 +106,7 @@ func writeAtomically(_ data: Data, to path: String) throws {
     } else if !isDir.boolValue {
         throw BenchError.write(path: path, reason: "\(dir) is not a directory")
     }
-    let tmp = dir + "/.\(url.lastPathComponent).tmp-\(getpid())"
-    do {
-        try data.write(to: URL(fileURLWithPath: tmp))
-    } catch {
-        throw BenchError.write(path: path, reason: "\(error.localizedDescription)")
-    }
-    guard rename(tmp, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(tmp)
-        throw BenchError.write(path: path, reason: reason)
-    }
+    try AtomicFile.write(data, to: url, inputs: inputs.map { URL(fileURLWithPath: $0) })
 }
 
 /// Runs `body` on the job's communicator and ends MPI cleanly afterwards (mpirun reports a

@@ -23,6 +23,12 @@ struct BenchTrain: ParsableCommand {
     var steps = 20
     @OptionGroup var output: BenchOutput
 
+    func validate() throws {
+        // A zero batch would divide by zero images per step and reshape an empty batch.
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
+    }
+
     func run() throws {
         let kinds = try archs.split(separator: ",").map { s -> Architecture.Kind in
             guard let k = Architecture.Kind(rawValue: String(s)) else { throw ValidationError("--archs: unknown architecture '\(s)'") }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LigandCollective
 import LigandData
+import LigandFormats
 import LigandNN
 import LigandZoo
 
@@ -31,6 +32,7 @@ struct Eval: ParsableCommand {
     var json: String?
     @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false
+    @OptionGroup var verification: VerifyOption
 
     enum Target {
         case files([URL])
@@ -55,19 +57,30 @@ struct Eval: ParsableCommand {
         let target: Target
         let test: LabeledImages
         var calibration: LabeledImages?
+        verification.apply()
         do {
             target = try resolve()
+            // Every model's input shape, with the file that declares it, to hold the test images against.
+            var inputs: [(file: String, input: [Int])] = []
             switch target {
-            case .files(let urls): _ = try Evaluation.commonArchitecture(urls)
+            case .files(let urls):
+                inputs.append((urls[0].path, try Evaluation.commonArchitecture(urls).input))
+                if let json { _ = try FileChecks.resolveOutput(json, inputs: urls.map(\.path)) }
             case .suite(let d, let m):
                 for a in m.spec.architectures {
                     let urls = m.models.filter { $0.architecture == a.label }.map { d.appendingPathComponent($0.file) }
-                    _ = try Evaluation.commonArchitecture(urls, ignoringClasses: m.kind == .tasks)
+                    let arch = try Evaluation.commonArchitecture(urls, ignoringClasses: m.kind == .tasks)
+                    if let u = urls.first { inputs.append((u.path, arch.input)) }
                 }
+                if let json { _ = try FileChecks.resolveOutput(json) }
             }
             _ = try ZooData.identity(directory: dir)
             var t = try MNISTFamily.load(directory: dir, split: .test)
             if let n = testImages, n < t.count { t = t.subset(Array(0..<n)) }
+            guard t.count > 0 else { throw InputError.noImages(path: dir.path) }
+            for (file, input) in inputs where [t.height, t.width, t.channels] != input {
+                throw InputError.dataShape(path: dir.path, found: [t.height, t.width, t.channels], expected: input, model: file)
+            }
             test = t
             if case .suite(_, let m) = target, m.kind == .tasks {
                 let train = try MNISTFamily.load(directory: dir, split: .train)
@@ -110,7 +123,10 @@ struct Eval: ParsableCommand {
             for r in reports { print(r.render()) }
             if let json {
                 let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-                try writeAtomically(try enc.encode(reports), to: json)
+                try writeAtomically(try enc.encode(reports), to: json, inputs: {
+                    if case .files(let urls) = target { return urls.map(\.path) }
+                    return []
+                }())
                 print("wrote \(json)")
             }
         }

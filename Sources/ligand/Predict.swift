@@ -41,17 +41,66 @@ struct Predict: ParsableCommand {
     var out: String
     @Flag(help: "Also write the features (the classification head's input; default: off).")
     var features = false
+    @OptionGroup var verification: VerifyOption
 
     func run() throws {
-        let (net, _) = try ModelFile.load(URL(fileURLWithPath: model))
-        let file = try SafeTensorsFile(url: URL(fileURLWithPath: input))
+        verification.apply()
+        let (modelURL, inputURL, outURL) = (URL(fileURLWithPath: model), URL(fileURLWithPath: input), URL(fileURLWithPath: out))
+        // The output is checked before any work: it must not be a device, FIFO, directory, the model or the input.
+        _ = try FileChecks.resolveOutput(out, inputs: [model, input])
+        let (net, _) = try ModelFile.load(modelURL)
+        let file = try SafeTensorsFile(url: inputURL)
         guard file.contains(tensor) else { throw ValidationError("\(input): no tensor named '\(tensor)' (it has \(file.names.joined(separator: ", ")))") }
+        let shape = try file.entry(tensor).shape
+        guard shape.count == 4, Array(shape.dropFirst()) == net.architecture.input else {
+            throw InputError.imageShape(path: input, tensor: tensor, found: shape, expected: net.architecture.input, model: model)
+        }
+        guard shape[0] > 0 else { throw InputError.emptyBatch(path: input, tensor: tensor) }
         let x = try file.floats(tensor)
-        do { try net.validateInput(x) } catch { throw ValidationError("\(input): tensor '\(tensor)': \(error)") }
         let f = net.features(x)
         let logits = net.head.forward(f, training: false)
+        // Finite inputs and finite weights can still overflow; that is the model's doing, not the output file's.
+        if let i = logits.firstNonFinite {
+            throw InputError.nonFiniteLogits(model: model, sample: i / max(1, net.classes), input: input)
+        }
         var outTensors: [(name: String, value: TensorPayload)] = [("logits", .float32(logits))]
-        if features { outTensors.append(("features", .float32(f))) }
-        try SafeTensors.write(outTensors, metadata: ["ligand.model": model], to: URL(fileURLWithPath: out))
+        if features {
+            if let i = f.firstNonFinite { throw InputError.nonFiniteLogits(model: model, sample: i / max(1, f.shape.last ?? 1), input: input) }
+            outTensors.append(("features", .float32(f)))
+        }
+        try SafeTensors.write(outTensors, metadata: ["ligand.model": model], to: outURL, inputs: [modelURL, inputURL])
     }
+}
+
+/// `--no-verify`, shared by the commands that load model files.
+struct VerifyOption: ParsableArguments {
+    @Flag(name: .customLong("no-verify"), help: "Do not check model files against the SHA-256 recorded in their metadata (default: check when recorded).")
+    var noVerify = false
+
+    func apply() { if noVerify { ModelFile.verifyDigests = false } }
+}
+
+/// Inputs a command cannot use, each naming the file (and tensor) at fault.
+enum InputError: Error, CustomStringConvertible, LocalizedError {
+    case imageShape(path: String, tensor: String, found: [Int], expected: [Int], model: String)
+    case emptyBatch(path: String, tensor: String)
+    case nonFiniteLogits(model: String, sample: Int, input: String)
+    case noImages(path: String)
+    case dataShape(path: String, found: [Int], expected: [Int], model: String)
+
+    var description: String {
+        switch self {
+        case let .imageShape(path, tensor, found, expected, model):
+            return "\(path): tensor '\(tensor)' has shape \(found), but \(model) takes images [N] + \(expected) (NHWC)"
+        case let .emptyBatch(path, tensor):
+            return "\(path): tensor '\(tensor)' holds no images (N = 0); nothing to predict"
+        case let .nonFiniteLogits(model, sample, input):
+            return "\(model): the model's weights produce non-finite logits (NaN or infinity) for sample \(sample) of \(input); no output written"
+        case let .noImages(path):
+            return "\(path): the test set holds no images; an accuracy over zero images is undefined"
+        case let .dataShape(path, found, expected, model):
+            return "\(path): images are \(found) (height, width, channels), but \(model) takes \(expected)"
+        }
+    }
+    var errorDescription: String? { description }
 }

@@ -150,7 +150,7 @@ struct Train: ParsableCommand {
         ]
         try ModelFile.save(net, to: outURL, metadata: meta)
         if let log {
-            try Data(try enc.encode(reports)).write(to: URL(fileURLWithPath: log), options: .atomic)
+            try writeAtomically(Data(try enc.encode(reports)), to: log)
         }
         print(String(format: "%@  test %.2f%%", arch.description, 100 * testAcc)
               + (calAcc.map { String(format: "  calibration %.2f%%", 100 * $0) } ?? "")

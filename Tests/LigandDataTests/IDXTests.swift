@@ -192,4 +192,31 @@ final class MNISTFamilyTests: TempDirTestCase {
         XCTAssertGreaterThan(std[0], 0.3)
         XCTAssertLessThan(std[0], 0.4)
     }
+
+    // MARK: hardening (issue 16)
+
+    func testGzipInflatingPastTheDeclaredSizeStopsAtTheHeaderBound() throws {
+        // 10 declared bytes followed by 8 MB of zeros: a small file that would inflate far beyond its header.
+        let bomb = try write(idx(dims: [10], payload: [UInt8](repeating: 0, count: 8 << 20)), to: "bomb.gz")
+        XCTAssertLessThan(try Data(contentsOf: bomb).count, 64 << 10)
+        guard case let .decompressedTooLarge(path, limit)? = dataError(try IDX.read(url: bomb)) else { return XCTFail() }
+        XCTAssertEqual(path, bomb.path)
+        XCTAssertEqual(limit, 4 + 4 + 10)
+    }
+
+    func testDeclaredSizeAboveTheCapIsRefusedBeforeInflating() throws {
+        let huge = try write(idx(dims: [60000, 1000, 1000], payload: [1, 2, 3]), to: "huge.gz")
+        let e = dataError(try IDX.read(url: huge))
+        guard case let .badHeader(path, reason)? = e else { return XCTFail("\(String(describing: e))") }
+        XCTAssertEqual(path, huge.path)
+        XCTAssertTrue(reason.contains("limit"), reason)
+    }
+
+    func testFIFODataFileIsRefusedWithoutBlocking() throws {
+        let fifo = url("fifo-idx3-ubyte")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        guard case let .unreadable(path, reason)? = dataError(try IDX.read(url: fifo)) else { return XCTFail() }
+        XCTAssertEqual(path, fifo.path)
+        XCTAssertEqual(reason, "not a regular file")
+    }
 }

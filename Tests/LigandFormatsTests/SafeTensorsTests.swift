@@ -465,7 +465,7 @@ final class SafeTensorsTests: XCTestCase {
             XCTAssertEqual(path, missing.path)
         }
         XCTAssertThrowsError(try SafeTensorsFile(url: dir)) { error in
-            XCTAssertEqual(error as? SafeTensorsError, .io(path: dir.path, operation: "read", reason: "not a regular file"))
+            XCTAssertEqual(error as? FileAccessError, .inputNotRegular(path: dir.path, kind: "a directory"))
         }
     }
 
@@ -556,5 +556,116 @@ final class SafeTensorsTests: XCTestCase {
         for chunk in stride(from: 0, to: million.count, by: 63) { h2.update(Array(million[chunk..<min(million.count, chunk + 63)])) }
         let hex = h2.finalize().map { String(format: "%02x", $0) }.joined()
         XCTAssertEqual(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}
+
+/// Hardening (issue 16): where outputs may be written, what inputs may be, and the content digest.
+final class FileSafetyTests: XCTestCase {
+    private var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ligand-safety-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    private func url(_ name: String) -> URL { dir.appendingPathComponent(name) }
+    private let sample: [(name: String, value: TensorPayload)] = [("w", .float32(Tensor(shape: [2, 2], storage: [1, 2, 3, 4])))]
+
+    func testOutputThatIsADirectoryOrFIFOIsRefusedAndLeftAlone() throws {
+        let d = url("adir")
+        try FileManager.default.createDirectory(at: d, withIntermediateDirectories: false)
+        XCTAssertThrowsError(try SafeTensors.write(sample, to: d)) { e in
+            XCTAssertEqual(e as? FileAccessError, .outputNotRegular(path: d.path, kind: "a directory"))
+        }
+        let fifo = url("fifo")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        XCTAssertThrowsError(try SafeTensors.write(sample, to: fifo)) { e in
+            XCTAssertEqual(e as? FileAccessError, .outputNotRegular(path: fifo.path, kind: "a FIFO"))
+        }
+        var st = stat()
+        XCTAssertEqual(lstat(fifo.path, &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFIFO, "the FIFO must not be replaced by a file")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["adir", "fifo"], "no temporary file left")
+    }
+
+    func testOutputThatIsACharacterDeviceIsRefused() throws {
+        XCTAssertThrowsError(try FileChecks.resolveOutput("/dev/null")) { e in
+            XCTAssertEqual(e as? FileAccessError, .outputNotRegular(path: "/dev/null", kind: "a character device"))
+        }
+    }
+
+    func testSymlinkOutputIsWrittenThroughAndStaysALink() throws {
+        let target = url("target.safetensors"), link = url("link.safetensors")
+        try SafeTensors.write([("old", .float32(Tensor(shape: [1], storage: [0])))], to: target)
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: "target.safetensors")
+        try SafeTensors.write(sample, to: link)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link.path), "target.safetensors")
+        XCTAssertEqual(try SafeTensorsFile(url: target).names, ["w"], "the link's target holds the new content")
+        let dangling = url("dangling.safetensors")
+        try FileManager.default.createSymbolicLink(atPath: dangling.path, withDestinationPath: "nowhere/x.safetensors")
+        XCTAssertThrowsError(try SafeTensors.write(sample, to: dangling)) { e in
+            guard case .outputDanglingLink(let p, _)? = e as? FileAccessError else { return XCTFail("\(e)") }
+            XCTAssertEqual(p, dangling.path)
+        }
+    }
+
+    func testOutputThatIsAnInputIsRefusedEvenThroughALink() throws {
+        let model = url("model.safetensors"), link = url("alias.safetensors")
+        try SafeTensors.write(sample, to: model)
+        let before = try Data(contentsOf: model)
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: model.path)
+        for out in [model, link] {
+            XCTAssertThrowsError(try SafeTensors.write([("x", .float32(Tensor(shape: [1], storage: [9])))], to: out, inputs: [model])) { e in
+                XCTAssertEqual(e as? FileAccessError, .outputIsInput(path: out.path, input: model.path))
+            }
+        }
+        XCTAssertEqual(try Data(contentsOf: model), before)
+    }
+
+    func testFIFOInputIsRefusedWithoutBlocking() throws {
+        let fifo = url("in.safetensors")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        // Without O_NONBLOCK this open would wait forever for a writer.
+        XCTAssertThrowsError(try SafeTensorsFile(url: fifo)) { e in
+            XCTAssertEqual(e as? FileAccessError, .inputNotRegular(path: fifo.path, kind: "a FIFO"))
+        }
+        XCTAssertThrowsError(try SafeTensorsFile(url: dir)) { e in
+            XCTAssertEqual(e as? FileAccessError, .inputNotRegular(path: dir.path, kind: "a directory"))
+        }
+    }
+
+    func testZeroElementShapeWhoseOtherDimensionsOverflowIsRefused() throws {
+        let json = #"{"t":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}}"#
+        var bytes = withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { Array($0) }
+        bytes += Array(json.utf8)
+        let u = url("zero.safetensors")
+        try Data(bytes).write(to: u)
+        XCTAssertThrowsError(try SafeTensorsFile(url: u)) { e in
+            XCTAssertEqual(e as? SafeTensorsError, .shapeTooLarge(path: u.path, tensor: "t", shape: [0, 4294967296, 4294967296]))
+        }
+        XCTAssertEqual(TensorEntry(name: "z", dtype: .f32, shape: [0, 3], range: 0..<0).elementCount, 0)
+    }
+
+    func testContentDigestIsRecordedAndFlippedDataIsDetected() throws {
+        let u = url("d.safetensors")
+        try SafeTensors.write(sample, to: u, contentDigest: true)
+        let f = try SafeTensorsFile(url: u)
+        XCTAssertEqual(f.metadata[SafeTensors.digestKey], f.dataDigest())
+        XCTAssertTrue(try f.verifyDigest())
+        var bytes = [UInt8](try Data(contentsOf: u))
+        bytes[bytes.count - 3] ^= 0x10
+        let bad = url("bad.safetensors")
+        try Data(bytes).write(to: bad)
+        XCTAssertThrowsError(try SafeTensorsFile(url: bad).verifyDigest()) { e in
+            guard case .digestMismatch(let p, _, _)? = e as? SafeTensorsError else { return XCTFail("\(e)") }
+            XCTAssertEqual(p, bad.path)
+            XCTAssertTrue("\(e)".hasPrefix(bad.path))
+        }
+        // Files written without a digest (older files) load unverified.
+        let plain = url("plain.safetensors")
+        try SafeTensors.write(sample, to: plain)
+        XCTAssertFalse(try SafeTensorsFile(url: plain).verifyDigest())
     }
 }

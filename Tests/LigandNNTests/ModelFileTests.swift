@@ -77,4 +77,113 @@ final class ModelFileTests: XCTestCase {
         try SafeTensors.write(Array(tensors.dropFirst()), metadata: [ModelFile.architectureKey: net.architecture.json], to: missing)
         XCTAssertThrowsError(try ModelFile.load(missing)) { e in XCTAssertTrue("\(e)".contains("'layers.0.weight' is missing"), "\(e)") }
     }
+
+    // MARK: hardening (issue 16)
+
+    /// A model file whose header is replaced by `json` (data kept), for claims the tensors do not back.
+    private func rewrite(_ url: URL, metadata: [String: String], to out: URL) throws {
+        let f = try SafeTensorsFile(url: url)
+        let tensors = try f.entries.map { (name: $0.name, value: TensorPayload.raw(dtype: $0.dtype, shape: $0.shape, bytes: try f.bytes($0.name))) }
+        try SafeTensors.write(tensors, metadata: metadata, to: out)
+    }
+
+    func testStateElementCountMatchesTheBuiltNetwork() throws {
+        for arch in [Architecture.mlp(hidden: [16, 8]), .vgg([.conv(4), .pool, .conv(8)]), .vgg([.conv(4), .pool, .conv(8)], batchNorm: true),
+                     .resnet20(width: 1), .resnet20(width: 2, input: [8, 8, 3], classes: 7)] {
+            let net = try Network<Float>(arch, seed: 0)
+            XCTAssertEqual(arch.stateElementCount, net.stateDict().reduce(0) { $0 + $1.value.count }, "\(arch)")
+        }
+    }
+
+    func testMetadataClaimingAHugeNetworkIsRefusedBeforeAllocating() throws {
+        let net = try Network<Float>(.mlp(hidden: [8], input: [4, 4, 1]), seed: 0)
+        let url = dir.appendingPathComponent("small.safetensors")
+        try ModelFile.save(net, to: url)
+        let claims: [(String, String)] = [
+            (#"{"classes":10,"hidden":[8000,8000],"input":[28,28,1],"kind":"mlp"}"#, "only"),
+            (#"{"classes":10,"hidden":[60000,60000],"input":[28,28,1],"kind":"mlp"}"#, "parameters"),
+            (#"{"classes":10,"input":[28,28,1],"kind":"resnet20","width":1152921504606846976}"#, "parameters"),
+            (#"{"classes":10,"hidden":[8],"input":[4294967296,4294967296,1],"kind":"mlp"}"#, "elements per image"),
+            (#"{"classes":9223372036854775807,"hidden":[8],"input":[4,4,1],"kind":"mlp"}"#, "parameters"),
+            (#"{"classes":10,"config":[9223372036854775807],"input":[4,4,1],"kind":"vgg"}"#, "parameters"),
+        ]
+        for (i, (json, words)) in claims.enumerated() {
+            let bad = dir.appendingPathComponent("claim\(i).safetensors")
+            try rewrite(url, metadata: [ModelFile.architectureKey: json], to: bad)
+            XCTAssertThrowsError(try ModelFile.load(bad)) { e in
+                guard case .badArchitecture(let p, let reason)? = e as? ModelFileError else { return XCTFail("\(e)") }
+                XCTAssertEqual(p, bad.path)
+                XCTAssertTrue(reason.contains(words), reason)
+            }
+        }
+        // The same sizes given directly (as flags do) are refused by validation instead of trapping or allocating.
+        XCTAssertThrowsError(try Network<Float>(.resnet20(width: Int.max / 8), seed: 0))
+        XCTAssertThrowsError(try Network<Float>(.mlp(hidden: [60000, 60000]), seed: 0))
+    }
+
+    func testFlippedWeightBytesAreDetectedUnlessVerificationIsOff() throws {
+        let net = try Network<Float>(.mlp(hidden: [8], input: [4, 4, 1]), seed: 0)
+        let url = dir.appendingPathComponent("d.safetensors")
+        try ModelFile.save(net, to: url)
+        XCTAssertNotNil(try SafeTensorsFile(url: url).metadata[SafeTensors.digestKey])
+        var bytes = [UInt8](try Data(contentsOf: url))
+        bytes[bytes.count - 40] ^= 0x01   // a low mantissa bit of a head weight: still finite
+        let bad = dir.appendingPathComponent("flipped.safetensors")
+        try Data(bytes).write(to: bad)
+        XCTAssertThrowsError(try ModelFile.load(bad)) { e in
+            guard case .digestMismatch(let p, _, _)? = e as? SafeTensorsError else { return XCTFail("\(e)") }
+            XCTAssertEqual(p, bad.path)
+        }
+        XCTAssertNoThrow(try ModelFile.load(bad, verify: false))
+        // A file without the key (written before digests existed) loads unverified.
+        let old = dir.appendingPathComponent("old.safetensors")
+        try rewrite(url, metadata: [ModelFile.architectureKey: net.architecture.json, "format": "pt"], to: old)
+        XCTAssertNoThrow(try ModelFile.load(old))
+    }
+
+    /// A few hundred seeded mutations of a valid file's header: each load must return or throw, never trap.
+    func testMutatedHeadersOnlyEverThrow() throws {
+        let net = try Network<Float>(.vgg([.conv(2), .pool, .conv(3)], input: [4, 4, 1], batchNorm: true), seed: 0)
+        let url = dir.appendingPathComponent("valid.safetensors")
+        try ModelFile.save(net, to: url)
+        let original = [UInt8](try Data(contentsOf: url))
+        let headerEnd = 8 + (Int(original[0]) | Int(original[1]) << 8)
+        let json = String(decoding: original[8..<headerEnd], as: UTF8.self)
+        var rng = SeededRNG(seed: 16)
+        let numbers = ["0", "-1", "1", "3", "60000", "4294967296", "9223372036854775807", "9223372036854775808", "1e400", "2.5", "null", "\"M\"", "[]"]
+        let digits = Array(json.indices.filter { json[$0].isNumber })
+        var thrown = 0
+        let rounds = 400
+        for round in 0..<rounds {
+            var bytes = original
+            switch round % 4 {
+            case 0:   // flip random header bytes
+                for _ in 0...rng.int(below: 3) { bytes[8 + rng.int(below: headerEnd - 8)] ^= UInt8(1 << rng.int(below: 8)) }
+            case 1:   // replace one digit run of the header (shapes, offsets, architecture sizes) by a hostile value
+                var text = json
+                let at = digits[rng.int(below: digits.count)]
+                var end = at
+                while end < text.endIndex, text[end].isNumber { end = text.index(after: end) }
+                text.replaceSubrange(at..<end, with: numbers[rng.int(below: numbers.count)])
+                bytes = Self.file(header: text, data: original[headerEnd...])
+            case 2:   // a random length prefix
+                let n = rng.next() >> UInt64(rng.int(below: 64))
+                for i in 0..<8 { bytes[i] = UInt8(truncatingIfNeeded: n >> (8 * UInt64(i))) }
+            default:  // truncate or extend the file
+                bytes = rng.int(below: 2) == 0 ? Array(bytes.prefix(rng.int(below: bytes.count))) : bytes + [UInt8](repeating: 0, count: 1 + rng.int(below: 64))
+            }
+            let u = dir.appendingPathComponent("m\(round).safetensors")
+            try Data(bytes).write(to: u)
+            do { _ = try ModelFile.load(u) } catch { thrown += 1 }
+            try FileManager.default.removeItem(at: u)
+        }
+        XCTAssertGreaterThan(thrown, rounds / 2, "most mutations must be refused")
+    }
+
+    /// A safetensors file from header text and data bytes (the header padded to a multiple of 8).
+    private static func file(header: String, data: ArraySlice<UInt8>) -> [UInt8] {
+        var h = Array(header.utf8)
+        while h.count % 8 != 0 { h.append(0x20) }
+        return withUnsafeBytes(of: UInt64(h.count).littleEndian) { Array($0) } + h + data
+    }
 }
