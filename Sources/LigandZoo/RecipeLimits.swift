@@ -134,11 +134,17 @@ public enum RecipeYAML {
     public static func load(_ text: String, file: String) throws -> Any? {
         guard text.utf8.count <= RecipeLimits.maxFileBytes else { throw tooBig(file) }
         let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch { throw RecipeError(file: file, path: "", message: "not valid YAML: \(error)") }
+        do { node = try Yams.compose(yaml: text) } catch { throw RecipeError(file: file, path: "", message: "not valid YAML: \(clipped(error))") }
         guard let node else { return nil }
         var budget = RecipeLimits.maxYAMLNodes
         try count(node, file: file, budget: &budget)
         return node.any
+    }
+
+    /// A parser message quotes the offending source line: a 1 MB line must not become a 1 MB message.
+    static func clipped(_ error: Error) -> String {
+        "\(error)".split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.count > 160 ? $0.prefix(160) + "…" : $0 }.joined(separator: "\n")
     }
 
     /// Walks the composed tree, where an alias shares its anchor's node: the walk costs at most the budget, not the expansion.

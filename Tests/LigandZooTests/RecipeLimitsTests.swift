@@ -32,6 +32,13 @@ final class RecipeLimitsTests: XCTestCase {
         XCTAssertThrowsError(try Fields.parse(text, file: "f.yaml")) { XCTAssertTrue("\($0)".hasPrefix("f.yaml: expands to more than"), "\($0)") }
     }
 
+    func testDeepNestingIsAParseErrorWithAShortMessage() {
+        let e = error("suites: " + String(repeating: "[", count: 500_000))
+        XCTAssertTrue(e.hasPrefix("r.yaml: not valid YAML:"), String(e.prefix(300)))
+        XCTAssertTrue(e.contains("Maximum nesting level"), String(e.prefix(300)))
+        XCTAssertLessThan(e.count, 1_000, "the 500,000-character source line is clipped")
+    }
+
     func testSmallAliasesStillWork() throws {
         let r = try Recipe.parse("suites:\n  s:\n    kind: seeds\n    architectures: &archs [mlp]\n    models: 2\n  t:\n    kind: seeds\n    architectures: *archs\n    models: 3\n",
                                  path: "r.yaml")
