@@ -16,8 +16,8 @@ public enum RecipeLimits {
     public static let maxEpochs = 10_000
     /// Every MNIST-family data set ships 60,000 training images, so no image count can exceed it.
     public static let trainingImages = 60_000
-    /// Mini-batch size.
-    public static let maxBatchSize = 65_536
+    /// Mini-batch size (the defaults are 64 to 128; 4,096 ResNet-20 activations already take gigabytes).
+    public static let maxBatchSize = 4_096
     /// MLP hidden widths and VGG channel counts.
     public static let maxWidth = 16_384
     /// Hidden layers of an MLP, items of a VGG configuration.

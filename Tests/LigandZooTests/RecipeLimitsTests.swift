@@ -65,7 +65,7 @@ final class RecipeLimitsTests: XCTestCase {
         let cases: [(String, String)] = [
             ("models: 1000000000", "r.yaml: suites.s.models: must be an integer in 1...1000, got 1000000000"),
             ("epochs: 4294967296", "r.yaml: suites.s.epochs: must be an integer in 1...10000, got 4294967296"),
-            ("batch_size: 100000000", "r.yaml: suites.s.batch_size: must be an integer in 1...65536, got 100000000"),
+            ("batch_size: 100000000", "r.yaml: suites.s.batch_size: must be an integer in 1...4096, got 100000000"),
             ("calibration: 60000", "r.yaml: suites.s.calibration: must be an integer in 0...59999, got 60000"),
             ("train_images: 1000000", "r.yaml: suites.s.train_images: must be an integer in 1...60000, got 1000000"),
             ("shift: 1000", "r.yaml: suites.s.shift: must be an integer in 0...27, got 1000"),
