@@ -71,9 +71,9 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible, Localiz
         case let .offsetsOutOfBounds(path, tensor, end, size):
             return "\(path): tensor \"\(tensor)\": data_offsets end \(end) is beyond the data buffer of \(size) bytes"
         case let .offsetsNotContiguous(path, tensor, begin, expected, previous):
-            let kind = begin > expected ? "gap" : "overlap"
+            let kind = begin > expected ? "a gap" : "an overlap"
             let after = previous.map { "the end of tensor \"\($0)\"" } ?? "the start of the data buffer"
-            return "\(path): tensor \"\(tensor)\": data_offsets begin \(begin) leaves a \(kind) after \(after) at \(expected)"
+            return "\(path): tensor \"\(tensor)\": data_offsets begin \(begin) leaves \(kind) after \(after) at \(expected)"
         case let .byteCountMismatch(path, tensor, dtype, shape, expected, actual):
             return "\(path): tensor \"\(tensor)\": data_offsets span \(actual) bytes but shape \(shape) of \(dtype) needs \(expected)"
         case let .shapeTooLarge(path, tensor, shape):

@@ -78,6 +78,53 @@ public struct RunRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// A coding-path step of a validation error: an array index or a field name.
+struct ReportIndexKey: CodingKey {
+    var stringValue: String, intValue: Int?
+    init(_ i: Int) { stringValue = "\(i)"; intValue = i }
+    init(_ s: String) { stringValue = s; intValue = nil }
+    init?(stringValue: String) { self.init(stringValue) }
+    init?(intValue: Int) { self.init(intValue) }
+}
+
+extension RunRecord {
+    /// The largest K a report may hold: far beyond any suite, small enough to draw.
+    static let maxK = 1_000_000
+
+    /// The first field whose value no run can produce (field name, message), nil when every field is plausible.
+    var problem: (String, String)? {
+        func fraction(_ x: Double?) -> Bool { x.map { $0.isFinite && $0 >= 0 && $0 <= 1 } ?? true }
+        let what = "must be an accuracy, a fraction in [0, 1]"
+        if k < 1 || k > Self.maxK { return ("k", "must be an integer in 1...\(Self.maxK), got \(k)") }
+        if !fraction(accuracy) { return ("accuracy", "\(what), got \(accuracy)") }
+        if let i = accuracies.firstIndex(where: { !fraction($0) }) { return ("accuracies[\(i)]", "\(what), got \(accuracies[i])") }
+        if !fraction(ensemble) { return ("ensemble", "\(what), got \(ensemble!)") }
+        if !fraction(bestSingle) { return ("bestSingle", "\(what), got \(bestSingle!)") }
+        if let (name, v) = baselines.sorted(by: { $0.key < $1.key }).first(where: { !fraction($0.value) }) { return ("baselines.\(name)", "\(what), got \(v)") }
+        if !(wallSeconds.isFinite && wallSeconds >= 0) { return ("wallSeconds", "must be a finite number of seconds ≥ 0, got \(wallSeconds)") }
+        if ranks < 1 { return ("ranks", "must be at least 1, got \(ranks)") }
+        if let b = bytesCommunicated, b < 0 { return ("bytesCommunicated", "must be ≥ 0, got \(b)") }
+        if let i = subsetIndices.first(where: { $0 < 0 }) { return ("subsetIndices", "must be model indices ≥ 0, got \(i)") }
+        return nil
+    }
+}
+
+/// Text from a report (recipe, suite, method names) made inert in Markdown: no raw HTML, no table breaks, no links.
+func markdownEscaped(_ s: String) -> String {
+    var out = ""
+    for ch in s.unicodeScalars {
+        switch ch {
+        case "&": out += "&amp;"
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "|", "\\", "`", "[", "]": out += "\\" + String(ch)
+        case "\n", "\r", "\t": out += " "
+        default: out.unicodeScalars.append(ch.properties.generalCategory == .control ? "\u{FFFD}" : ch)
+        }
+    }
+    return out
+}
+
 /// Mean and sample standard deviation, accumulated in Float64.
 public struct MeanStd: Codable, Sendable, Equatable {
     public var mean: Double
@@ -119,6 +166,22 @@ public struct RunReport: Codable, Sendable {
 
     public init(recipe: String, ranks: Int, records: [RunRecord]) { self.recipe = recipe; self.ranks = ranks; self.records = records }
 
+    enum CodingKeys: String, CodingKey { case recipe, ranks, records }
+
+    /// Decodes and validates: a hand-edited report with k = -1 or an accuracy of 1e308 is refused, not drawn as inf.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        recipe = try c.decode(String.self, forKey: .recipe)
+        ranks = try c.decode(Int.self, forKey: .ranks)
+        records = try c.decode([RunRecord].self, forKey: .records)
+        if ranks < 1 { throw DecodingError.dataCorruptedError(forKey: .ranks, in: c, debugDescription: "must be at least 1, got \(ranks)") }
+        for (i, r) in records.enumerated() {
+            if let (field, problem) = r.problem {
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.records, ReportIndexKey(i), ReportIndexKey(field)], debugDescription: problem))
+            }
+        }
+    }
+
     /// Groups in first-appearance order of suite and series, K ascending.
     public var groups: [RunGroup] {
         var keys: [String] = [], bySeries: [String: [RunRecord]] = [:]
@@ -143,18 +206,18 @@ public struct RunReport: Codable, Sendable {
 
     /// A Markdown table per suite: merged (mean ± std over subsets and seeds), ensemble, best single and the gap.
     public func markdown() -> String {
-        var s = "# Results of \(recipe)\n\nTest accuracy in %, mean ± sample std over subsets and seeds; gap = merged − ensemble in points; "
+        var s = "# Results of \(markdownEscaped(recipe))\n\nTest accuracy in %, mean ± sample std over subsets and seeds; gap = merged − ensemble in points; "
         s += "best single = the best model of the subset (seeds, splits) or the experts each on its own task (tasks). \(ranks) rank(s).\n"
         let gs = groups
         var suites: [String] = []
         for g in gs where !suites.contains(g.suite) { suites.append(g.suite) }
         for suite in suites {
             let kind = records.first { $0.suite == suite }?.suiteKind ?? ""
-            s += "\n## \(suite) (\(kind))\n\n"
+            s += "\n## \(markdownEscaped(suite)) (\(markdownEscaped(kind)))\n\n"
             s += "| method | K | runs | merged | ensemble | best single | gap (pts) | wall s |\n"
             s += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
             for g in gs where g.suite == suite {
-                s += "| \(g.series) | \(g.k) | \(g.runs) | \(g.merged.percent) | \(g.ensemble?.percent ?? "–") | \(g.bestSingle?.percent ?? "–") | "
+                s += "| \(markdownEscaped(g.series)) | \(g.k) | \(g.runs) | \(g.merged.percent) | \(g.ensemble?.percent ?? "–") | \(g.bestSingle?.percent ?? "–") | "
                 s += (g.gapPoints.map { String(format: "%+.2f", $0) } ?? "–") + String(format: " | %.1f |\n", g.wallSeconds)
             }
         }

@@ -27,7 +27,7 @@ public enum SubsetRule: Equatable, Sendable, CustomStringConvertible {
         case .first: return [Array(0..<k)]
         case .all: return Self.combinations(n, k)
         case .random(let count):
-            if Self.binomial(n, k) <= Double(count) { return Self.combinations(n, k) }
+            if RecipeLimits.binomial(n, k, cap: count) != nil { return Self.combinations(n, k) }
             // One stream per (n, k): adding a K to the grid does not change the subsets of the others.
             var rng = SeededRNG(seed: seed, stream: "subsets-\(n)-\(k)")
             var seen: Set<[Int]> = [], out: [[Int]] = []
@@ -39,10 +39,6 @@ public enum SubsetRule: Equatable, Sendable, CustomStringConvertible {
             }
             return out
         }
-    }
-
-    static func binomial(_ n: Int, _ k: Int) -> Double {
-        (0..<k).reduce(1.0) { $0 * Double(n - $1) / Double($1 + 1) }
     }
 
     static func combinations(_ n: Int, _ k: Int) -> [[Int]] {
@@ -146,7 +142,7 @@ public struct RunRecipe {
         }
         let base = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         var r = RunRecipe(path: path, zoo: zooPath, zooRecipe: zoo, out: try top.string("out") ?? "out/\(base)",
-                          seeds: try top.int("seeds", min: 1) ?? 1, seed: UInt64(try top.int("seed", min: 0) ?? 0),
+                          seeds: try top.int("seeds", min: 1, max: RecipeLimits.maxSeeds) ?? 1, seed: UInt64(try top.int("seed", min: 0) ?? 0),
                           cache: try top.string("cache"), data: try top.string("data"), experiments: [])
         let items = try top.list("experiments", required: true)!
         guard !items.isEmpty else { throw top.error("experiments", "must list at least one experiment") }
@@ -165,6 +161,7 @@ public struct RunRecipe {
             names[e.name] = i
         }
         try top.finish()
+        try r.checkPlanSize(top)
         return r
     }
 
@@ -228,7 +225,7 @@ public struct RunRecipe {
             paths.append(p)
         }
         let data = try f.string("data")
-        let calibration = try f.int("calibration", min: 2) ?? ModelFiles.defaultCalibrationHoldout
+        let calibration = try f.int("calibration", min: 2, max: RecipeLimits.trainingImages - 1) ?? ModelFiles.defaultCalibrationHoldout
         let calibrationSeed = UInt64(try f.int("calibration_seed", min: 0) ?? 0)
         var ks = try f.intList("k", min: 2) ?? [paths.count]
         ks = Array(Set(ks)).sorted()
@@ -252,11 +249,11 @@ public struct RunRecipe {
             switch s {
             case "first": subsets = .first
             case "all": subsets = .all
-            default: throw f.error("subsets", "must be first, all or a positive integer, got '\(s)'")
+            default: throw f.error("subsets", "must be first, all or an integer in 1...\(RecipeLimits.maxPlannedRuns), got '\(s)'")
             }
         default:
-            guard let n = try? f.int("subsets", min: 1) else {
-                throw f.error("subsets", "must be first, all or a positive integer, got \(Fields.describeValue(f.values["subsets"]))")
+            guard let n = try? f.int("subsets", min: 1, max: RecipeLimits.maxPlannedRuns) else {
+                throw f.error("subsets", "must be first, all or an integer in 1...\(RecipeLimits.maxPlannedRuns), got \(Fields.describeValue(f.values["subsets"]))")
             }
             subsets = .random(n)
         }

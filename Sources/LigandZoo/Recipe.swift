@@ -1,7 +1,6 @@
 import Foundation
 import LigandFormats
 import LigandNN
-import Yams
 
 /// A recipe that cannot be used, naming the file and the key path at fault.
 public struct RecipeError: Error, CustomStringConvertible, LocalizedError, Equatable {
@@ -124,6 +123,9 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
     }
 }
 
+/// The limits every count of a recipe is checked against.
+fileprivate typealias L = RecipeLimits
+
 /// A recipe file: named suites.
 public struct Recipe: Sendable {
     public let path: String
@@ -137,21 +139,11 @@ public struct Recipe: Sendable {
     }
 
     public static func load(path: String) throws -> Recipe {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw RecipeError(file: path, path: "", message: "file not found")
-        }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw RecipeError(file: path, path: "", message: "cannot be read as UTF-8 text")
-        }
-        return try parse(text, path: path)
+        try parse(try RecipeYAML.readText(path: path), path: path)
     }
 
     public static func parse(_ text: String, path: String) throws -> Recipe {
-        let root: Any?
-        do { root = try Yams.load(yaml: text) } catch {
-            throw RecipeError(file: path, path: "", message: "not valid YAML: \(error)")
-        }
-        let top = try Fields(root, file: path, path: "")
+        let top = try Fields(try RecipeYAML.load(text, file: path), file: path, path: "")
         let suitesNode = try top.map("suites", required: true)!
         try top.finish()
         guard !suitesNode.keys.isEmpty else { throw RecipeError(file: path, path: "suites", message: "names no suite") }
@@ -181,21 +173,21 @@ public struct Recipe: Sendable {
         var s = SuiteSpec(
             name: name, kind: kind,
             seed: UInt64(try f.int("seed", min: 0) ?? 0),
-            calibration: try f.int("calibration", min: 0) ?? 5000,
+            calibration: try f.int("calibration", min: 0, max: L.trainingImages - 1) ?? 5000,
             architectures: archs,
-            epochs: try f.int("epochs", min: 1) ?? 3,
+            epochs: try f.int("epochs", min: 1, max: L.maxEpochs) ?? 3,
             lr: try f.double("lr", positive: true) ?? 0.05,
-            batchSize: try f.int("batch_size", min: 1) ?? 128,
+            batchSize: try f.int("batch_size", min: 1, max: L.maxBatchSize) ?? 128,
             momentum: try f.double("momentum", min: 0, below: 1) ?? 0.9,
             weightDecay: try f.double("weight_decay", min: 0) ?? 5e-4,
-            flip: try f.bool("flip"), shift: try f.int("shift", min: 0),
-            trainImages: try f.int("train_images", min: 1))
+            flip: try f.bool("flip"), shift: try f.int("shift", min: 0, max: L.maxShift),
+            trainImages: try f.int("train_images", min: 1, max: L.trainingImages))
         if let v: OptimizerKind = try f.choice("optimizer") {
             s.optimizer = v == .sgd ? nil : v   // the default, written out, keeps the cache key
         }
         switch kind {
         case .seeds:
-            s.models = try f.int("models", min: 1, required: true)
+            s.models = try f.int("models", min: 1, max: L.maxModels, required: true)
         case .splits:
             let items = try f.list("partitions", required: true)!
             guard !items.isEmpty else { throw f.error("partitions", "must list at least one partition") }
@@ -203,7 +195,7 @@ public struct Recipe: Sendable {
                 let p = try Fields(item, file: f.file, path: f.sub("partitions[\(i)]"))
                 let t = try p.string("type", required: true)!
                 guard let type = PartitionSpec.Kind(rawValue: t) else { throw p.error("type", "must be 'classes' or 'dirichlet', got '\(t)'") }
-                let parts = try p.int("parts", min: 2, required: true)!
+                let parts = try p.int("parts", min: 2, max: L.maxModels, required: true)!
                 var alpha: Double?
                 if type == .dirichlet { alpha = try p.double("alpha", positive: true) ?? 0.5 }
                 else if type == .classes && parts > 10 { throw p.error("parts", "must be at most the number of classes (10), got \(parts)") }
@@ -222,19 +214,38 @@ public struct Recipe: Sendable {
             }
             if Set(s.tasks!).count != s.tasks!.count { throw f.error("tasks", "lists a task twice") }
             let p = try f.map("pretrain", required: true)!
-            s.pretrain = PretrainSpec(images: try p.int("images", min: 1, required: true)!,
-                                      epochs: try p.int("epochs", min: 1) ?? 3,
+            s.pretrain = PretrainSpec(images: try p.int("images", min: 1, max: L.trainingImages - 1, required: true)!,
+                                      epochs: try p.int("epochs", min: 1, max: L.maxEpochs) ?? 3,
                                       lr: try p.double("lr", positive: true) ?? 0.05)
+            // The pretraining images come out of what calibration leaves, and the experts need some left over.
+            if s.pretrain!.images + s.calibration >= L.trainingImages {
+                throw p.error("images", "\(s.pretrain!.images) pretraining images and the \(s.calibration) calibration images leave none of the \(L.grouped(L.trainingImages)) training images for the experts")
+            }
             try p.finish()
-            s.shots = try f.int("shots", min: 1) ?? 10
+            s.shots = try f.int("shots", min: 1, max: L.trainingImages) ?? 10
             s.logitScale = try f.double("logit_scale", positive: true) ?? 10
-            s.expertImages = try f.int("expert_images", min: 1)
+            s.expertImages = try f.int("expert_images", min: 1, max: L.trainingImages)
             if archs.contains(where: { $0.kind == .resnet20 }) {
                 throw f.error("architectures", "resnet20 is not supported in a tasks suite (its BatchNorm statistics do not merge plainly); use mlp or vgg")
             }
         }
         try f.finish()
+        try checkModelCount(s, f)
         return s
+    }
+
+    /// The suite's models over every architecture, counted without building the job list.
+    static func checkModelCount(_ s: SuiteSpec, _ f: Fields) throws {
+        let key: String, perArchitecture: Int
+        switch s.kind {
+        case .seeds: key = "models"; perArchitecture = s.models ?? 0
+        case .splits: key = "partitions"; perArchitecture = (s.partitions ?? []).reduce(0) { L.sum($0, $1.parts) ?? Int.max }
+        case .tasks: key = "tasks"; perArchitecture = (s.tasks?.count ?? 0) + 1
+        }
+        let total = L.product(perArchitecture, s.architectures.count) ?? Int.max
+        guard total <= L.maxModels else {
+            throw f.error(key, "asks for \(L.grouped(total)) models (\(s.architectures.count) architecture(s) × \(L.grouped(perArchitecture))), more than the limit of \(L.grouped(L.maxModels)) per suite")
+        }
     }
 
     static func parseArchitecture(_ node: Any, file: String, path: String) throws -> ArchitectureSpec {
@@ -249,24 +260,29 @@ public struct Recipe: Sendable {
         guard let kind = Architecture.Kind(rawValue: k) else { throw f.error("kind", "must be mlp, vgg or resnet20, got '\(k)'") }
         var spec = ArchitectureSpec(kind: kind)
         switch kind {
-        case .mlp: spec.hidden = try f.intList("hidden", min: 1)
+        case .mlp: spec.hidden = try f.intList("hidden", min: 1, max: L.maxWidth, maxCount: L.maxLayers)
         case .vgg:
             if let items = try f.list("config", required: false) {
+                guard items.count <= L.maxLayers else { throw f.error("config", "lists \(items.count) layers, more than the limit of \(L.maxLayers)") }
                 spec.config = try items.enumerated().map { i, item in
                     if let s = item as? String, s == "M" { return 0 }
-                    if let n = item as? Int, n > 0 { return n }
-                    throw RecipeError(file: file, path: f.sub("config[\(i)]"), message: "must be a positive channel count or \"M\", got \(describe(item))")
+                    if !(item is Bool), let n = item as? Int, n > 0, n <= L.maxWidth { return n }
+                    throw RecipeError(file: file, path: f.sub("config[\(i)]"), message: "must be a channel count in 1...\(L.maxWidth) or \"M\", got \(describe(item))")
                 }
                 guard spec.config!.contains(where: { $0 > 0 }) else { throw f.error("config", "needs at least one convolution") }
             }
             spec.batchNorm = try f.bool("batch_norm") == true ? true : nil
-        case .resnet20: spec.width = try f.int("width", min: 1)
+        case .resnet20: spec.width = try f.int("width", min: 1, max: L.maxResNetWidth)
         }
-        spec.epochs = try f.int("epochs", min: 1)
+        spec.epochs = try f.int("epochs", min: 1, max: L.maxEpochs)
         spec.lr = try f.double("lr", positive: true)
         try f.finish()
         let problems = spec.architecture(input: [28, 28, 1], classes: 10).validationErrors()
         guard problems.isEmpty else { throw RecipeError(file: file, path: path, message: problems.joined(separator: "; ")) }
+        let weights = L.weightCount(spec.architecture(input: [28, 28, 1], classes: 10))
+        guard let weights, weights <= L.maxWeights else {
+            throw RecipeError(file: file, path: path, message: "has \(weights.map(L.grouped) ?? "more than \(L.grouped(Int.max))") weights, more than the limit of \(L.grouped(L.maxWeights)) per network")
+        }
         return spec
     }
 }
@@ -288,18 +304,12 @@ public final class Fields {
 
     /// The top-level mapping of a YAML file, errors naming the file.
     public static func load(path: String) throws -> Fields {
-        guard FileManager.default.fileExists(atPath: path) else { throw RecipeError(file: path, path: "", message: "file not found") }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw RecipeError(file: path, path: "", message: "cannot be read as UTF-8 text")
-        }
-        return try parse(text, file: path)
+        try parse(try RecipeYAML.readText(path: path), file: path)
     }
 
     /// The top-level mapping of YAML text; `file` names it in errors.
     public static func parse(_ text: String, file: String) throws -> Fields {
-        let root: Any?
-        do { root = try Yams.load(yaml: text) } catch { throw RecipeError(file: file, path: "", message: "not valid YAML: \(error)") }
-        return try Fields(root, file: file, path: "")
+        try Fields(try RecipeYAML.load(text, file: file), file: file, path: "")
     }
 
     public init(_ node: Any?, file: String, path: String) throws {
@@ -369,19 +379,28 @@ public final class Fields {
         return b
     }
 
-    public func int(_ key: String, min: Int, required: Bool = false) throws -> Int? {
+    /// How an integer bound reads in a message: "a positive integer", "an integer in 2...60000".
+    static func integerBounds(min: Int, max: Int) -> String {
+        if max < Int.max { return "an integer in \(min)...\(max)" }
+        return min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer ≥ \(min)"
+    }
+
+    /// An integer in min...max (max: a sane bound, so a typo cannot ask for a billion of something).
+    public func int(_ key: String, min: Int, max: Int = Int.max, required: Bool = false) throws -> Int? {
         guard let v = try raw(key, required: required) else { return nil }
-        let what = min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer ≥ \(min)"
-        guard !(v is Bool), let n = v as? Int, n >= min else { throw error(key, "must be \(what), got \(describe(v))") }
+        guard !(v is Bool), let n = v as? Int, n >= min, n <= max else {
+            throw error(key, "must be \(Self.integerBounds(min: min, max: max)), got \(describe(v))")
+        }
         return n
     }
 
-    public func intList(_ key: String, min: Int) throws -> [Int]? {
+    public func intList(_ key: String, min: Int, max: Int = Int.max, maxCount: Int = Int.max) throws -> [Int]? {
         guard let items = try list(key) else { return nil }
         guard !items.isEmpty else { throw error(key, "must not be empty") }
+        guard items.count <= maxCount else { throw error(key, "lists \(items.count) values, more than the limit of \(maxCount)") }
         return try items.enumerated().map { i, item in
-            guard !(item is Bool), let n = item as? Int, n >= min else {
-                throw RecipeError(file: file, path: sub("\(key)[\(i)]"), message: "must be a positive integer, got \(describe(item))")
+            guard !(item is Bool), let n = item as? Int, n >= min, n <= max else {
+                throw RecipeError(file: file, path: sub("\(key)[\(i)]"), message: "must be \(Self.integerBounds(min: min, max: max)), got \(describe(item))")
             }
             return n
         }

@@ -127,16 +127,19 @@ struct BenchGemm: ParsableCommand {
         discussion: "Best of --repeats timed products after one warm-up, 2·n³ floating-point operations per product. Under mpirun only rank 0 measures."
     )
 
-    @Option(help: "Matrix sizes n (n×n times n×n), comma-separated.")
+    @Option(parsing: .unconditional, help: "Matrix sizes n (n×n times n×n), comma-separated.")
     var sizes = PositiveIntList([512, 1024, 2048])
-    @Option(help: "OpenBLAS thread counts, comma-separated.")
+    @Option(parsing: .unconditional, help: "OpenBLAS thread counts, comma-separated.")
     var threads = PositiveIntList([1, 2])
-    @Option(help: "Timed products per size and thread count.")
+    @Option(parsing: .unconditional, help: "Timed products per size and thread count.")
     var repeats = 3
     @OptionGroup var output: BenchOutput
 
     func validate() throws {
-        guard repeats > 0 else { throw ValidationError("--repeats must be positive, got \(repeats)") }
+        try CountOption.check(repeats, "--repeats", min: 1, max: 10_000)
+        // Three n×n Float32 matrices: n = 8,192 is 768 MB.
+        try CountOption.check(sizes, "--sizes", max: 8_192)
+        try CountOption.check(threads, "--threads", max: CountOption.maxThreads)
     }
 
     func run() throws {
@@ -172,17 +175,19 @@ struct BenchAllreduce: ParsableCommand {
         """
     )
 
-    @Option(help: "Buffer sizes in MiB, comma-separated.")
+    @Option(parsing: .unconditional, help: "Buffer sizes in MiB, comma-separated.")
     var sizes = PositiveIntList([1, 4, 16, 64])
-    @Option(help: "Threads (ranks) of the in-process communicator.")
+    @Option(parsing: .unconditional, help: "Threads (ranks) of the in-process communicator.")
     var ranks = 2
-    @Option(help: "Timed allreduces per size.")
+    @Option(parsing: .unconditional, help: "Timed allreduces per size.")
     var repeats = 5
     @OptionGroup var output: BenchOutput
 
     func validate() throws {
-        guard repeats > 0 else { throw ValidationError("--repeats must be positive, got \(repeats)") }
-        guard (1...256).contains(ranks) else { throw ValidationError("--ranks must be in 1...256, got \(ranks)") }
+        try CountOption.check(repeats, "--repeats", min: 1, max: 10_000)
+        try CountOption.check(ranks, "--ranks", min: 1, max: 256)
+        // Sizes are MiB, shifted into bytes: 1 GiB per buffer is plenty and cannot overflow.
+        try CountOption.check(sizes, "--sizes", max: 1_024)
     }
 
     func run() throws {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LigandNN
 import LigandNumerics
+import LigandZoo
 
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,18 +16,18 @@ struct BenchTrain: ParsableCommand {
 
     @Option(help: "Architectures, comma-separated (mlp = 784-512-512-10, vgg = the default VGG-style net, resnet20 = width 1).")
     var archs: String = "mlp,vgg,resnet20"
-    @Option(help: "OpenBLAS thread counts, comma-separated.")
+    @Option(parsing: .unconditional, help: "OpenBLAS thread counts, comma-separated.")
     var threads = PositiveIntList([1, 2])
-    @Option(help: "Mini-batch size.")
+    @Option(parsing: .unconditional, help: "Mini-batch size.")
     var batchSize = 128
-    @Option(help: "Timed steps per configuration (after 3 warm-up steps).")
+    @Option(parsing: .unconditional, help: "Timed steps per configuration (after 3 warm-up steps).")
     var steps = 20
     @OptionGroup var output: BenchOutput
 
     func validate() throws {
-        // A zero batch would divide by zero images per step and reshape an empty batch.
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        try CountOption.check(threads, "--threads", max: CountOption.maxThreads)
+        try CountOption.check(batchSize, "--batch-size", min: 1, max: RecipeLimits.maxBatchSize)
+        try CountOption.check(steps, "--steps", min: 1, max: 10_000)
     }
 
     func run() throws {

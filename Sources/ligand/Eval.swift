@@ -22,9 +22,9 @@ struct Eval: ParsableCommand {
     @OptionGroup var cacheOption: CacheOption
     @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
     var data: String?
-    @Option(help: "Evaluate on the first N test images only (default: all).")
+    @Option(parsing: .unconditional, help: "Evaluate on the first N test images only (default: all).")
     var testImages: Int?
-    @Option(help: "tasks suites: calibration images per task for fitting λ (default: 1000).")
+    @Option(parsing: .unconditional, help: "tasks suites: calibration images per task for fitting λ (default: 1000).")
     var calibrationImages: Int = 1000
     @Flag(inversion: .prefixedNo, help: "tasks suites: also evaluate the pretrained backbone, weight averaging and task arithmetic.")
     var baselines = true
@@ -49,6 +49,11 @@ struct Eval: ParsableCommand {
             return .suite(found.directory, found.manifest)
         }
         return .files(models.map { URL(fileURLWithPath: $0) })
+    }
+
+    func validate() throws {
+        try CountOption.check(testImages, "--test-images", min: 1)
+        try CountOption.check(calibrationImages, "--calibration-images", min: 1, max: RecipeLimits.trainingImages)
     }
 
     func run() throws {

@@ -68,7 +68,7 @@ struct Info: ParsableCommand {
         """
     )
 
-    @Option(help: "How many collaborating models to spread over the ranks; each rank holds a contiguous block.")
+    @Option(parsing: .unconditional, help: "How many collaborating models to spread over the ranks; each rank holds a contiguous block.")
     var models: Int = 0
 
     @Option(help: ArgumentHelp(
@@ -77,7 +77,7 @@ struct Info: ParsableCommand {
     var data: String?
 
     func validate() throws {
-        guard models >= 0 else { throw ValidationError("--models must be 0 or more, got \(models)") }
+        try CountOption.check(models, "--models", min: 0)
     }
 
     func run() throws {

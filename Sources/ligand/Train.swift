@@ -4,6 +4,7 @@ import LigandData
 import LigandModels
 import LigandNN
 import LigandNumerics
+import LigandZoo
 
 /// Architecture options shared by every command that builds a network.
 struct ArchitectureOptions: ParsableArguments {
@@ -15,25 +16,42 @@ struct ArchitectureOptions: ParsableArguments {
     var vggConfig: String = "32,32,M,64,64,M,128,128,M"
     @Flag(help: "VGG: a BatchNorm after every convolution (torchvision's vgg*_bn layout; default: none).")
     var batchNorm = false
-    @Option(help: "ResNet-20 width multiplier (1 → 16/32/64 channels).")
+    @Option(parsing: .unconditional, help: "ResNet-20 width multiplier (1 → 16/32/64 channels).")
     var width: Int = 1
 
+    func validate() throws {
+        try CountOption.check(width, "--width", min: 1, max: RecipeLimits.maxResNetWidth)
+    }
+
     func architecture(input: [Int], classes: Int) throws -> Architecture {
+        let arch = try parsedArchitecture(input: input, classes: classes)
+        // Sizes are checked before any weight is allocated: --hidden 100000,100000 would ask for 40 GB.
+        guard let weights = RecipeLimits.weightCount(arch), weights <= RecipeLimits.maxWeights else {
+            throw ValidationError("\(arch) has \(RecipeLimits.weightCount(arch).map(RecipeLimits.grouped) ?? "too many") weights, more than the limit of \(RecipeLimits.grouped(RecipeLimits.maxWeights))")
+        }
+        return arch
+    }
+
+    private func parsedArchitecture(input: [Int], classes: Int) throws -> Architecture {
         if batchNorm && arch != .vgg { throw ValidationError("--batch-norm applies to --arch vgg only (resnet20 always has BatchNorm, mlp has none)") }
         switch arch {
         case .mlp:
             let h = try hidden.split(separator: ",").map { s -> Int in
                 guard let v = Int(s.trimmingCharacters(in: .whitespaces)), v > 0 else { throw ValidationError("--hidden: '\(s)' is not a positive width") }
+                guard v <= RecipeLimits.maxWidth else { throw ValidationError("--hidden: a width must be at most \(RecipeLimits.maxWidth), got \(v)") }
                 return v
             }
+            guard h.count <= RecipeLimits.maxLayers else { throw ValidationError("--hidden: at most \(RecipeLimits.maxLayers) layers, got \(h.count)") }
             return .mlp(hidden: h, input: input, classes: classes)
         case .vgg:
             let items = try vggConfig.split(separator: ",").map { s -> Architecture.VGGItem in
                 let t = s.trimmingCharacters(in: .whitespaces)
                 if t == "M" { return .pool }
                 guard let v = Int(t), v > 0 else { throw ValidationError("--vgg-config: '\(t)' is neither a positive channel count nor M") }
+                guard v <= RecipeLimits.maxWidth else { throw ValidationError("--vgg-config: a channel count must be at most \(RecipeLimits.maxWidth), got \(v)") }
                 return .conv(v)
             }
+            guard items.count <= RecipeLimits.maxLayers else { throw ValidationError("--vgg-config: at most \(RecipeLimits.maxLayers) items, got \(items.count)") }
             return .vgg(items, input: input, classes: classes, batchNorm: batchNorm)
         case .resnet20:
             return .resnet20(width: width, input: input, classes: classes)
@@ -57,37 +75,37 @@ struct Train: ParsableCommand {
     @OptionGroup var architecture: ArchitectureOptions
     @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
     var data: String?
-    @Option(help: "Training images held out as the calibration split (stratified).")
+    @Option(parsing: .unconditional, help: "Training images held out as the calibration split (stratified).")
     var calibration: Int = 5000
-    @Option(help: "Train on only this many images of the training split (a seeded subset; default: all of it).")
+    @Option(parsing: .unconditional, help: "Train on only this many images of the training split (a seeded subset; default: all of it).")
     var trainImages: Int?
-    @Option(help: "Measure test and calibration accuracy on only the first N images of each (default: all).")
+    @Option(parsing: .unconditional, help: "Measure test and calibration accuracy on only the first N images of each (default: all).")
     var evalImages: Int?
-    @Option(help: "Seed for initialisation, shuffling, augmentation and the split.")
+    @Option(parsing: .unconditional, help: "Seed for initialisation, shuffling, augmentation and the split.")
     var seed: UInt64 = 0
-    @Option(help: "Epochs (default: mlp 12, vgg 12, resnet20 15).")
+    @Option(parsing: .unconditional, help: "Epochs (default: mlp 12, vgg 12, resnet20 15).")
     var epochs: Int?
-    @Option(help: "Mini-batch size.")
+    @Option(parsing: .unconditional, help: "Mini-batch size.")
     var batchSize: Int = 128
     @Option(help: "Optimiser: sgd, adam or adamw.")
     var optimizer: OptimizerKind = .sgd
-    @Option(help: "Peak learning rate (default: sgd 0.05, resnet20 0.1, adam/adamw 1e-3).")
+    @Option(parsing: .unconditional, help: "Peak learning rate (default: sgd 0.05, resnet20 0.1, adam/adamw 1e-3).")
     var lr: Double?
-    @Option(help: "SGD momentum.")
+    @Option(parsing: .unconditional, help: "SGD momentum.")
     var momentum: Double = 0.9
     @Flag(inversion: .prefixedNo, help: "Nesterov momentum for SGD.")
     var nesterov: Bool = true
-    @Option(help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
+    @Option(parsing: .unconditional, help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
     var weightDecay: Double = 5e-4
-    @Option(help: "Linear warm-up length in epochs.")
+    @Option(parsing: .unconditional, help: "Linear warm-up length in epochs.")
     var warmup: Double = 0.5
     @Option(help: "Learning-rate decay after warm-up: constant, cosine or linear.")
     var schedule: LRSchedule.Decay = .cosine
     @Option(help: "Random horizontal flips (default: on for vgg and resnet20).")
     var flip: Bool?
-    @Option(help: "Random shifts of up to this many pixels (default: 0 for mlp, 2 otherwise).")
+    @Option(parsing: .unconditional, help: "Random shifts of up to this many pixels (default: 0 for mlp, 2 otherwise).")
     var shift: Int?
-    @Option(help: "Worker threads (default: $OPENBLAS_NUM_THREADS or all cores).")
+    @Option(parsing: .unconditional, help: "Worker threads (default: $OPENBLAS_NUM_THREADS or all cores).")
     var threads: Int?
     @Option(help: "Output model file (default: cache/models/ARCH-seedSEED.safetensors).")
     var out: String?
@@ -95,6 +113,18 @@ struct Train: ParsableCommand {
     var log: String?
     @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false
+
+    func validate() throws {
+        try CountOption.check(calibration, "--calibration", min: 0, max: RecipeLimits.trainingImages - 1)
+        try CountOption.check(trainImages, "--train-images", min: 1, max: RecipeLimits.trainingImages)
+        try CountOption.check(evalImages, "--eval-images", min: 1)
+        try CountOption.check(epochs, "--epochs", min: 1, max: RecipeLimits.maxEpochs)
+        try CountOption.check(batchSize, "--batch-size", min: 1, max: RecipeLimits.maxBatchSize)
+        try CountOption.check(shift, "--shift", min: 0, max: RecipeLimits.maxShift)
+        try CountOption.check(threads, "--threads", min: 1, max: CountOption.maxThreads)
+        // Every MNIST-family image is 28×28×1 with 10 classes: the network's size is known before the data is read.
+        _ = try architecture.architecture(input: [28, 28, 1], classes: 10)
+    }
 
     func run() throws {
         _ = BLAS.configured

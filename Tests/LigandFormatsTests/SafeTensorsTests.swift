@@ -433,7 +433,9 @@ final class SafeTensorsTests: XCTestCase {
             .offsetsNotContiguous(path: $0, tensor: "b", begin: 4, expectedBegin: 8, previous: "a")
         }
         let message = SafeTensorsError.offsetsNotContiguous(path: "p", tensor: "b", begin: 4, expectedBegin: 8, previous: "a").description
-        XCTAssertTrue(message.contains("overlap"), message)
+        XCTAssertTrue(message.contains("leaves an overlap after the end of tensor \"a\" at 8"), message)
+        let gap = SafeTensorsError.offsetsNotContiguous(path: "p", tensor: "b", begin: 9, expectedBegin: 8, previous: "a").description
+        XCTAssertTrue(gap.contains("leaves a gap after"), gap)
     }
 
     func testOffsetsOutOfBounds() throws {

@@ -150,7 +150,7 @@ final class RecipeTests: XCTestCase {
 
     func testBadValuesNameTheirPath() {
         XCTAssertEqual(error(valid.replacingOccurrences(of: "epochs: 1", with: "epochs: -1")),
-                       "r.yaml: suites.s.epochs: must be a positive integer, got -1")
+                       "r.yaml: suites.s.epochs: must be an integer in 1...10000, got -1")
         XCTAssertTrue(error(valid.replacingOccurrences(of: "kind: seeds", with: "kind: seed")).hasPrefix("r.yaml: suites.s.kind: must be one of"))
         XCTAssertTrue(error(valid.replacingOccurrences(of: "rotate90, coarse", with: "rotate90, spin")).hasPrefix("r.yaml: suites.t.tasks[1]: must be one of"))
         XCTAssertTrue(error(valid.replacingOccurrences(of: "[8, M, 16, M]", with: "[8, X]")).hasPrefix("r.yaml: suites.s.architectures[1].config[1]:"))
