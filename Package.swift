@@ -38,6 +38,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Fuzz harness over the file and recipe readers (launch/fuzz.sh builds it under libFuzzer).
+        .executableTarget(name: "ligand-fuzz", dependencies: [
+            "LigandData", "LigandFormats", "LigandModels", "LigandNN", "LigandNumerics", "LigandPipeline", "LigandZoo",
+        ]),
         .testTarget(name: "LigandNumericsTests", dependencies: ["LigandNumerics"]),
         .testTarget(name: "LigandCollectiveTests", dependencies: ["LigandCollective", "LigandNumerics"]),
         .testTarget(name: "LigandDataTests", dependencies: ["LigandData", "LigandNumerics"]),

@@ -7,7 +7,11 @@
 #   - kill -9 of every ligand process of host 2 midway, and host 2's link taken down midway: each
 #     ends the job non-zero within a bound, with no fused file and the checkpoints intact; a rerun
 #     of the same command resumes and ends bitwise identical to an undisturbed run.
-# Every namespace is removed on exit, also on failure. Exit 77 (SKIPPED) when this machine cannot
+# The hosts are run K of netns-hosts.sh (names lgKh1, lgKh2, subnet 10.213.K.0/24, K claimed free at
+# start), so two runs on one machine never share a name or an address. After each fault the run is
+# settled (netns-hosts.sh settle: no process, socket or session dir of the killed job left, every
+# host reaching every other) before the rerun starts. Every namespace is removed on exit, also on
+# failure or interrupt. Exit 77 (SKIPPED) when this machine cannot
 # create namespaces (not root, no iproute2, no netns support), with the reason.
 #
 #   bash launch/multihost-tests.sh [BIN]      (default: LIGAND_BIN, else a release build)
@@ -26,16 +30,21 @@ export LIGAND_ZOO_CACHE="$tmp/cache"
 # The hostfile names hosts by address; getent cannot resolve a bare address without a PTR record.
 export LIGAND_SKIP_RESOLVE=1
 bg_groups=()
+run=""   # this run's number K (netns-hosts.sh), once claimed
 cleanup() {
     local g
     for g in "${bg_groups[@]}"; do kill -9 -- "-$g" 2>/dev/null; done
-    bash launch/netns-hosts.sh down
+    [[ -n "$run" ]] && bash launch/netns-hosts.sh down "$run"
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# mpirun stays in the root namespace: it reaches every host over the bridge (10.213.0.1), so no
+run=$(bash launch/netns-hosts.sh up 2 --run auto --hostfile "$tmp/hosts") \
+    || { fail "netns-hosts.sh up 2"; echo "multihost tests: $passed passed, $failed failed"; exit 1; }
+net="10.213.$run" h1="lg${run}h1" h2="lg${run}h2" link2="lg${run}v2"
+
+# mpirun stays in the root namespace: it reaches every host over the bridge (10.213.K.1), so no
 # host is special and a fault on host 2 never takes the launcher down with it.
 #  - plm_rsh_no_tree_spawn: mpirun starts every daemon itself (the agent only works from here).
 #  - btl tcp,self and the if_include nets: ranks of different hosts must not use shared memory or
@@ -46,14 +55,14 @@ trap 'exit 130' INT TERM
 #  - oob_tcp_keepalive_*: a dead link raises no TCP error by itself; with the defaults (300 s idle,
 #    9 probes 20 s apart) the job hung for the whole 88 s we watched. With these, mpirun notices the
 #    silent daemon after about 2 + 3 × 1 s and aborts the job ("ORTE has lost communication").
-multihost_mca=(--hostfile hostfiles/netns
+multihost_mca=(--hostfile "$tmp/hosts"
     --mca plm_rsh_agent "$LIGAND_ROOT/launch/netns-rsh" --mca plm_rsh_no_tree_spawn 1
-    --mca oob_tcp_if_include 10.213.0.0/24 --mca btl_tcp_if_include 10.213.0.0/24 --mca btl tcp,self
+    --mca oob_tcp_if_include "$net.0/24" --mca btl_tcp_if_include "$net.0/24" --mca btl tcp,self
     --mca mpi_yield_when_idle 1
     --mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3)
 
 # run_hosts NP MAP OUT ARGS...: ligand across the netns hosts, NP ranks placed --map-by MAP
-# (slot: fill lgh1's 2 slots first; node: round-robin over the hosts), 300 s limit.
+# (slot: fill host 1's 2 slots first; node: round-robin over the hosts), 300 s limit.
 run_hosts() {
     local np="$1" map="$2" out="$3"; shift 3
     timeout --kill-after=5 300 bash -c 'source launch/common.sh; np="$1"; shift; ligand_mpirun -np "$np" "$@"' \
@@ -97,8 +106,6 @@ print(", ".join(seen))
 PY
 }
 
-bash launch/netns-hosts.sh up 2 || { fail "netns-hosts.sh up 2"; echo "multihost tests: $passed passed, $failed failed"; exit 1; }
-
 tiny_recipe "$tmp/tiny.yaml"
 if ! run_np 2 "$tmp/build.out" zoo build "$tmp/tiny.yaml" --quiet; then
     fail "zoo build (single host)"; tail "$tmp/build.out" | sed 's/^/    | /'
@@ -109,9 +116,9 @@ echo "--- the hosts"
 timeout 60 bash -c 'source launch/common.sh; ligand_mpirun -np 3 "$@"' _ "${multihost_mca[@]}" -- \
     sh -c 'echo "rank $OMPI_COMM_WORLD_RANK on $(hostname) $(ip -4 -o addr show dev eth0 | awk "{print \$4}")"' \
     >"$tmp/where.out" 2>&1 </dev/null
-if grep -q "rank 0 on lgh1 10.213.0.11" "$tmp/where.out" && grep -q "rank 2 on lgh2 10.213.0.12" "$tmp/where.out"; then
+if grep -q "rank 0 on $h1 $net.11/" "$tmp/where.out" && grep -q "rank 2 on $h2 $net.12/" "$tmp/where.out"; then
     ok "-np 3 lands on the netns hosts: $(grep '^rank' "$tmp/where.out" | sort | paste -sd';' | sed 's/;/; /g')"
-else fail "ranks did not land on lgh1/lgh2"; sed 's/^/    | /' "$tmp/where.out" | head; fi
+else fail "ranks did not land on $h1/$h2"; sed 's/^/    | /' "$tmp/where.out" | head; fi
 
 echo "--- NeuLig: single host vs across hosts"
 merge_args=(merge --method neulig --suite tiny-tasks --loss sup --epochs 60 --calibration-samples 300 --quiet)
@@ -119,7 +126,7 @@ run_np 2 "$tmp/single.out" "${merge_args[@]}" --out "$tmp/single" || { fail "sin
 for layout in "2 node" "3 slot"; do
     read -r np map <<<"$layout"
     if run_hosts "$np" "$map" "$tmp/multi$np.out" "${merge_args[@]}" --out "$tmp/multi$np"; then
-        ok "merge across 2 hosts, -np $np $([[ $map == node ]] && echo '(1 rank per host)' || echo '(2 ranks on lgh1, 1 on lgh2)')"
+        ok "merge across 2 hosts, -np $np $([[ $map == node ]] && echo '(1 rank per host)' || echo "(2 ranks on $h1, 1 on $h2)")"
     else fail "merge across hosts -np $np"; tail "$tmp/multi$np.out" | sed 's/^/    | /'; continue; fi
     if [[ -s "$tmp/single/neulig-global.safetensors" ]] && cmp -s "$tmp/single/neulig-global.safetensors" "$tmp/multi$np/neulig-global.safetensors"; then
         ok "-np $np across hosts: fused file bitwise identical to single host ($(sha256sum <"$tmp/single/neulig-global.safetensors" | cut -c1-16))"
@@ -187,12 +194,19 @@ fault() {
 }
 kill_host2() {
     local pids
-    pids=$(host_ligand_pids lgh2 | tr '\n' ' ')
+    pids=$(host_ligand_pids "$h2" | tr '\n' ' ')
     [[ -n "${pids// /}" ]] || return 1
     # shellcheck disable=SC2086
-    kill -9 $pids && echo "kill -9 of lgh2's ligand pid(s) ${pids% }"
+    kill -9 $pids && echo "kill -9 of $h2's ligand pid(s) ${pids% }"
 }
-link_down_host2() { ip link set lgv2 down && echo "lgh2's link lgv2 down"; }
+link_down_host2() { ip link set "$link2" down && echo "$h2's link $link2 down"; }
+# settle: after a fault, what the killed job left (processes, orphaned TCP connections, session
+# dirs) must be gone and the hosts must reach each other before the rerun, or the rerun can hang.
+settle() {
+    local msg
+    if msg=$(bash launch/netns-hosts.sh settle "$run" 2>&1); then ok "$1: $msg"
+    else fail "$1: the hosts did not settle: $msg"; fi
+}
 
 rerun() {   # rerun NAME: the same command again across the (healthy) hosts must resume and match
     local name="$1"
@@ -209,17 +223,12 @@ rerun() {   # rerun NAME: the same command again across the (healthy) hosts must
 }
 
 fault killed kill_host2
+settle killed
 rerun killed
 
 fault linkdown link_down_host2
-# Whatever OpenMPI left on the isolated host (it should have ended them) must go before the rerun.
-left=$(ip netns pids lgh2 2>/dev/null | tr '\n' ' ')
-if [[ -n "${left// /}" ]]; then
-    echo "note: processes left in lgh2 after the link fault: $left (ended)"
-    # shellcheck disable=SC2086
-    kill -9 $left 2>/dev/null
-fi
-ip link set lgv2 up
+ip link set "$link2" up || fail "linkdown: could not bring $link2 up again"
+settle linkdown
 rerun linkdown
 
 echo "multihost tests: $passed passed, $failed failed"

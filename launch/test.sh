@@ -2,7 +2,8 @@
 # The whole test suite (the README's test command, and what .ci/run runs):
 #   setup → release build (no warnings from Sources/) → swift test → MPI tests (mpirun -np 1..4)
 #   → model-zoo and eval tests (mpirun -np 1, 2, 4) → Python interoperability tests → launch smoke test
-#   → the README's demo tables against what the main command (launch/demo.sh) prints.
+#   → the README's demo tables against what the main command (launch/demo.sh) prints
+#   → libFuzzer over the file and recipe readers (launch/fuzz.sh, regression inputs replayed first).
 # Every stage runs even if an earlier one failed (stages that need the binary are marked failed
 # when the build failed); the last line is "N passed, N failed" over the stages.
 set -uo pipefail
@@ -85,6 +86,9 @@ stage_script multihost launch/multihost-tests.sh bash launch/multihost-tests.sh 
 stage_script python-tests launch/python-tests.sh env LIGAND_BIN="$BIN" bash launch/python-tests.sh
 stage_script smoke launch/smoke.sh env LIGAND_BIN="$BIN" bash launch/smoke.sh
 stage_script readme launch/readme-check.sh bash launch/readme-check.sh "$BIN"
+# 30 s per target keeps the stage (instrumented build included) near 5 minutes; the long run is
+# `bash launch/fuzz.sh 600`.
+stage_script fuzz launch/fuzz.sh bash launch/fuzz.sh 30
 
 header "summary ($((SECONDS - total_start))s)"
 printf '%s\n' "${results[@]}"
