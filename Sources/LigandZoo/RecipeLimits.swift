@@ -157,7 +157,13 @@ public enum RecipeYAML {
         case .scalar, .alias: break
         case .sequence(let s): for n in s { try count(n, file: file, budget: &budget) }
         case .mapping(let m):
-            for (k, v) in m { try count(k, file: file, budget: &budget); try count(v, file: file, budget: &budget) }
+            for (k, v) in m {
+                // Yams builds a dictionary only from plain keys; a list or map as a key would trap there.
+                guard case .scalar = k else {
+                    throw RecipeError(file: file, path: "", message: "a mapping key must be a plain name, not a list, a map or an alias (line \(k.mark?.line ?? 0))")
+                }
+                try count(k, file: file, budget: &budget); try count(v, file: file, budget: &budget)
+            }
         }
     }
 }
