@@ -4,6 +4,7 @@ import LigandCollective
 import LigandMerge
 import LigandNeuLig
 import LigandPipeline
+import LigandZoo
 
 
 struct Merge: ParsableCommand {
@@ -26,7 +27,7 @@ struct Merge: ParsableCommand {
     var suite: String?
     @Option(help: ArgumentHelp("Model files to fuse instead of a suite, comma-separated (≥ 2, one architecture, one task; default: none, fuse --suite).", valueName: "files"))
     var modelFiles: String?
-    @Option(help: ArgumentHelp("--model-files: training images held out (stratified by class) as the calibration split.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("--model-files: training images held out (stratified by class) as the calibration split.", valueName: "n"))
     var calibrationHoldout: Int = ModelFiles.defaultCalibrationHoldout
     @Option(help: ArgumentHelp("--model-files: seed of the calibration hold-out.", valueName: "seed"))
     var calibrationSeed: UInt64 = 0
@@ -34,7 +35,7 @@ struct Merge: ParsableCommand {
     var arch: String?
     @Option(help: "Tasks suites: the tasks to fuse, comma-separated (default: every task of the suite).")
     var tasks: String?
-    @Option(help: "Seeds/splits suites: use the first K models of the suite (default: all).")
+    @Option(parsing: .unconditional, help: "Seeds/splits suites: use the first K models of the suite (default: all).")
     var models: Int?
     @Option(help: "Seed of the run: weight matching's sweep order, DARE's drops, the Portland's initialisation and data order.")
     var seed: UInt64 = 0
@@ -48,6 +49,7 @@ struct Merge: ParsableCommand {
     var data: String?
     @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false
+    @OptionGroup var verification: VerifyOption
     @Option(help: .hidden)
     var dumpCalibration: String?
     /// The method's own options (METHOD OPTIONS), checked against its declarations in `methodParameters`.
@@ -64,7 +66,9 @@ struct Merge: ParsableCommand {
         guard MethodRegistry.method(named: method) != nil else {
             throw ValidationError("--method must be one of \(MethodRegistry.names.joined(separator: ", ")), got '\(method)'")
         }
-        guard calibrationHoldout >= 2 else { throw ValidationError("--calibration-holdout must be at least 2, got \(calibrationHoldout)") }
+        try CountOption.check(calibrationHoldout, "--calibration-holdout", min: 2, max: RecipeLimits.trainingImages - 1)
+        try CountOption.check(models, "--models", min: 2, max: RecipeLimits.maxModels)
+        if let out { try checkOutputDirectory(out, flag: "--out") }
     }
 
     /// The method's options from the command line: `--key value`, `--key=value`, `--flag`, `--no-flag`.
@@ -137,6 +141,7 @@ struct Merge: ParsableCommand {
     }
 
     func run() throws {
+        verification.apply()
         let m = MethodRegistry.method(named: method)!
         if m.family != .neulig { return try runAlignment(m) }
         // Bad options end the job cleanly with one message (every rank parses them alike); a failure later aborts it.

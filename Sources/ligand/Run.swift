@@ -31,11 +31,14 @@ struct Run: ParsableCommand {
     var dryRun = false
     @Flag(help: "No progress output; the results table is still printed (default: off, progress on stderr).")
     var quiet = false
+    @OptionGroup var verification: VerifyOption
 
     func run() throws {
         let r: RunRecipe, identity: String, specs: [SuiteSpec], dir: URL
+        verification.apply()
         do {
             r = try RunRecipe.load(path: recipe)
+            try checkOutputDirectory(out ?? r.out, flag: out == nil ? "\(recipe): out" : "--out")
             dir = (data ?? r.data).map { URL(fileURLWithPath: $0, isDirectory: true) } ?? MNISTFamily.defaultDirectory
             var names: [String] = []
             for e in r.experiments { if let s = e.suite, !names.contains(s) { names.append(s) } }
