@@ -63,8 +63,8 @@ final class DARETests: XCTestCase {
                     if let ref = reference { XCTAssertEqual(b, ref, "dare then \(then) at \(size) ranks") } else { reference = b }
                 }
                 let hp = r[0].report.hyperparameters
-                XCTAssertTrue(["0.2", "0.6"].contains(hp["p"] ?? ""), "\(hp)")
-                XCTAssertTrue(["0.5", "1"].contains(hp["lambda"] ?? ""), "\(hp)")
+                XCTAssertTrue([0.2, 0.6].map(AlignRun.formatted).contains(hp["p"] ?? ""), "\(hp)")
+                XCTAssertTrue([0.5, 1].map(AlignRun.formatted).contains(hp["lambda"] ?? ""), "\(hp)")
                 XCTAssertEqual(hp["then"], then)
                 // Every (p, λ) candidate was scored on calibration, and the chosen one scores best.
                 let scores = r[0].report.calibrationScores
