@@ -82,7 +82,7 @@ expect_error() {   # expect_error NAME PATTERN NP ARGS...
 sed 's/    epochs: 1$/    epochs: 1\n    epoch: 2/' "$tmp/tiny.yaml" >"$tmp/unknown.yaml"
 expect_error recipe-unknown-key "unknown.yaml: suites.tiny-seeds.epoch: unknown key" 2 zoo build "$tmp/unknown.yaml" --cache "$tmp/c1"
 sed 's/    models: 3/    models: -1/' "$tmp/tiny.yaml" >"$tmp/bad.yaml"
-expect_error recipe-bad-value "bad.yaml: suites.tiny-seeds.models: must be a positive integer, got -1" 2 zoo build "$tmp/bad.yaml" --cache "$tmp/c1"
+expect_error recipe-bad-value "bad.yaml: suites.tiny-seeds.models: must be an integer in 1...1000, got -1" 2 zoo build "$tmp/bad.yaml" --cache "$tmp/c1"
 seed_file="$(ls "$tmp"/c1/tiny-seeds-*/mlp-seed0.safetensors)"
 other_file="$(ls "$tmp"/c1/tiny-tasks-*/mlp-pretrained.safetensors)"
 expect_error eval-mixed-architectures "mlp-pretrained.safetensors: holds a mlp 784-32-10, but .* is a mlp 784-16-10" 2 \
