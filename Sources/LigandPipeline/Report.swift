@@ -109,20 +109,25 @@ extension RunRecord {
     }
 }
 
-/// Text from a report (recipe, suite, method names) made inert in Markdown: no raw HTML, no table breaks, no links.
-func markdownEscaped(_ s: String) -> String {
+/// Text made inert in Markdown and SVG alike: the entities for & < >, `extra` for the format's own specials, control
+/// characters (not allowed in XML 1.0) replaced by U+FFFD.
+func inertText(_ s: String, _ extra: [Unicode.Scalar: String]) -> String {
     var out = ""
     for ch in s.unicodeScalars {
         switch ch {
         case "&": out += "&amp;"
         case "<": out += "&lt;"
         case ">": out += "&gt;"
-        case "|", "\\", "`", "[", "]": out += "\\" + String(ch)
-        case "\n", "\r", "\t": out += " "
-        default: out.unicodeScalars.append(ch.properties.generalCategory == .control ? "\u{FFFD}" : ch)
+        default:
+            if let e = extra[ch] { out += e } else { out.unicodeScalars.append(ch.properties.generalCategory == .control ? "\u{FFFD}" : ch) }
         }
     }
     return out
+}
+
+/// Text from a report (recipe, suite, method names) made inert in Markdown: no raw HTML, no table breaks, no links.
+func markdownEscaped(_ s: String) -> String {
+    inertText(s, ["|": "\\|", "\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "\n": " ", "\r": " ", "\t": " "])
 }
 
 /// Mean and sample standard deviation, accumulated in Float64.

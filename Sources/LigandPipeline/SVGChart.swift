@@ -16,20 +16,7 @@ public enum SVGChart {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 
     /// Text and attribute values: the five XML entities, and control characters (not allowed in XML 1.0) replaced.
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.unicodeScalars.append(ch.properties.generalCategory == .control ? "\u{FFFD}" : ch)
-            }
-        }
-        return out
-    }
+    static func escape(_ s: String) -> String { inertText(s, ["\"": "&quot;", "'": "&#39;"]) }
 
     static func f(_ x: Double) -> String { String(format: "%.1f", x) }
 

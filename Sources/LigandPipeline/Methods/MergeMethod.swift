@@ -95,11 +95,16 @@ public enum MethodRegistry {
         return rows
     }
 
+    /// The suite kinds a method merges, as help and docs list them.
+    static func suites(_ m: any MergeMethod.Type) -> String {
+        SuiteKind.allCases.filter { m.accepts.contains($0) }.map(\.rawValue).joined(separator: ", ")
+    }
+
     /// Markdown: the methods (name, what, paper, suites) and their parameters (key, flag, methods, default, help).
     public static func markdown() -> String {
         var s = "| method | suites | what it computes | paper |\n|---|---|---|---|\n"
         for m in all {
-            s += "| `\(m.name)` | \(SuiteKind.allCases.filter { m.accepts.contains($0) }.map(\.rawValue).joined(separator: ", ")) | \(m.summary) | \(m.paper) |\n"
+            s += "| `\(m.name)` | \(suites(m)) | \(m.summary) | \(m.paper) |\n"
         }
         s += "\n| recipe key | `ligand merge` flag | methods | default | meaning |\n|---|---|---|---|---|\n"
         for (p, methods) in parameterRows() {
@@ -112,7 +117,7 @@ public enum MethodRegistry {
     public static func helpText() -> String {
         var s = "METHODS (--method NAME: the suites it merges; what it computes; `ligand methods --markdown` adds the papers):\n"
         for m in all {
-            s += "  \(m.name) [\(SuiteKind.allCases.filter { m.accepts.contains($0) }.map(\.rawValue).joined(separator: ", "))]: \(m.summary)\n"
+            s += "  \(m.name) [\(suites(m))]: \(m.summary)\n"
         }
         s += "\nMETHOD OPTIONS (recipe key: the option without -- and with _; each for the methods in brackets):\n"
         for (p, methods) in parameterRows() {
