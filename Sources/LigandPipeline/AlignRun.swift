@@ -31,12 +31,20 @@ public enum ReferenceRule: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A failure of the alignment pipeline. `everyRank` means every rank raised this same error (it was agreed
+/// A failure of a merge run (every method's pipeline). `everyRank` means every rank raised this same error (it was agreed
 /// on, or found before any rank-specific work), so the job can end cleanly instead of aborting.
-public struct AlignError: Error, CustomStringConvertible, LocalizedError {
+public struct PipelineError: Error, CustomStringConvertible, LocalizedError {
     public let message: String
+    /// Whether every rank raised this same error (agreed on, or found before any rank-specific work), so the job can end
+    /// cleanly with one message; false: only this rank knows, and the job must be aborted.
     public let everyRank: Bool
-    public init(_ message: String, everyRank: Bool = true) { self.message = message; self.everyRank = everyRank }
+    /// The typed error this one reports (a format, data, merge or recipe error), when there is one.
+    public let underlying: Error?
+    public init(_ message: String, everyRank: Bool = true) { self.message = message; self.everyRank = everyRank; underlying = nil }
+    /// The error as it is, kept typed; its description is the message.
+    public init(wrapping error: Error, everyRank: Bool = true) {
+        message = "\(error)"; self.everyRank = everyRank; underlying = error
+    }
     public var description: String { message }
     public var errorDescription: String? { message }
 }
@@ -98,14 +106,14 @@ public struct AlignOptions {
 
     /// Refuses sizes that cannot work, naming the option (parameter values were checked by their declarations).
     public func validate() throws {
-        if let k = models, k < 2 { throw AlignError("--models must be at least 2 (a merge needs two models), got \(k)") }
+        if let k = models, k < 2 { throw PipelineError("--models must be at least 2 (a merge needs two models), got \(k)") }
         if let s = subset {
-            guard s.count >= 2 else { throw AlignError("the subset must hold at least 2 models, got \(s)") }
-            guard s.allSatisfy({ $0 >= 0 }), Set(s).count == s.count else { throw AlignError("the subset must hold distinct non-negative model indices, got \(s)") }
+            guard s.count >= 2 else { throw PipelineError("the subset must hold at least 2 models, got \(s)") }
+            guard s.allSatisfy({ $0 >= 0 }), Set(s).count == s.count else { throw PipelineError("the subset must hold distinct non-negative model indices, got \(s)") }
         }
-        guard batchSize > 0 else { throw AlignError("--batch-size must be positive, got \(batchSize)") }
-        if let a = align, !a.aligns { throw AlignError("--align must be cca, permute or weight-matching, got \(a.name)") }
-        if align != nil && !method.fuses { throw AlignError("--align applies to regmean and progressive (and neulig), not to --method \(method.name)") }
+        guard batchSize > 0 else { throw PipelineError("--batch-size must be positive, got \(batchSize)") }
+        if let a = align, !a.aligns { throw PipelineError("--align must be cca, permute or weight-matching, got \(a.name)") }
+        if align != nil && !method.fuses { throw PipelineError("--align applies to regmean and progressive (and neulig), not to --method \(method.name)") }
     }
 }
 
@@ -278,7 +286,7 @@ public enum AlignRun {
         let all = try comm.allgatherv(Array(message.utf8))
         if let r = all.firstIndex(where: { !$0.isEmpty }) {
             let text = String(decoding: all[r], as: UTF8.self)
-            throw AlignError(comm.size > 1 ? "\(phase) (rank \(r)): \(text)" : "\(phase): \(text)")
+            throw PipelineError(comm.size > 1 ? "\(phase) (rank \(r)): \(text)" : "\(phase): \(text)")
         }
         return result!
     }
@@ -312,7 +320,7 @@ public enum AlignRun {
     static func repairTargets(_ models: [(index: Int, net: Network<Float>)], train: LabeledImages, samples: Int, total: Int,
                               channels: [Int], comm: Communicator) throws -> [(mean: [Double], std: [Double])] {
         let n = min(samples, train.count)
-        guard n >= 2 else { throw AlignError("REPAIR needs training images, the split has \(train.count)") }
+        guard n >= 2 else { throw PipelineError("REPAIR needs training images, the split has \(train.count)") }
         var contributions: [(index: Int, values: [Double])] = []
         for (i, net) in models {
             var s = BatchNormStatistics(net)
@@ -325,7 +333,7 @@ public enum AlignRun {
         let sum = try deterministicSum(contributions: contributions, total: total, comm: comm)
         var out: [(mean: [Double], std: [Double])] = [], offset = 0
         let half = channels.reduce(0, +)
-        guard sum.count == 2 * half else { throw AlignError("REPAIR: the ranks' BatchNorm statistics do not agree in size") }
+        guard sum.count == 2 * half else { throw PipelineError("REPAIR: the ranks' BatchNorm statistics do not agree in size") }
         for c in channels {
             out.append((sum[offset..<(offset + c)].map { $0 / Double(total) }, sum[(half + offset)..<(half + offset + c)].map { $0 / Double(total) }))
             offset += c
@@ -339,7 +347,7 @@ public enum AlignRun {
         let empty = BatchNormStatistics(net)
         if empty.names.isEmpty { return }
         let n = min(samples, train.count)
-        guard n >= 2 else { throw AlignError("BatchNorm re-estimation needs training images, the split has \(train.count)") }
+        guard n >= 2 else { throw PipelineError("BatchNorm re-estimation needs training images, the split has \(train.count)") }
         let batches = stride(from: 0, to: n, by: batchSize).map { Array($0..<min(n, $0 + batchSize)) }
         let mine = blockRange(count: batches.count, parts: comm.size, part: comm.rank)
         var contributions: [(index: Int, values: [Double])] = []
@@ -368,20 +376,20 @@ public enum AlignRun {
 
         let k = input.names.count
         guard !o.method.needsPretrained else {
-            throw AlignError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; suite '\(input.suite)' is a \(input.suiteKind) suite")
+            throw PipelineError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; suite '\(input.suite)' is a \(input.suiteKind) suite")
         }
         guard !o.method.fuses else {
-            throw AlignError("--method \(o.method.name) fuses experts of different tasks into one backbone and needs a tasks suite; suite '\(input.suite)' is a \(input.suiteKind) suite")
+            throw PipelineError("--method \(o.method.name) fuses experts of different tasks into one backbone and needs a tasks suite; suite '\(input.suite)' is a \(input.suiteKind) suite")
         }
-        guard k >= 2 else { throw AlignError("a merge needs at least two models, suite '\(input.suite)' gives \(k)\(k == 1 ? " (\(input.names[0]))" : "")") }
-        do { try requireSameArchitecture(input.architectures, names: input.names) } catch { throw AlignError("\(error)") }
+        guard k >= 2 else { throw PipelineError("a merge needs at least two models, suite '\(input.suite)' gives \(k)\(k == 1 ? " (\(input.names[0]))" : "")") }
+        do { try requireSameArchitecture(input.architectures, names: input.names) } catch { throw PipelineError(wrapping: error) }
         let arch = input.architectures[0]
         if case .index(let i) = o.reference, !(0..<k).contains(i) {
-            throw AlignError("--reference \(i) is out of range: the merge has \(k) models (indices 0..<\(k))")
+            throw PipelineError("--reference \(i) is out of range: the merge has \(k) models (indices 0..<\(k))")
         }
-        guard input.calibration.count >= 2 else { throw AlignError("the calibration split holds \(input.calibration.count) images, at least 2 are needed") }
+        guard input.calibration.count >= 2 else { throw PipelineError("the calibration split holds \(input.calibration.count) images, at least 2 are needed") }
         let graph: MergeGraph
-        do { graph = try MergeGraph(arch) } catch { throw AlignError("\(error)") }
+        do { graph = try MergeGraph(arch) } catch { throw PipelineError(wrapping: error) }
         let shard = ModelShard(total: k, comm: comm)
         let local = shard.local
 
@@ -457,7 +465,7 @@ public enum AlignRun {
         let averaged = try fuse(states)
         timer.lap("average")
         guard let method = o.method as? any SameTaskAlignment.Type else {
-            throw AlignError("--method \(o.method.name) does not merge same-task models on its own")
+            throw PipelineError("--method \(o.method.name) does not merge same-task models on its own")
         }
         let context = AlignmentContext(comm: comm, shard: shard, names: input.names, nets: nets, states: states, reference: ref,
                                        referenceNet: referenceNet, graph: graph, layout: layout, frozen: frozen, parameters: o.parameters,
@@ -500,12 +508,12 @@ public enum AlignRun {
         var timer = PhaseTimer()
         let k = input.tasks.count
         guard !o.method.aligns else {
-            throw AlignError("--method \(o.method.name) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use \(MethodRegistry.all.filter { $0.accepts.contains(.tasks) }.map { $0.name }.joined(separator: ", ")))")
+            throw PipelineError("--method \(o.method.name) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use \(MethodRegistry.all.filter { $0.accepts.contains(.tasks) }.map { $0.name }.joined(separator: ", ")))")
         }
-        guard k >= 2 else { throw AlignError("a merge needs at least two experts, suite '\(input.suite)' gives \(k)") }
+        guard k >= 2 else { throw PipelineError("a merge needs at least two experts, suite '\(input.suite)' gives \(k)") }
         var stripped = input.architectures
         for i in stripped.indices { stripped[i].classes = 0 }
-        do { try requireSameArchitecture(stripped, names: input.tasks.map { "expert \($0)" }) } catch { throw AlignError("\(error)") }
+        do { try requireSameArchitecture(stripped, names: input.tasks.map { "expert \($0)" }) } catch { throw PipelineError(wrapping: error) }
         let shard = ModelShard(total: k, comm: comm)
         let local = shard.local
         let pre = input.pretrained
@@ -536,7 +544,7 @@ public enum AlignRun {
         }
         let averageFlat = try shard.sum(experts).map { $0 / Double(k) }
         guard let method = o.method as? any TaskVectorMerge.Type else {
-            throw AlignError("--method \(o.method.name) does not combine task vectors")
+            throw PipelineError("--method \(o.method.name) does not combine task vectors")
         }
         let context = TaskVectorContext(shard: shard, experts: experts, pretrained: preFlat, average: averageFlat, isParameter: isParameter,
                                         parameters: o.parameters, seed: o.seed) { mean(try evaluate($0, sets: input.calibration)) }
@@ -594,12 +602,12 @@ public enum AlignRun {
         var tasksProbe: URL?
         if let files = o.modelFiles {
             if o.method.needsPretrained {
-                throw AlignError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; model files are merged as diverse-origin models of one task (use average, weight-matching, permute, cca, regmean or progressive)")
+                throw PipelineError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; model files are merged as diverse-origin models of one task (use average, weight-matching, permute, cca, regmean or progressive)")
             }
             result = try mergeSameTask(from: .files(files), options: o, comm: comm, log: log)
         } else {
             let (dir, manifest): (URL, ZooManifest)
-            do { (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot) } catch { throw AlignError("\(error)") }
+            do { (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot) } catch { throw PipelineError(wrapping: error) }
             if manifest.kind != .tasks {
                 result = try mergeSameTask(from: .suite(directory: dir, manifest: manifest), options: o, comm: comm, log: log)
             } else {
@@ -623,7 +631,7 @@ public enum AlignRun {
                     tensors.append(("heads.\(h.task).bias", .float32(h.bias)))
                 }
                 let arch: Architecture
-                do { arch = try ModelFile.architecture(of: try SafeTensorsFile(url: tasksProbe!)) } catch { throw AlignError("\(error)") }
+                do { arch = try ModelFile.architecture(of: try SafeTensorsFile(url: tasksProbe!)) } catch { throw PipelineError(wrapping: error) }
                 let probe = try Network<Float>(arch, seed: 0)
                 tensors += probe.batchCounters().map { ($0.name, .int64([0], shape: [])) }
                 meta[ModelFile.architectureKey] = probe.architecture.json
@@ -639,7 +647,7 @@ public enum AlignRun {
     /// A seeds or splits suite, or model files: inputs built by `sameTaskInputs`, merged by the alignment or least-squares pipeline.
     static func mergeSameTask(from origin: SameTaskOrigin, options o: AlignOptions, comm: Communicator,
                               log: @escaping (String) -> Void) throws -> AlignResult {
-        if o.tasks != nil { throw AlignError("--tasks applies to tasks suites; suite '\(o.suite)' merges models of one task (use --models)") }
+        if o.tasks != nil { throw PipelineError("--tasks applies to tasks suites; suite '\(o.suite)' merges models of one task (use --models)") }
         let (input, selection) = try sameTaskInputs(o, origin: origin, cacheLogits: true)
         if o.method.fuses { return try FusionRun.mergeSameTask(input, selection: selection, options: o, comm: comm, log: log) }
         return try mergeSameTask(input, options: o, comm: comm, log: log)
@@ -650,18 +658,18 @@ public enum AlignRun {
                                 log: @escaping (String) -> Void) throws -> (AlignResult, URL) {
         let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
         let archLabel = o.architecture ?? labels.first!
-        guard labels.contains(archLabel) else { throw AlignError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
+        guard labels.contains(archLabel) else { throw PipelineError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
         guard o.architecture != nil || labels.count == 1 else {
-            throw AlignError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+            throw PipelineError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
         }
         let data: ZooData, splits: SuiteSplits
         do {
             data = try ZooData.load(directory: o.dataDirectory)
             splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
-        } catch { throw AlignError("\(error)") }
+        } catch { throw PipelineError(wrapping: error) }
         let (calIdx, selectionIdx) = o.cutCalibration(splits.calibration)
         func header(_ url: URL) throws -> Architecture {
-            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw AlignError("\(error)") }
+            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw PipelineError(wrapping: error) }
         }
         let result: AlignResult
         var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
@@ -670,18 +678,18 @@ public enum AlignRun {
         }
         if let s = o.subset {
             if let bad = s.first(where: { $0 >= experts.count }) {
-                throw AlignError("subset index \(bad) is out of range: suite '\(o.suite)' has \(experts.count) \(archLabel) experts")
+                throw PipelineError("subset index \(bad) is out of range: suite '\(o.suite)' has \(experts.count) \(archLabel) experts")
             }
             experts = s.map { experts[$0] }
         } else if let wanted = o.tasks {
             for w in wanted where !experts.contains(where: { $0.task.rawValue == w }) {
-                throw AlignError("suite '\(o.suite)' has no \(archLabel) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))")
+                throw PipelineError("suite '\(o.suite)' has no \(archLabel) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))")
             }
-            guard Set(wanted).count == wanted.count else { throw AlignError("--tasks lists a task twice: \(wanted.joined(separator: ","))") }
+            guard Set(wanted).count == wanted.count else { throw PipelineError("--tasks lists a task twice: \(wanted.joined(separator: ","))") }
             experts = wanted.map { w in experts.first { $0.task.rawValue == w }! }
         } else if let n = o.models { experts = Array(experts.prefix(n)) }
         guard let preModel = manifest.models.first(where: { $0.architecture == archLabel && $0.role == .pretrained }) else {
-            throw AlignError("suite '\(o.suite)' has no pretrained \(archLabel) backbone")
+            throw PipelineError("suite '\(o.suite)' has no pretrained \(archLabel) backbone")
         }
         let archs = try experts.map { try header($0.url) }
         let pre = try agreeing(comm, "loading the pretrained model") { try ModelFile.load(dir.appendingPathComponent(preModel.file)).network }
@@ -696,7 +704,7 @@ public enum AlignRun {
         let input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
                                 load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
         if o.method.fuses {
-            guard o.align == nil else { throw AlignError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
+            guard o.align == nil else { throw PipelineError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
             let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }
             if let dump = o.dumpCalibration, comm.isRoot {
                 try FileManager.default.createDirectory(at: dump, withIntermediateDirectories: true)

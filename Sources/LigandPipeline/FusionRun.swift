@@ -56,7 +56,7 @@ public enum FusionRun {
             var out: StateDict = [:], offset = 0
             for (n, s) in names {
                 let c = s.reduce(1, *)
-                guard offset + c <= flat.count else { throw AlignError("\(phase): rank 0 sent \(flat.count) values, \(n) needs more") }
+                guard offset + c <= flat.count else { throw PipelineError("\(phase): rank 0 sent \(flat.count) values, \(n) needs more") }
                 out[n] = Tensor(shape: s, storage: Array(flat[offset..<(offset + c)]))
                 offset += c
             }
@@ -125,20 +125,20 @@ public enum FusionRun {
     public static func mergeTasks(_ input: TasksInputs, selection: [LabeledImages], options o: AlignOptions, comm: Communicator,
                                   log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
-        guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.name)") }
+        guard o.method.fuses else { throw PipelineError("FusionRun runs regmean or progressive, not \(o.method.name)") }
         var timer = PhaseTimer()
         let k = input.tasks.count
-        guard k >= 1 else { throw AlignError("suite '\(input.suite)' gives no experts to fuse") }
+        guard k >= 1 else { throw PipelineError("suite '\(input.suite)' gives no experts to fuse") }
         guard input.calibration.count == k, input.test.count == k, input.heads.count == k, selection.count == k else {
-            throw AlignError("the tasks inputs disagree: \(k) tasks, \(input.calibration.count) calibration sets, \(selection.count) selection sets, \(input.test.count) test sets, \(input.heads.count) heads")
+            throw PipelineError("the tasks inputs disagree: \(k) tasks, \(input.calibration.count) calibration sets, \(selection.count) selection sets, \(input.test.count) test sets, \(input.heads.count) heads")
         }
-        for t in 0..<k where input.calibration[t].count == 0 { throw AlignError("\(FusionError.emptyCalibration(task: input.tasks[t]))") }
+        for t in 0..<k where input.calibration[t].count == 0 { throw PipelineError("\(FusionError.emptyCalibration(task: input.tasks[t]))") }
         var stripped = input.architectures
         for i in stripped.indices { stripped[i].classes = 0 }
-        do { try requireSameArchitecture(stripped, names: input.tasks.map { "expert \($0)" }) } catch { throw AlignError("\(error)") }
+        do { try requireSameArchitecture(stripped, names: input.tasks.map { "expert \($0)" }) } catch { throw PipelineError(wrapping: error) }
         let pre = input.pretrained
         let plan: FusionPlan
-        do { plan = try FusionPlan(pre.architecture) } catch { throw AlignError("\(error)") }
+        do { plan = try FusionPlan(pre.architecture) } catch { throw PipelineError(wrapping: error) }
         let selectionSets = (0..<k).map { selection[$0].count > 0 ? selection[$0] : input.calibration[$0] }
         let heldOut = selection.allSatisfy { $0.count > 0 }
 
@@ -270,9 +270,9 @@ public enum FusionRun {
     public static func mergeSameTask(_ input: SameTaskInputs, selection: LabeledImages, options o: AlignOptions, comm: Communicator,
                                      log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
         try o.validate()
-        guard o.method.fuses else { throw AlignError("FusionRun runs regmean or progressive, not \(o.method.name)") }
+        guard o.method.fuses else { throw PipelineError("FusionRun runs regmean or progressive, not \(o.method.name)") }
         var timer = PhaseTimer()
-        guard input.calibration.count > 0 else { throw AlignError("suite '\(input.suite)': the calibration split is empty, the fusion needs calibration images") }
+        guard input.calibration.count > 0 else { throw PipelineError("suite '\(input.suite)': the calibration split is empty, the fusion needs calibration images") }
         let alignMethod = o.align ?? Average.self
         var ao = o
         ao.method = alignMethod
@@ -281,7 +281,7 @@ public enum FusionRun {
         timer.lap("align")
         let k = input.names.count, arch = input.architectures[0]
         let plan: FusionPlan
-        do { plan = try FusionPlan(arch) } catch { throw AlignError("\(error)") }
+        do { plan = try FusionPlan(arch) } catch { throw PipelineError(wrapping: error) }
         let counters = try Network<Float>(arch, seed: 0).batchCounters()
         let local = ModelShard(total: k, comm: comm).local
         let nets = try AlignRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try AlignRun.network(arch, $0, counters: counters) } }

@@ -143,12 +143,6 @@ public struct NeuLigReport: Codable, Sendable {
     }
 }
 
-public enum PipelineError: Error, CustomStringConvertible, LocalizedError {
-    case invalid(String)
-    public var description: String { if case .invalid(let m) = self { return m }; return "" }
-    public var errorDescription: String? { description }
-}
-
 /// NeuLig over MPI on a `tasks` suite: features cached per rank, Portland trained with all-reduced sums,
 /// fused parameters Σ_k β̄_k θ_k formed by a rank-count-independent reduction, evaluated beside the ensembles.
 public enum NeuLigRun {
@@ -161,13 +155,13 @@ public enum NeuLigRun {
         let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
         if manifest.kind != .tasks { return try runSameTask(o, suite: (dir, manifest), comm: counter, log: log) }
         if let a = o.align {
-            throw PipelineError.invalid("--align \(a.name) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it")
+            throw PipelineError("--align \(a.name) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it", everyRank: false)
         }
         let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
         let arch = o.architecture ?? labels.first!
-        guard labels.contains(arch) else { throw PipelineError.invalid("suite '\(o.suite)' has no \(arch) models (it has \(labels.joined(separator: ", ")))") }
+        guard labels.contains(arch) else { throw PipelineError("suite '\(o.suite)' has no \(arch) models (it has \(labels.joined(separator: ", ")))", everyRank: false) }
         guard o.architecture != nil || labels.count == 1 else {
-            throw PipelineError.invalid("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+            throw PipelineError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch", everyRank: false)
         }
         var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
             guard m.architecture == arch, case .expert(let t) = m.role else { return nil }
@@ -175,13 +169,13 @@ public enum NeuLigRun {
         }
         if let wanted = o.tasks {
             for w in wanted where !experts.contains(where: { $0.task.rawValue == w }) {
-                throw PipelineError.invalid("suite '\(o.suite)' has no \(arch) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))")
+                throw PipelineError("suite '\(o.suite)' has no \(arch) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))", everyRank: false)
             }
             experts = wanted.map { w in experts.first { $0.task.rawValue == w }! }
         }
-        guard experts.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two experts, suite '\(o.suite)' gives \(experts.count)") }
+        guard experts.count >= 2 else { throw PipelineError("NeuLig needs at least two experts, suite '\(o.suite)' gives \(experts.count)", everyRank: false) }
         guard let pretrainedModel = manifest.models.first(where: { $0.architecture == arch && $0.role == .pretrained }) else {
-            throw PipelineError.invalid("suite '\(o.suite)' has no pretrained \(arch) backbone")
+            throw PipelineError("suite '\(o.suite)' has no pretrained \(arch) backbone", everyRank: false)
         }
         let k = experts.count
         let local = ModelShard(total: k, comm: comm).local
@@ -196,21 +190,21 @@ public enum NeuLigRun {
                 let f = try SafeTensorsFile(url: e.url)
                 return (try f.floats(probe.head.weight.name), try f.floats(probe.head.bias!.name))
             } catch {
-                throw PipelineError.invalid("\(e.url.path): cannot read the head of task '\(e.task.rawValue)' ('\(probe.head.weight.name)', '\(probe.head.bias!.name)'): \(error)")
+                throw PipelineError("\(e.url.path): cannot read the head of task '\(e.task.rawValue)' ('\(probe.head.weight.name)', '\(probe.head.bias!.name)'): \(error)", everyRank: false)
             }
         }
         let width = probe.featureWidth
         for (i, h) in heads.enumerated() where h.weight.shape != [experts[i].task.classes, width] {
-            throw PipelineError.invalid("\(experts[i].url.path): head '\(probe.head.weight.name)' has shape \(h.weight.shape), expected [\(experts[i].task.classes), \(width)] (experts with different feature widths cannot be fused)")
+            throw PipelineError("\(experts[i].url.path): head '\(probe.head.weight.name)' has shape \(h.weight.shape), expected [\(experts[i].task.classes), \(width)] (experts with different feature widths cannot be fused)", everyRank: false)
         }
         let nets = try experts[local].map { e -> Network<Float> in
-            do { return try ModelFile.load(e.url).network } catch { throw PipelineError.invalid("\(e.url.path): \(error)") }
+            do { return try ModelFile.load(e.url).network } catch { throw PipelineError("\(e.url.path): \(error)", everyRank: false) }
         }
 
         func calibrationSet(_ t: TaskTransform) throws -> LabeledImages {
             var idx = splits.calibration
             if let n = o.calibrationSamples { idx = Array(idx.prefix(n)) }
-            guard !idx.isEmpty else { throw PipelineError.invalid("task '\(t.rawValue)': the calibration split is empty") }
+            guard !idx.isEmpty else { throw PipelineError("task '\(t.rawValue)': the calibration split is empty", everyRank: false) }
             return try t.apply(data.train.subset(idx))
         }
         let style: PhaseProgress.Style = (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle
@@ -399,7 +393,7 @@ public enum NeuLigRun {
                         local: Range<Int>, total: Int, options o: NeuLigOptions, comm: Communicator,
                         score: ([(name: String, value: Tensor)]) throws -> Double,
                         test: ([(name: String, value: Tensor)]) throws -> [Double]) throws -> ReportRow {
-        guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError.invalid("the TIES baseline needs a λ grid and a kept-fraction grid") }
+        guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError("the TIES baseline needs a λ grid and a kept-fraction grid", everyRank: false) }
         func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { t.flatMap { $0.value.storage.map(Double.init) } }
         let preFlat = flat(pre), avgFlat = flat(averaged)
         // Task vectors cover parameters; BN running statistics describe data and are averaged, as in AlignRun.mergeTasks.

@@ -21,13 +21,13 @@ extension NeuLigRun {
                             log: @escaping (String) -> Void) throws -> NeuLigReport {
         let clock = Date()
         if let a = o.align, !a.aligns {
-            throw PipelineError.invalid("--align \(a.name): only weight-matching, permute and cca align models into the reference's space")
+            throw PipelineError("--align \(a.name): only weight-matching, permute and cca align models into the reference's space", everyRank: false)
         }
         if let t = o.tasks {
             let what = suite.map { "suite '\(o.suite)' is a \($0.manifest.kind.rawValue) suite with one task" } ?? "model files are models of one task"
-            throw PipelineError.invalid("--tasks \(t.joined(separator: ",")): \(what); choose models with --models")
+            throw PipelineError("--tasks \(t.joined(separator: ",")): \(what); choose models with --models", everyRank: false)
         }
-        if let n = o.models, n < 2 { throw PipelineError.invalid("--models must be at least 2 (a merge needs two models), got \(n)") }
+        if let n = o.models, n < 2 { throw PipelineError("--models must be at least 2 (a merge needs two models), got \(n)", everyRank: false) }
         var ao = AlignOptions(method: Average.self, suite: o.suite, outDirectory: o.outDirectory)
         ao.parameters = o.parameters
         ao.parameters.remove(CommonParameters.align)
@@ -41,10 +41,10 @@ extension NeuLigRun {
         do {
             let origin: SameTaskOrigin = suite.map { .suite(directory: $0.directory, manifest: $0.manifest) } ?? .files(o.modelFiles ?? [])
             input = try AlignRun.sameTaskInputs(ao, origin: origin, cacheLogits: false).input
-        } catch let e as AlignError { throw PipelineError.invalid(e.message) }
-        guard input.names.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)") }
+        } catch let e as PipelineError { throw PipelineError(e.message, everyRank: false) }
+        guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)", everyRank: false) }
         guard input.calibration.count >= 2 else {
-            throw PipelineError.invalid("suite '\(o.suite)': the calibration split holds \(input.calibration.count) images, at least 2 are needed")
+            throw PipelineError("suite '\(o.suite)': the calibration split holds \(input.calibration.count) images, at least 2 are needed", everyRank: false)
         }
         return try runSameTask(input, options: o, comm: counter, clock: clock, log: log)
     }
@@ -55,9 +55,9 @@ extension NeuLigRun {
         let comm: Communicator = counter
         var timer = PhaseTimer(start: start, counting: counter)
         if let a = o.align, !a.aligns {
-            throw PipelineError.invalid("--align \(a.name): only weight-matching, permute and cca align models into the reference's space")
+            throw PipelineError("--align \(a.name): only weight-matching, permute and cca align models into the reference's space", everyRank: false)
         }
-        guard input.names.count >= 2 else { throw PipelineError.invalid("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)") }
+        guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)", everyRank: false) }
 
         // Ensemble, single models and weight averaging, plus the alignment when asked: AlignRun's pipeline, which also
         // hands back this rank's models in the reference's space.

@@ -14,19 +14,19 @@ public enum ModelFiles {
     /// model file, listed twice, or of another architecture than the first.
     public static func architecture(of urls: [URL]) throws -> Architecture {
         guard urls.count >= 2 else {
-            throw AlignError("a merge needs at least two model files, got \(urls.count)\(urls.first.map { " (\($0.path))" } ?? "")")
+            throw PipelineError("a merge needs at least two model files, got \(urls.count)\(urls.first.map { " (\($0.path))" } ?? "")")
         }
         // One file reached through two paths (a symlink, a hard link) is still one model: compare device and inode.
         var seen: [FileIdentity: String] = [:]
         var first: Architecture?
         for u in urls {
             if let id = FileIdentity.of(u.path), let earlier = seen.updateValue(u.path, forKey: id) {
-                throw AlignError("\(u.path): listed twice (it is the same file as \(earlier); each model file merges once)")
+                throw PipelineError("\(u.path): listed twice (it is the same file as \(earlier); each model file merges once)")
             }
             let a: Architecture
-            do { a = try ModelFile.architecture(of: try SafeTensorsFile(url: u)) } catch { throw AlignError("\(error)") }
+            do { a = try ModelFile.architecture(of: try SafeTensorsFile(url: u)) } catch { throw PipelineError(wrapping: error) }
             if let f = first, f != a {
-                throw AlignError("\(u.path): holds a \(a), but \(urls[0].path) holds a \(f) (models of different architectures cannot be merged)")
+                throw PipelineError("\(u.path): holds a \(a), but \(urls[0].path) holds a \(f) (models of different architectures cannot be merged)")
             }
             if first == nil { first = a }
         }
@@ -59,15 +59,15 @@ extension AlignRun {
     /// training images and the official test set of `o.dataDirectory`. Every check runs on every rank alike.
     static func sameTaskInputs(_ o: AlignOptions, origin: SameTaskOrigin, cacheLogits: Bool) throws -> (input: SameTaskInputs, selection: LabeledImages) {
         func header(_ url: URL) throws -> Architecture {
-            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw AlignError("\(error)") }
+            do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw PipelineError(wrapping: error) }
         }
         func choose(_ count: Int, _ subject: String, _ noun: String) throws -> [Int] {
             if let s = o.subset {
-                if let bad = s.first(where: { $0 >= count }) { throw AlignError("subset index \(bad) is out of range: \(subject) has \(count) \(noun)") }
+                if let bad = s.first(where: { $0 >= count }) { throw PipelineError("subset index \(bad) is out of range: \(subject) has \(count) \(noun)") }
                 return s
             }
             if let n = o.models {
-                guard n <= count else { throw AlignError("--models \(n): \(subject) has only \(count) \(noun)") }
+                guard n <= count else { throw PipelineError("--models \(n): \(subject) has only \(count) \(noun)") }
                 return Array(0..<n)
             }
             return Array(0..<count)
@@ -78,9 +78,9 @@ extension AlignRun {
         case .suite(let dir, let manifest):
             let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
             let archLabel = o.architecture ?? labels.first!
-            guard labels.contains(archLabel) else { throw AlignError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
+            guard labels.contains(archLabel) else { throw PipelineError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
             guard o.architecture != nil || labels.count == 1 else {
-                throw AlignError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
+                throw PipelineError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
             }
             let all = manifest.models.filter { $0.architecture == archLabel }
             let models = try choose(all.count, "suite '\(o.suite)'", "\(archLabel) models").map { all[$0] }
@@ -90,7 +90,7 @@ extension AlignRun {
             kind = manifest.kind.rawValue
             cache = dir
         case .files(let all):
-            if let a = o.architecture { throw AlignError("--arch \(a) chooses among a suite's architectures; model files declare their own") }
+            if let a = o.architecture { throw PipelineError("--arch \(a) chooses among a suite's architectures; model files declare their own") }
             // Every file's header was read and checked against the first: one architecture for all.
             let arch = try ModelFiles.architecture(of: all)
             let chosen = try choose(all.count, "the list", "model files")
@@ -101,22 +101,22 @@ extension AlignRun {
             kind = "models"
         }
         let data: ZooData
-        do { data = try ZooData.load(directory: o.dataDirectory) } catch { throw AlignError("\(error)") }
+        do { data = try ZooData.load(directory: o.dataDirectory) } catch { throw PipelineError(wrapping: error) }
         let calIdx: [Int], train: [Int]
         switch origin {
         case .suite(_, let manifest):
             let splits: SuiteSplits
-            do { splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels) } catch { throw AlignError("\(error)") }
+            do { splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels) } catch { throw PipelineError(wrapping: error) }
             (train, calIdx) = (splits.train, splits.calibration)
         case .files:
             let n = data.train.count
             guard o.calibrationHoldout >= 2 && o.calibrationHoldout < n else {
-                throw AlignError("--calibration-holdout must be in 2..<\(n) (the training images of \(o.dataDirectory.path)), got \(o.calibrationHoldout)")
+                throw PipelineError("--calibration-holdout must be in 2..<\(n) (the training images of \(o.dataDirectory.path)), got \(o.calibrationHoldout)")
             }
             (train, calIdx) = try DataSplits.trainCalibration(stratifiedBy: data.train.labels, calibration: o.calibrationHoldout, seed: o.calibrationSeed)
             let a = archs[0], shape = [data.train.height, data.train.width, data.train.channels]
             guard a.input == shape && a.classes == data.train.classCount else {
-                throw AlignError("\(urls[0].path): holds a \(a) for \(a.input.map(String.init).joined(separator: "×")) images and \(a.classes) classes, "
+                throw PipelineError("\(urls[0].path): holds a \(a) for \(a.input.map(String.init).joined(separator: "×")) images and \(a.classes) classes, "
                                  + "but the data set in \(o.dataDirectory.path) has \(shape.map(String.init).joined(separator: "×")) images and \(data.train.classCount) classes")
             }
         }

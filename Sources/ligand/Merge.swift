@@ -77,7 +77,7 @@ struct Merge: ParsableCommand {
         var i = 0
         while i < args.count {
             let token = args[i]
-            guard token.hasPrefix("--") else { throw AlignError("unexpected argument '\(token)'") }
+            guard token.hasPrefix("--") else { throw PipelineError("unexpected argument '\(token)'") }
             let parts = token.split(separator: "=", maxSplits: 1).map(String.init)
             var name = parts[0], inline = parts.count > 1 ? parts[1] : nil
             var negated = false
@@ -87,17 +87,17 @@ struct Merge: ParsableCommand {
             }
             guard let p = m.parameters.first(where: { $0.flag == name }) else {
                 let others = MethodRegistry.all.filter { $0.parameters.contains { $0.flag == name } }.map { $0.name }
-                if others.isEmpty { throw AlignError("unknown option '\(name)' (see `ligand help merge`)") }
-                throw AlignError("\(name) does not apply to --method \(m.name) (it is an option of \(others.joined(separator: ", "))); \(m.name) takes \(m.parameters.map(\.flag).joined(separator: ", "))")
+                if others.isEmpty { throw PipelineError("unknown option '\(name)' (see `ligand help merge`)") }
+                throw PipelineError("\(name) does not apply to --method \(m.name) (it is an option of \(others.joined(separator: ", "))); \(m.name) takes \(m.parameters.map(\.flag).joined(separator: ", "))")
             }
             let text: String
             if case .flag = p.kind { text = negated ? "false" : (inline ?? "true") }
             else if let inline { text = inline }
             else {
-                guard i + 1 < args.count else { throw AlignError("\(name) needs a value") }
+                guard i + 1 < args.count else { throw PipelineError("\(name) needs a value") }
                 i += 1; text = args[i]
             }
-            do { values.store(p, try p.parse(text)) } catch let e as ParameterError { throw AlignError(e.description) }
+            do { values.store(p, try p.parse(text)) } catch let e as ParameterError { throw PipelineError(e.description) }
             i += 1
         }
         return values
@@ -173,14 +173,14 @@ struct Merge: ParsableCommand {
     }
 }
 
-/// Runs `body` on every rank of the world. An error every rank raised alike (`AlignError.everyRank`: agreed on, or
+/// Runs `body` on every rank of the world. An error every rank raised alike (`PipelineError.everyRank`: agreed on, or
 /// found before rank-specific work) ends the job cleanly with one message and exit status 1; any other error aborts.
 func withWorldAgreeingOnErrors(_ context: String, _ body: (Communicator) throws -> Void) throws {
     let comm = try worldCommunicator()
     do {
         try body(comm)
         try comm.barrier()
-    } catch let e as AlignError where e.everyRank {
+    } catch let e as PipelineError where e.everyRank {
         if comm.isRoot { FileHandle.standardError.write(Data("Error: \(e.message)\n".utf8)) }
         if let mpi = comm as? MPICommunicator { try mpi.finalize() }
         throw ExitCode.failure

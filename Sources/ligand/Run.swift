@@ -140,7 +140,7 @@ struct Run: ParsableCommand {
         o.zooRoot = root
         o.dataDirectory = data
         let report: NeuLigReport
-        do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw AlignError("\(e.name): neulig: \(err)") }
+        do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw PipelineError("\(e.name): neulig: \(err)") }
         let sameTask = report.suiteKind != nil
         return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
                               columns: sameTask ? ["accuracy"] : report.tasks, k: p.k, subset: report.modelNames ?? report.tasks,

@@ -162,8 +162,8 @@ final class AlignRunTests: XCTestCase {
         XCTAssertThrowsError(try InProcessCommunicator.run(size: size) { comm in try AlignRun.mergeSameTask(input, options: o, comm: comm) },
                              file: file, line: line) { error in
             XCTAssertTrue("\(error)".contains(text), "\(error) should mention '\(text)'", file: file, line: line)
-            if let e = error as? AlignError { XCTAssertTrue(e.everyRank, file: file, line: line) }
-            else { XCTFail("\(type(of: error)) is not an AlignError: \(error)", file: file, line: line) }
+            if let e = error as? PipelineError { XCTAssertTrue(e.everyRank, file: file, line: line) }
+            else { XCTFail("\(type(of: error)) is not an PipelineError: \(error)", file: file, line: line) }
         }
     }
 

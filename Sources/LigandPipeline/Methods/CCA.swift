@@ -27,7 +27,7 @@ public enum CCA: SameTaskAlignment {
         // One statistics pass, many γ: eigendecompositions once per model, one SVD per γ and point.
         let mappers = try AlignRun.agreeing(c.comm, "CCA") {
             try Dictionary(uniqueKeysWithValues: stats.map { i, s in
-                do { return (i, try CCAMapper(s)) } catch { throw AlignError("\(c.names[i]): \(error)") }
+                do { return (i, try CCAMapper(s)) } catch { throw PipelineError("\(c.names[i]): \(error)") }
             })
         }
         var best: (gamma: Double, hits: Double, net: Network<Float>, aligned: [StateDict])?

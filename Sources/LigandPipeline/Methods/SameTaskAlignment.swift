@@ -70,7 +70,7 @@ public final class AlignmentContext {
                 do {
                     guard let m = try maps(i) else { return s }
                     return try applyMaps(s, maps: m, graph: graph, model: names[i], frozen: frozen)
-                } catch let e as AlignError { throw e } catch { throw AlignError("\(names[i]): \(error)") }
+                } catch let e as PipelineError { throw e } catch { throw PipelineError("\(names[i]): \(error)") }
             }
         }
     }
@@ -103,14 +103,14 @@ public final class AlignmentContext {
                     return (tap.point, Tensor(shape: tap.activation.shape, storage: offset + n <= buf.count ? Array(buf[offset..<(offset + n)]) : []))
                 }
                 do {
-                    guard offset == buf.count else { throw AlignError("the reference's activations (\(buf.count) values) do not match \(names[i])'s (\(offset))") }
+                    guard offset == buf.count else { throw PipelineError("the reference's activations (\(buf.count) values) do not match \(names[i])'s (\(offset))") }
                     try stats[i]!.accumulate(reference: theirs, model: mine)
                 } catch { failure = "\(names[i]): \(error)"; break }
             }
             progress.update(bi + 1)
         }
         progress.finish()
-        try AlignRun.agreeing(comm, "statistics") { if let f = failure { throw AlignError(f) } }
+        try AlignRun.agreeing(comm, "statistics") { if let f = failure { throw PipelineError(f) } }
         return stats
     }
 }
