@@ -40,7 +40,7 @@ public enum FusionRun {
 
         func batches(_ data: LabeledImages) -> CalibrationBatches {
             let starts = Array(stride(from: 0, to: data.count, by: batchSize))
-            return CalibrationBatches(count: starts.count) { AlignRun.batch(data, Array(starts[$0]..<min(data.count, starts[$0] + batchSize))) }
+            return CalibrationBatches(count: starts.count) { MergeRun.batch(data, Array(starts[$0]..<min(data.count, starts[$0] + batchSize))) }
         }
 
         func shapes(_ u: FusionUnit) -> [(name: String, shape: [Int])] {
@@ -50,7 +50,7 @@ public enum FusionRun {
 
         /// Rank 0 runs `solve` (the tensors of some units); every rank receives them, or every rank throws its error.
         func solvedOnRoot(_ phase: String, _ names: [(name: String, shape: [Int])], _ solve: () throws -> [(name: String, value: Tensor)]) throws -> StateDict {
-            let mine: [Float]? = try AlignRun.agreeing(comm, phase) { comm.isRoot ? try solve().flatMap(\.value.storage) : nil }
+            let mine: [Float]? = try MergeRun.agreeing(comm, phase) { comm.isRoot ? try solve().flatMap(\.value.storage) : nil }
             var flat = mine ?? []
             try comm.broadcast(&flat, root: 0)
             var out: StateDict = [:], offset = 0
@@ -65,11 +65,11 @@ public enum FusionRun {
 
         /// Σ_k of each unit's RegMean statistics and the models' mean folded layer, from one pass over the data.
         func regmeanSums() throws -> [(statistics: RegMeanStatistics, prior: FoldedLayer)] {
-            let perModel = try AlignRun.agreeing(comm, "RegMean statistics") {
+            let perModel = try MergeRun.agreeing(comm, "RegMean statistics") {
                 try zip(local, nets).map { i, net in try LeastSquaresFusion.regmeanContribution(plan, units: units, expert: net, data: batches(calibration(i))) }
             }
             return try units.enumerated().map { u, unit in
-                let folded = try AlignRun.agreeing(comm, "folding \(unit.name)") {
+                let folded = try MergeRun.agreeing(comm, "folding \(unit.name)") {
                     try states.indices.map { try LeastSquaresFusion.fold(unit, states[$0], model: names[local.lowerBound + $0]) }
                 }
                 let total = try sum(perModel.indices.map { perModel[$0][u].packed + folded[$0].augmented.data })
@@ -82,7 +82,7 @@ public enum FusionRun {
 
         /// `base` with every unit replaced by its RegMean solution at (α, ridge) and the models' mean bias.
         func regmean(_ sums: [(statistics: RegMeanStatistics, prior: FoldedLayer)], alpha: Double, ridge: Double, base: StateDict) throws -> StateDict {
-            let solved = try solvedOnRoot("RegMean solve at α = \(AlignRun.formatted(alpha)), ridge = \(AlignRun.formatted(ridge))", units.flatMap { shapes($0) }) {
+            let solved = try solvedOnRoot("RegMean solve at α = \(MergeRun.formatted(alpha)), ridge = \(MergeRun.formatted(ridge))", units.flatMap { shapes($0) }) {
                 try units.indices.flatMap { u -> [(name: String, value: Tensor)] in
                     let w = try LeastSquaresFusion.regmeanSolve(layer: units[u].name, statistics: sums[u].statistics, prior: sums[u].prior.weight, alpha: alpha, relativeRidge: ridge)
                     return LeastSquaresFusion.unfold(units[u], FoldedLayer(weight: w, bias: sums[u].prior.bias))
@@ -98,7 +98,7 @@ public enum FusionRun {
             var fused = start
             for unit in units {
                 let fusedNet = try LeastSquaresFusion.network(like: like, backbone: fused)
-                let contributions = try AlignRun.agreeing(comm, "progressive statistics of layer '\(unit.name)'") {
+                let contributions = try MergeRun.agreeing(comm, "progressive statistics of layer '\(unit.name)'") {
                     try zip(local, nets).enumerated().map { j, pair -> [Double] in
                         let (i, net) = pair
                         let layer = try LeastSquaresFusion.fold(unit, states[j], model: names[i])
@@ -109,7 +109,7 @@ public enum FusionRun {
                 let total = try sum(contributions)
                 let template = ProgressiveStatistics(unit)
                 let n = template.packed.count
-                let solved = try solvedOnRoot("progressive solve at ridge = \(AlignRun.formatted(ridge))", shapes(unit)) {
+                let solved = try solvedOnRoot("progressive solve at ridge = \(MergeRun.formatted(ridge))", shapes(unit)) {
                     let stats = try template.unpacked(Array(total[..<n]))
                     let prior = FoldedLayer(augmented: Matrix(rows: unit.outChannels, cols: unit.columns + 1, data: total[n...].map { $0 / Double(k) }))
                     return LeastSquaresFusion.unfold(unit, try LeastSquaresFusion.progressiveSolve(layer: unit.name, statistics: stats, prior: prior, relativeRidge: ridge))
@@ -122,8 +122,8 @@ public enum FusionRun {
 
     // MARK: Tasks suites: one backbone for every task, each task keeps its head
 
-    public static func mergeTasks(_ input: TasksInputs, selection: [LabeledImages], options o: AlignOptions, comm: Communicator,
-                                  log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
+    public static func mergeTasks(_ input: TasksInputs, selection: [LabeledImages], options o: MergeOptions, comm: Communicator,
+                                  log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
         guard o.method.fuses else { throw PipelineError("FusionRun runs regmean or progressive, not \(o.method.name)") }
         var timer = PhaseTimer()
@@ -145,7 +145,7 @@ public enum FusionRun {
         let local = ModelShard(total: k, comm: comm).local
         let headNames = Set(pre.head.parameters.map(\.name))
         let layout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
-        let nets = try AlignRun.agreeing(comm, "loading the experts") { try local.map { try input.load($0) } }
+        let nets = try MergeRun.agreeing(comm, "loading the experts") { try local.map { try input.load($0) } }
         let states = nets.map { $0.stateDictionary() }
         let expertFlats = states.map { layout.flatten($0) }
         let c = Context(comm: comm, local: local, k: k, names: input.tasks.map { "expert \($0)" }, nets: nets, states: states, plan: plan,
@@ -155,7 +155,7 @@ public enum FusionRun {
         func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
         /// Accuracy of a backbone with each task's head on each task's set, the tasks spread over the ranks.
         func evaluate(_ backbone: StateDict, sets: [LabeledImages]) throws -> [Double] {
-            var h = try AlignRun.agreeing(comm, "evaluation") { () -> [Double] in
+            var h = try MergeRun.agreeing(comm, "evaluation") { () -> [Double] in
                 var h = [Double](repeating: 0, count: k)
                 for t in 0..<k where t % comm.size == comm.rank {
                     let net = try Merging.network(backbone: backbone, like: pre, classes: input.heads[t].weight.shape[0], head: input.heads[t])
@@ -182,12 +182,12 @@ public enum FusionRun {
             for a in o.parameters.numbers(RegMean.alphas) {
                 let candidate = try c.regmean(sums, alpha: a, ridge: r, base: average)
                 let s = mean(try evaluate(candidate, sets: selectionSets))
-                scores[(o.method == RegMean.self ? "" : "regmean ") + "alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"] = s
+                scores[(o.method == RegMean.self ? "" : "regmean ") + "alpha=\(MergeRun.formatted(a)),ridge=\(MergeRun.formatted(r))"] = s
                 if bestRegMean == nil || s > bestRegMean!.score { bestRegMean = (s, a, r, candidate) }
             }
         }
         let rm = bestRegMean!
-        log(String(format: "RegMean: α = %@, ridge = %@, calibration accuracy %.2f%%", AlignRun.formatted(rm.alpha), AlignRun.formatted(rm.ridge), 100 * rm.score))
+        log(String(format: "RegMean: α = %@, ridge = %@, calibration accuracy %.2f%%", MergeRun.formatted(rm.alpha), MergeRun.formatted(rm.ridge), 100 * rm.score))
         timer.lap("regmean-grid")
 
         var progressive: (score: Double, ridge: Double, backbone: StateDict)?
@@ -195,8 +195,8 @@ public enum FusionRun {
             for r in o.parameters.numbers(Progressive.ridges) {
                 let fused = try c.progressive(ridge: r, start: average)
                 let s = mean(try evaluate(fused, sets: selectionSets))
-                scores["ridge=\(AlignRun.formatted(r))"] = s
-                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", AlignRun.formatted(r), 100 * s))
+                scores["ridge=\(MergeRun.formatted(r))"] = s
+                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", MergeRun.formatted(r), 100 * s))
                 if progressive == nil || s > progressive!.score { progressive = (s, r, fused) }
             }
             timer.lap("progressive")
@@ -214,13 +214,13 @@ public enum FusionRun {
         var bestLambda = (lambda: o.parameters.numbers(TaskArithmetic.lambdas)[0], score: -1.0)
         for l in o.parameters.numbers(TaskArithmetic.lambdas) {
             let s = mean(try evaluate(taskArithmetic(l), sets: selectionSets))
-            scores["task-arithmetic lambda=\(AlignRun.formatted(l))"] = s
+            scores["task-arithmetic lambda=\(MergeRun.formatted(l))"] = s
             if s > bestLambda.score { bestLambda = (l, s) }
         }
         timer.lap("task-arithmetic")
 
         // Test accuracy: every expert on its own task, the baselines, the fused models.
-        var own = try AlignRun.agreeing(comm, "evaluating the experts") { () -> [Double] in
+        var own = try MergeRun.agreeing(comm, "evaluating the experts") { () -> [Double] in
             var h = [Double](repeating: 0, count: k)
             for (j, i) in local.enumerated() {
                 let logits = Trainer.logits(nets[j], data: input.test[i], indices: Array(0..<input.test[i].count)).storage
@@ -235,12 +235,12 @@ public enum FusionRun {
         rows.append(row("experts (each on its own task)", "model", own))
         rows.append(row("pretrained + task heads", "baseline", try evaluate(layout.unflatten(preFlat), sets: input.test)))
         rows.append(row("weight averaging", "baseline", try evaluate(average, sets: input.test)))
-        rows.append(row("task arithmetic", "baseline", try evaluate(taskArithmetic(bestLambda.lambda), sets: input.test), ["lambda": AlignRun.formatted(bestLambda.lambda)]))
+        rows.append(row("task arithmetic", "baseline", try evaluate(taskArithmetic(bestLambda.lambda), sets: input.test), ["lambda": MergeRun.formatted(bestLambda.lambda)]))
         let fused: StateDict
-        let rmHyper = ["alpha": AlignRun.formatted(rm.alpha), "ridge": AlignRun.formatted(rm.ridge)]
+        let rmHyper = ["alpha": MergeRun.formatted(rm.alpha), "ridge": MergeRun.formatted(rm.ridge)]
         if let p = progressive {
             rows.append(row("regmean", "baseline", try evaluate(rm.backbone, sets: input.test), rmHyper))
-            hyper["ridge"] = AlignRun.formatted(p.ridge)
+            hyper["ridge"] = MergeRun.formatted(p.ridge)
             rows.append(row("fused: progressive", "merge", try evaluate(p.backbone, sets: input.test), hyper))
             fused = p.backbone
         } else {
@@ -253,22 +253,22 @@ public enum FusionRun {
         if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
         timer.lap("evaluate")
 
-        let report = AlignReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
+        let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
                                  rows: rows, fusedFile: nil, seconds: timer.seconds)
-        return AlignResult(report: report, fused: nil, backbone: layout.names.map { ($0, fused[$0]!) },
+        return MergeResult(report: report, fused: nil, backbone: layout.names.map { ($0, fused[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })
     }
 
     // MARK: Seeds and splits suites: one model for one task, after alignment (multi-level)
 
     /// Fuses the models of a same-task suite: each rank's models are first aligned into the reference's space by
-    /// `o.align` (cca, permute, weight-matching; nil: used as they are) through `AlignRun.mergeSameTask`, then
+    /// `o.align` (cca, permute, weight-matching; nil: used as they are) through `MergeRun.mergeSameTask`, then
     /// fused by progressive least squares (or RegMean) on every layer, the 10-way head included, with X̃ and the
     /// targets from the calibration split. The report keeps the alignment's rows (ensemble, single models, its merge).
-    public static func mergeSameTask(_ input: SameTaskInputs, selection: LabeledImages, options o: AlignOptions, comm: Communicator,
-                                     log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
+    public static func mergeSameTask(_ input: SameTaskInputs, selection: LabeledImages, options o: MergeOptions, comm: Communicator,
+                                     log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
         guard o.method.fuses else { throw PipelineError("FusionRun runs regmean or progressive, not \(o.method.name)") }
         var timer = PhaseTimer()
@@ -277,14 +277,14 @@ public enum FusionRun {
         var ao = o
         ao.method = alignMethod
         ao.parameters.remove(CommonParameters.align)
-        let aligned = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: log)
+        let aligned = try MergeRun.mergeSameTask(input, options: ao, comm: comm, log: log)
         timer.lap("align")
         let k = input.names.count, arch = input.architectures[0]
         let plan: FusionPlan
         do { plan = try FusionPlan(arch) } catch { throw PipelineError(wrapping: error) }
         let counters = try Network<Float>(arch, seed: 0).batchCounters()
         let local = ModelShard(total: k, comm: comm).local
-        let nets = try AlignRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try AlignRun.network(arch, $0, counters: counters) } }
+        let nets = try MergeRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try MergeRun.network(arch, $0, counters: counters) } }
         let states = nets.map { $0.stateDictionary() }
         let layout = FlatLayout(try Network<Float>(arch, seed: 0).stateDict())
         let selectionSet = selection.count > 0 ? selection : input.calibration
@@ -292,8 +292,8 @@ public enum FusionRun {
                         layout: layout, like: try Network<Float>(arch, seed: 0), batchSize: o.batchSize, calibration: { _ in input.calibration })
         let average = layout.unflatten(try c.sum(states.map { layout.flatten($0) }).map { $0 / Double(k) })
         func accuracy(_ state: StateDict, _ data: LabeledImages) throws -> Double {
-            let net = try AlignRun.agreeing(comm, "fused network") { try AlignRun.network(arch, state, counters: counters) }
-            return try AlignRun.hits(net, data, comm: comm) / Double(max(1, data.count))
+            let net = try MergeRun.agreeing(comm, "fused network") { try MergeRun.network(arch, state, counters: counters) }
+            return try MergeRun.hits(net, data, comm: comm) / Double(max(1, data.count))
         }
 
         var scores = aligned.report.calibrationScores
@@ -303,9 +303,9 @@ public enum FusionRun {
             for r in o.parameters.numbers(Progressive.ridges) {
                 let fused = try c.progressive(ridge: r, start: average)
                 let s = try accuracy(fused, selectionSet)
-                scores["ridge=\(AlignRun.formatted(r))"] = s
-                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", AlignRun.formatted(r), 100 * s))
-                if best == nil || s > best!.score { best = (s, fused); hyper = ["ridge": AlignRun.formatted(r)] }
+                scores["ridge=\(MergeRun.formatted(r))"] = s
+                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", MergeRun.formatted(r), 100 * s))
+                if best == nil || s > best!.score { best = (s, fused); hyper = ["ridge": MergeRun.formatted(r)] }
             }
         } else {
             let sums = try c.regmeanSums()
@@ -313,8 +313,8 @@ public enum FusionRun {
                 for a in o.parameters.numbers(RegMean.alphas) {
                     let fused = try c.regmean(sums, alpha: a, ridge: r, base: average)
                     let s = try accuracy(fused, selectionSet)
-                    scores["alpha=\(AlignRun.formatted(a)),ridge=\(AlignRun.formatted(r))"] = s
-                    if best == nil || s > best!.score { best = (s, fused); hyper = ["alpha": AlignRun.formatted(a), "ridge": AlignRun.formatted(r)] }
+                    scores["alpha=\(MergeRun.formatted(a)),ridge=\(MergeRun.formatted(r))"] = s
+                    if best == nil || s > best!.score { best = (s, fused); hyper = ["alpha": MergeRun.formatted(a), "ridge": MergeRun.formatted(r)] }
                 }
             }
         }
@@ -342,7 +342,7 @@ public enum FusionRun {
         report.calibrationScores = scores
         report.rows = rows
         report.seconds = timer.seconds
-        let fusedNet = try AlignRun.network(arch, best!.state, counters: counters)
-        return AlignResult(report: report, fused: fusedNet, backbone: [], heads: [])
+        let fusedNet = try MergeRun.network(arch, best!.state, counters: counters)
+        return MergeResult(report: report, fused: fusedNet, backbone: [], heads: [])
     }
 }

@@ -388,7 +388,7 @@ public enum NeuLigRun {
         return portland.step - first
     }
 
-    /// TIES beside NeuLig: AlignRun's distributed trim/elect/merge of the task vectors, k and λ chosen by `score` (calibration).
+    /// TIES beside NeuLig: MergeRun's distributed trim/elect/merge of the task vectors, k and λ chosen by `score` (calibration).
     static func tiesRow(pre: [(name: String, value: Tensor)], experts: [[(name: String, value: Tensor)]], averaged: [(name: String, value: Tensor)],
                         local: Range<Int>, total: Int, options o: NeuLigOptions, comm: Communicator,
                         score: ([(name: String, value: Tensor)]) throws -> Double,
@@ -396,7 +396,7 @@ public enum NeuLigRun {
         guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError("the TIES baseline needs a λ grid and a kept-fraction grid", everyRank: false) }
         func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { t.flatMap { $0.value.storage.map(Double.init) } }
         let preFlat = flat(pre), avgFlat = flat(averaged)
-        // Task vectors cover parameters; BN running statistics describe data and are averaged, as in AlignRun.mergeTasks.
+        // Task vectors cover parameters; BN running statistics describe data and are averaged, as in MergeRun.mergeTasks.
         let isParameter = pre.flatMap { e in
             [Bool](repeating: !(e.name.hasSuffix(".running_mean") || e.name.hasSuffix(".running_var")), count: e.value.count)
         }
@@ -426,7 +426,7 @@ public enum NeuLigRun {
         progress.finish()
         let acc = try test(combine(best.delta, best.lambda))
         return ReportRow(name: "TIES", kind: "baseline", accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count),
-                         hyperparameters: ["lambda": AlignRun.formatted(best.lambda), "k": String(format: "%g%%", 100 * best.keep)])
+                         hyperparameters: ["lambda": MergeRun.formatted(best.lambda), "k": String(format: "%g%%", 100 * best.keep)])
     }
 
     static func headOutputs(_ f: [Float], n: Int, width: Int, head: (weight: Tensor, bias: Tensor)) -> [Double] {

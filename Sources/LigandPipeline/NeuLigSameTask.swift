@@ -28,7 +28,7 @@ extension NeuLigRun {
             throw PipelineError("--tasks \(t.joined(separator: ",")): \(what); choose models with --models", everyRank: false)
         }
         if let n = o.models, n < 2 { throw PipelineError("--models must be at least 2 (a merge needs two models), got \(n)", everyRank: false) }
-        var ao = AlignOptions(method: Average.self, suite: o.suite, outDirectory: o.outDirectory)
+        var ao = MergeOptions(method: Average.self, suite: o.suite, outDirectory: o.outDirectory)
         ao.parameters = o.parameters
         ao.parameters.remove(CommonParameters.align)
         ao.architecture = o.architecture
@@ -40,7 +40,7 @@ extension NeuLigRun {
         let input: SameTaskInputs
         do {
             let origin: SameTaskOrigin = suite.map { .suite(directory: $0.directory, manifest: $0.manifest) } ?? .files(o.modelFiles ?? [])
-            input = try AlignRun.sameTaskInputs(ao, origin: origin, cacheLogits: false).input
+            input = try MergeRun.sameTaskInputs(ao, origin: origin, cacheLogits: false).input
         } catch let e as PipelineError { throw PipelineError(e.message, everyRank: false) }
         guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)", everyRank: false) }
         guard input.calibration.count >= 2 else {
@@ -59,25 +59,25 @@ extension NeuLigRun {
         }
         guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)", everyRank: false) }
 
-        // Ensemble, single models and weight averaging, plus the alignment when asked: AlignRun's pipeline, which also
+        // Ensemble, single models and weight averaging, plus the alignment when asked: MergeRun's pipeline, which also
         // hands back this rank's models in the reference's space.
-        var ao = AlignOptions(method: o.align ?? Average.self, suite: o.suite, outDirectory: o.outDirectory)
+        var ao = MergeOptions(method: o.align ?? Average.self, suite: o.suite, outDirectory: o.outDirectory)
         ao.parameters = o.parameters
         ao.parameters.remove(CommonParameters.align)
         ao.seed = o.seed
         ao.quiet = o.quiet
-        let merged = try AlignRun.mergeSameTask(input, options: ao, comm: comm, log: o.quiet ? { _ in } : log)
+        let merged = try MergeRun.mergeSameTask(input, options: ao, comm: comm, log: o.quiet ? { _ in } : log)
         timer.lap("align")
 
         let k = input.names.count, arch = input.architectures[0]
         let local = ModelShard(total: k, comm: comm).local
         let probe = try Network<Float>(arch, seed: 0)
         let counters = probe.batchCounters()
-        let nets = try merged.alignedLocal.map { try AlignRun.network(arch, $0, counters: counters) }
+        let nets = try merged.alignedLocal.map { try MergeRun.network(arch, $0, counters: counters) }
         if o.align != nil && !BatchNormStatistics(probe).names.isEmpty {
             // The maps carried each model's running statistics along, exact only for permutations: re-estimate them where the model lives.
             let n = min(o.bnSamples, input.train.count)
-            let batches = stride(from: 0, to: n, by: 128).map { AlignRun.batch(input.train, Array($0..<min(n, $0 + 128))) }
+            let batches = stride(from: 0, to: n, by: 128).map { MergeRun.batch(input.train, Array($0..<min(n, $0 + 128))) }
             for net in nets { try reestimateBatchNorm(net, batches: batches) }
         }
         let width = probe.featureWidth, c = arch.classes
@@ -132,9 +132,9 @@ extension NeuLigRun {
             tensors[name] = Tensor(shape: t.shape, storage: (offset..<(offset + t.count)).map { Float(sum[$0]) })
             offset += t.count
         }
-        let fused = try AlignRun.network(arch, tensors, counters: counters)
-        try AlignRun.reestimateBatchNorm(fused, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm)
-        let fusedAccuracy = try AlignRun.hits(fused, test, comm: comm) / Double(n)
+        let fused = try MergeRun.network(arch, tensors, counters: counters)
+        try MergeRun.reestimateBatchNorm(fused, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm)
+        let fusedAccuracy = try MergeRun.hits(fused, test, comm: comm) / Double(n)
         timer.lap("fused")
 
         // Rows: the alignment report's summary, then Portland's ensemble and the fused model; the single models last.

@@ -52,12 +52,12 @@ public enum SameTaskOrigin {
     case files([URL])
 }
 
-extension AlignRun {
+extension MergeRun {
     /// The inputs of a same-task merge (and the held-out images regmean and progressive choose their settings on),
-    /// from a suite or from model files, for `AlignRun.run` and `NeuLigRun` alike: the models `o.subset` or the
+    /// from a suite or from model files, for `MergeRun.run` and `NeuLigRun` alike: the models `o.subset` or the
     /// first `o.models` name, the calibration split (cut to `o.calibrationSamples`), the first `o.bnSamples`
     /// training images and the official test set of `o.dataDirectory`. Every check runs on every rank alike.
-    static func sameTaskInputs(_ o: AlignOptions, origin: SameTaskOrigin, cacheLogits: Bool) throws -> (input: SameTaskInputs, selection: LabeledImages) {
+    static func sameTaskInputs(_ o: MergeOptions, origin: SameTaskOrigin, cacheLogits: Bool) throws -> (input: SameTaskInputs, selection: LabeledImages) {
         func header(_ url: URL) throws -> Architecture {
             do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw PipelineError(wrapping: error) }
         }

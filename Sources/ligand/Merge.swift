@@ -111,11 +111,11 @@ struct Merge: ParsableCommand {
     }
     var taskList: [String]? { tasks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
-    /// Every non-NeuLig method: the "statistics → maps → weights" pipeline of LigandPipeline/AlignRun.
+    /// Every non-NeuLig method: the "statistics → maps → weights" pipeline of LigandPipeline/MergeRun.
     func runAlignment(_ m: any MergeMethod.Type) throws {
         let outDir = URL(fileURLWithPath: out ?? "out/\(label)-\(method)")
         try withWorldAgreeingOnErrors("ligand merge") { comm in
-            var o = AlignOptions(method: m, suite: label, outDirectory: outDir)
+            var o = MergeOptions(method: m, suite: label, outDirectory: outDir)
             o.parameters = try Self.methodParameters(m, methodOptions)
             o.modelFiles = files
             o.calibrationHoldout = calibrationHoldout
@@ -129,7 +129,7 @@ struct Merge: ParsableCommand {
             if let cache { o.zooRoot = URL(fileURLWithPath: cache) }
             if let data { o.dataDirectory = URL(fileURLWithPath: data) }
             try o.validate()
-            let report = try AlignRun.run(o, comm: comm) { if comm.isRoot && !quiet { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } }
+            let report = try MergeRun.run(o, comm: comm) { if comm.isRoot && !quiet { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } }
             if comm.isRoot {
                 print(report.table(), terminator: "")
                 let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]

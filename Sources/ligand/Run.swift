@@ -110,7 +110,7 @@ struct Run: ParsableCommand {
         // A models experiment's own data set, else the run's.
         let data = e.files?.data.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? dataDirectory
         if m.method.family != .neulig {
-            var o = AlignOptions(method: m.method, suite: e.name, outDirectory: runDir)
+            var o = MergeOptions(method: m.method, suite: e.name, outDirectory: runDir)
             o.parameters = m.parameters
             o.architecture = e.architecture
             o.subset = p.subset
@@ -120,7 +120,7 @@ struct Run: ParsableCommand {
             o.dataDirectory = data
             if let f = e.files { o.modelFiles = f.urls; o.calibrationHoldout = f.calibration; o.calibrationSeed = f.calibrationSeed }
             let counter = CountingCommunicator(comm)
-            let report = try AlignRun.run(o, comm: counter, log: log)
+            let report = try MergeRun.run(o, comm: counter, log: log)
             return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind, architecture: report.architecture,
                                   columns: report.columns, k: p.k, subset: report.models, subsetIndices: p.subset, seed: p.seed, settings: m.settings,
                                   wallSeconds: Date().timeIntervalSince(start), bytes: counter.bytes, ranks: comm.size)

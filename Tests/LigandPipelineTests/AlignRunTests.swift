@@ -35,8 +35,8 @@ final class AlignRunTests: XCTestCase {
                        load: { models[$0] }, calibration: images(arch, 120, seed: 1), test: images(arch, 90, seed: 2), train: images(arch, 300, seed: 3))
     }
 
-    func options(_ m: any MergeMethod.Type) -> AlignOptions {
-        var o = AlignOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
+    func options(_ m: any MergeMethod.Type) -> MergeOptions {
+        var o = MergeOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
         try! o.parameters.set(CCA.gammas, numbers: [1e-3, 1e-1, 10])
         o.batchSize = 50
         try! o.parameters.set(CommonParameters.bnSamples, integer: 256)
@@ -59,7 +59,7 @@ final class AlignRunTests: XCTestCase {
                     let input = inputs(arch, models: models)
                     let o = options(method)
                     let results = try InProcessCommunicator.run(size: size) { comm in
-                        try AlignRun.mergeSameTask(input, options: o, comm: comm)
+                        try MergeRun.mergeSameTask(input, options: o, comm: comm)
                     }
                     for r in results {
                         let b = bits(r.fused!)
@@ -83,13 +83,13 @@ final class AlignRunTests: XCTestCase {
         for m in models.dropFirst() {
             var s = ModelPairStatistics(graph: graph)
             for lo in stride(from: 0, to: 120, by: 50) {
-                let x = AlignRun.batch(input.calibration, Array(lo..<min(120, lo + 50)))
+                let x = MergeRun.batch(input.calibration, Array(lo..<min(120, lo + 50)))
                 try s.accumulate(reference: models[0], model: m, batch: x)
             }
             maps.append(try permutationMaps(s))
         }
         let serial = try alignAndAverage(models.map { $0.stateDictionary() }, maps: maps, graph: graph)
-        let r = try AlignRun.mergeSameTask(input, options: options(Permute.self), comm: InProcessCommunicator.single())
+        let r = try MergeRun.mergeSameTask(input, options: options(Permute.self), comm: InProcessCommunicator.single())
         XCTAssertEqual(r.fused!.stateDictionary(), serial)
     }
 
@@ -105,7 +105,7 @@ final class AlignRunTests: XCTestCase {
         XCTAssertNotEqual(permuted.stateDictionary(), original.stateDictionary())
         for method: any MergeMethod.Type in [Permute.self, WeightMatching.self] {
             let r = try InProcessCommunicator.run(size: 2) { comm in
-                try AlignRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: self.options(method), comm: comm)
+                try MergeRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: self.options(method), comm: comm)
             }
             XCTAssertEqual(r[0].fused!.stateDictionary(), original.stateDictionary(), "\(method)")
             let fusedRow = r[0].report.rows.first { $0.kind == "merge" }!
@@ -121,12 +121,12 @@ final class AlignRunTests: XCTestCase {
         let graph = try MergeGraph(arch)
         let original = try model(arch, seed: 6)
         // Running statistics of real activations, so that eval-mode BN is a sensible normalisation.
-        try reestimateBatchNorm(original, batches: [AlignRun.batch(images(arch, 300, seed: 3), Array(0..<300))])
+        try reestimateBatchNorm(original, batches: [MergeRun.batch(images(arch, 300, seed: 3), Array(0..<300))])
         var rng = SeededRNG(seed: 9)
         let maps = try Dictionary(uniqueKeysWithValues: graph.points.map { ($0.name, try PointMap.permutation(rng.permutation($0.channels))) })
         let permuted = try Network<Float>(arch, seed: 0)
         try permuted.load(try applyMaps(original.stateDictionary(), maps: maps, graph: graph))
-        let x = AlignRun.batch(images(arch, 64, seed: 4), Array(0..<64))
+        let x = MergeRun.batch(images(arch, 64, seed: 4), Array(0..<64))
         let want = original.forward(x)
         for (handling, tolerance) in [(BatchNormHandling.fold, Float(1e-4)), (.repair, Float(0.05))] {
             var o = options(Permute.self)
@@ -134,7 +134,7 @@ final class AlignRunTests: XCTestCase {
             var first: [UInt32]?
             for size in [1, 2] {
                 let r = try InProcessCommunicator.run(size: size) { comm in
-                    try AlignRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: o, comm: comm)
+                    try MergeRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: o, comm: comm)
                 }
                 let got = r[0].fused!.forward(x)
                 let err = zip(want.storage, got.storage).map { abs($0 - $1) }.max()!
@@ -150,7 +150,7 @@ final class AlignRunTests: XCTestCase {
         let models = try (0..<3).map { try model(arch, seed: 40 + UInt64($0)) }
         var o = options(Permute.self)
         try o.parameters.set(CommonParameters.reference, text: "best")
-        let r = try InProcessCommunicator.run(size: 2) { comm in try AlignRun.mergeSameTask(self.inputs(arch, models: models), options: o, comm: comm) }
+        let r = try InProcessCommunicator.run(size: 2) { comm in try MergeRun.mergeSameTask(self.inputs(arch, models: models), options: o, comm: comm) }
         let report = r[0].report
         let cal = report.models.map { name in Double(report.rows.first { $0.name == name }!.hyperparameters["calibration"]!)! }
         let best = cal.indices.max { cal[$0] < cal[$1] || (cal[$0] == cal[$1] && $0 > $1) }!
@@ -158,8 +158,8 @@ final class AlignRunTests: XCTestCase {
         XCTAssertEqual(report.referenceRule, "best")
     }
 
-    func assertError(_ size: Int, _ input: SameTaskInputs, _ o: AlignOptions, contains text: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try InProcessCommunicator.run(size: size) { comm in try AlignRun.mergeSameTask(input, options: o, comm: comm) },
+    func assertError(_ size: Int, _ input: SameTaskInputs, _ o: MergeOptions, contains text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try InProcessCommunicator.run(size: size) { comm in try MergeRun.mergeSameTask(input, options: o, comm: comm) },
                              file: file, line: line) { error in
             XCTAssertTrue("\(error)".contains(text), "\(error) should mention '\(text)'", file: file, line: line)
             if let e = error as? PipelineError { XCTAssertTrue(e.everyRank, file: file, line: line) }
@@ -232,7 +232,7 @@ final class AlignRunTests: XCTestCase {
             try o.parameters.set(TIES.keep, numbers: [0.2, 0.5])
             var reference: [[UInt32]]?
             for size in [1, 2, 3] {
-                let r = try InProcessCommunicator.run(size: size) { comm in try AlignRun.mergeTasks(input, options: o, comm: comm) }
+                let r = try InProcessCommunicator.run(size: size) { comm in try MergeRun.mergeTasks(input, options: o, comm: comm) }
                 for x in r {
                     let b = x.backbone.map { $0.value.storage.map(\.bitPattern) }
                     if let ref = reference { XCTAssertEqual(b, ref, "\(method) at \(size) ranks") } else { reference = b }

@@ -48,7 +48,7 @@ final class DARETests: XCTestCase {
                                 heads: heads, pretrained: pre, calibration: (0..<3).map { images(60, seed: 80 + UInt64($0)) },
                                 test: (0..<3).map { images(60, seed: 90 + UInt64($0)) })
         for then in ["task-arithmetic", "ties"] {
-            var o = AlignOptions(method: DARE.self, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
+            var o = MergeOptions(method: DARE.self, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
             o.quiet = true
             o.seed = 9
             try o.parameters.set(DARE.drop, numbers: [0.2, 0.6])
@@ -57,14 +57,14 @@ final class DARETests: XCTestCase {
             try o.parameters.set(TIES.keep, numbers: [0.5])
             var reference: [[UInt32]]?
             for size in [1, 2, 3] {
-                let r = try InProcessCommunicator.run(size: size) { comm in try AlignRun.mergeTasks(input, options: o, comm: comm) }
+                let r = try InProcessCommunicator.run(size: size) { comm in try MergeRun.mergeTasks(input, options: o, comm: comm) }
                 for x in r {
                     let b = x.backbone.map { $0.value.storage.map(\.bitPattern) }
                     if let ref = reference { XCTAssertEqual(b, ref, "dare then \(then) at \(size) ranks") } else { reference = b }
                 }
                 let hp = r[0].report.hyperparameters
-                XCTAssertTrue([0.2, 0.6].map(AlignRun.formatted).contains(hp["p"] ?? ""), "\(hp)")
-                XCTAssertTrue([0.5, 1].map(AlignRun.formatted).contains(hp["lambda"] ?? ""), "\(hp)")
+                XCTAssertTrue([0.2, 0.6].map(MergeRun.formatted).contains(hp["p"] ?? ""), "\(hp)")
+                XCTAssertTrue([0.5, 1].map(MergeRun.formatted).contains(hp["lambda"] ?? ""), "\(hp)")
                 XCTAssertEqual(hp["then"], then)
                 // Every (p, λ) candidate was scored on calibration, and the chosen one scores best.
                 let scores = r[0].report.calibrationScores

@@ -41,8 +41,8 @@ final class FusionRunTests: XCTestCase {
         return (input, (0..<tasks).map { images(arch, 25, seed: 30 + UInt64($0)) }, experts)
     }
 
-    func options(_ m: any MergeMethod.Type, ridges: [Double] = [1e-3, 1e-1]) -> AlignOptions {
-        var o = AlignOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
+    func options(_ m: any MergeMethod.Type, ridges: [Double] = [1e-3, 1e-1]) -> MergeOptions {
+        var o = MergeOptions(method: m, suite: "synthetic", outDirectory: URL(fileURLWithPath: "/nonexistent"))
         try! o.parameters.set(Progressive.ridges, numbers: ridges)
         try! o.parameters.set(RegMean.alphas, numbers: [0.5, 1])
         try! o.parameters.set(TaskArithmetic.lambdas, numbers: [0.5, 1])
@@ -51,7 +51,7 @@ final class FusionRunTests: XCTestCase {
         return o
     }
 
-    func bits(_ r: AlignResult) -> [UInt32] { r.backbone.flatMap { $0.value.storage.map(\.bitPattern) } }
+    func bits(_ r: MergeResult) -> [UInt32] { r.backbone.flatMap { $0.value.storage.map(\.bitPattern) } }
 
     /// Both methods, MLP / VGG / ResNet-20, on 1, 2 and 3 in-process ranks: the fused backbone is bitwise the same on
     /// every rank and for every rank count, and so is the report; progressive equals the serial LigandMerge fusion.
@@ -83,7 +83,7 @@ final class FusionRunTests: XCTestCase {
                     let one = try InProcessCommunicator.run(size: 2) { comm in try FusionRun.mergeTasks(res, selection: selection, options: o, comm: comm) }[0]
                     let data = (0..<3).map { t -> CalibrationBatches in
                         let c = res.calibration[t]
-                        return CalibrationBatches(stride(from: 0, to: c.count, by: 16).map { AlignRun.batch(c, Array($0..<min(c.count, $0 + 16))) })
+                        return CalibrationBatches(stride(from: 0, to: c.count, by: 16).map { MergeRun.batch(c, Array($0..<min(c.count, $0 + 16))) })
                     }
                     let serial = try LeastSquaresFusion.progressive(experts: experts, data: data, relativeRidge: 1e-2)
                     for (name, t) in one.backbone {

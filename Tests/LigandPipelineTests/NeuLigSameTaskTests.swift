@@ -137,7 +137,7 @@ final class NeuLigSameTaskTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("neulig-global.safetensors").path), "nothing written")
     }
 
-    /// The TIES row picks k and λ by the score and evaluates θ_pre + λ·TIES(τ) with AlignRun's rule.
+    /// The TIES row picks k and λ by the score and evaluates θ_pre + λ·TIES(τ) with MergeRun's rule.
     func testTiesRowChoosesByScore() throws {
         var rng = SeededRNG(seed: 5)
         let pre: [(name: String, value: Tensor)] = [("a.weight", Tensor.randomNormal([3, 4], rng: &rng)), ("a.bias", Tensor.randomNormal([3], rng: &rng))]

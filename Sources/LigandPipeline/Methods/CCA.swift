@@ -25,7 +25,7 @@ public enum CCA: SameTaskAlignment {
         let stats = try c.pairStatistics()
         c.lap("statistics")
         // One statistics pass, many γ: eigendecompositions once per model, one SVD per γ and point.
-        let mappers = try AlignRun.agreeing(c.comm, "CCA") {
+        let mappers = try MergeRun.agreeing(c.comm, "CCA") {
             try Dictionary(uniqueKeysWithValues: stats.map { i, s in
                 do { return (i, try CCAMapper(s)) } catch { throw PipelineError("\(c.names[i]): \(error)") }
             })
@@ -34,16 +34,16 @@ public enum CCA: SameTaskAlignment {
         var scores: [String: Double] = [:]
         let n = Double(c.calibration.count)
         for g in c.parameters.numbers(gammas) {
-            let aligned = try c.applying("CCA maps at γ = \(AlignRun.formatted(g))") { i in i == c.reference ? nil : try mappers[i]!.maps(gamma: g) }
+            let aligned = try c.applying("CCA maps at γ = \(MergeRun.formatted(g))") { i in i == c.reference ? nil : try mappers[i]!.maps(gamma: g) }
             let candidate = try c.fuse(aligned)
             let h = try c.calibrationHits(candidate)
-            scores["gamma=\(AlignRun.formatted(g))"] = h / n
-            c.log(String(format: "γ = %@: calibration accuracy %.2f%%", AlignRun.formatted(g), 100 * h / n))
+            scores["gamma=\(MergeRun.formatted(g))"] = h / n
+            c.log(String(format: "γ = %@: calibration accuracy %.2f%%", MergeRun.formatted(g), 100 * h / n))
             if best == nil || h > best!.hits { best = (g, h, candidate, aligned) }
         }
         c.lap("gamma-grid")
         return AlignmentOutcome(fused: best!.net, aligned: best!.aligned,
-                                hyperparameters: ["gamma": AlignRun.formatted(best!.gamma), "gamma_scale": "relative to tr(Σ)/C"],
+                                hyperparameters: ["gamma": MergeRun.formatted(best!.gamma), "gamma_scale": "relative to tr(Σ)/C"],
                                 calibrationScores: scores)
     }
 }

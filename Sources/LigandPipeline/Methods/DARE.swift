@@ -38,16 +38,16 @@ public enum DARE: TaskVectorMerge {
         var scores: [String: Double] = [:]
         for p in c.parameters.numbers(drop) {
             let experts = zip(c.shard.local, c.experts).map { i, e in rescaled(e, pretrained: c.pretrained, isParameter: c.isParameter, p: p, seed: c.seed, index: i) }
-            let label = "p=\(AlignRun.formatted(p)),"
+            let label = "p=\(MergeRun.formatted(p)),"
             let candidate: (outcome: TaskVectorOutcome, score: Double)
             if c.parameters.text(then) == TIES.name {
-                candidate = try TIES.search(c, experts: experts, label: label, hyperparameters: ["p": AlignRun.formatted(p)])
+                candidate = try TIES.search(c, experts: experts, label: label, hyperparameters: ["p": MergeRun.formatted(p)])
             } else {
                 let delta = try c.taskVectorSum(experts)
                 var s: [String: Double] = [:]
-                let l = try c.bestLambda(delta, lambdas: c.parameters.numbers(TaskArithmetic.lambdas), label: { label + "lambda=\(AlignRun.formatted($0))" }, scores: &s)
+                let l = try c.bestLambda(delta, lambdas: c.parameters.numbers(TaskArithmetic.lambdas), label: { label + "lambda=\(MergeRun.formatted($0))" }, scores: &s)
                 candidate = (TaskVectorOutcome(backbone: c.combine(delta, l.lambda),
-                                               hyperparameters: ["p": AlignRun.formatted(p), "lambda": AlignRun.formatted(l.lambda)], calibrationScores: s), l.score)
+                                               hyperparameters: ["p": MergeRun.formatted(p), "lambda": MergeRun.formatted(l.lambda)], calibrationScores: s), l.score)
             }
             scores.merge(candidate.outcome.calibrationScores) { a, _ in a }
             if best == nil || candidate.score > best!.score { best = candidate }

@@ -6,7 +6,7 @@ import LigandNN
 import LigandNumerics
 
 /// A same-task method (seeds, splits, model files): each rank maps its models into the reference's space; the
-/// pipeline averages the aligned models with the rank-count-independent sum (AlignRun.mergeSameTask).
+/// pipeline averages the aligned models with the rank-count-independent sum (MergeRun.mergeSameTask).
 public protocol SameTaskAlignment: MergeMethod {
     static func align(_ c: AlignmentContext) throws -> AlignmentOutcome
 }
@@ -61,11 +61,11 @@ public final class AlignmentContext {
     public func lap(_ phase: String) { timer.lap(phase) }
 
     /// Correct predictions of `net` on the calibration split, rows spread over the ranks (exact integer sums).
-    public func calibrationHits(_ net: Network<Float>) throws -> Double { try AlignRun.hits(net, calibration, comm: comm) }
+    public func calibrationHits(_ net: Network<Float>) throws -> Double { try MergeRun.hits(net, calibration, comm: comm) }
 
     /// Each local model's state dict mapped by `maps(i)` (nil: unchanged); every rank agrees on failure.
     public func applying(_ phase: String, _ maps: (Int) throws -> [String: PointMap]?) throws -> [StateDict] {
-        try AlignRun.agreeing(comm, phase) {
+        try MergeRun.agreeing(comm, phase) {
             try zip(shard.local, states).map { i, s -> StateDict in
                 do {
                     guard let m = try maps(i) else { return s }
@@ -88,7 +88,7 @@ public final class AlignmentContext {
         var failure: String?
         let holder = shard.owner(of: reference)
         for (bi, lo) in stride(from: 0, to: nCal, by: batchSize).enumerated() {
-            let x = AlignRun.batch(calibration, Array(calIndices[lo..<min(nCal, lo + batchSize)]))
+            let x = MergeRun.batch(calibration, Array(calIndices[lo..<min(nCal, lo + batchSize)]))
             // Only the reference's activations travel: every rank pairs them with its own models'.
             let refActs = referenceNet.map { captureActivations($0, x) }
             var buf: [Float] = refActs.map { $0.flatMap(\.activation.storage) } ?? []
@@ -110,7 +110,7 @@ public final class AlignmentContext {
             progress.update(bi + 1)
         }
         progress.finish()
-        try AlignRun.agreeing(comm, "statistics") { if let f = failure { throw PipelineError(f) } }
+        try MergeRun.agreeing(comm, "statistics") { if let f = failure { throw PipelineError(f) } }
         return stats
     }
 }

@@ -33,12 +33,12 @@ public enum TIES: TaskVectorMerge {
             let delta = try mergedTaskVector(localExperts: experts, pretrained: c.pretrained, isParameter: c.isParameter, keepFraction: k, shard: c.shard)
             for l in lambdas {
                 let s = try c.score(c.combine(delta, l))
-                scores[label + String(format: "k=%g%%,lambda=%@", 100 * k, AlignRun.formatted(l))] = s
+                scores[label + String(format: "k=%g%%,lambda=%@", 100 * k, MergeRun.formatted(l))] = s
                 if s > best.score { best = (k, l, s, delta) }
             }
         }
         var hp = extra
-        hp["lambda"] = AlignRun.formatted(best.lambda); hp["k"] = String(format: "%g%%", 100 * best.keep)
+        hp["lambda"] = MergeRun.formatted(best.lambda); hp["k"] = String(format: "%g%%", 100 * best.keep)
         return (TaskVectorOutcome(backbone: c.combine(best.delta, best.lambda), hyperparameters: hp, calibrationScores: scores), best.score)
     }
 

@@ -19,8 +19,8 @@ public enum TaskArithmetic: TaskVectorMerge {
     public static func merge(_ c: TaskVectorContext) throws -> TaskVectorOutcome {
         let delta = try c.taskVectorSum()
         var scores: [String: Double] = [:]
-        let best = try c.bestLambda(delta, lambdas: c.parameters.numbers(lambdas), label: { "lambda=\(AlignRun.formatted($0))" }, scores: &scores)
-        return TaskVectorOutcome(backbone: c.combine(delta, best.lambda), hyperparameters: ["lambda": AlignRun.formatted(best.lambda)],
+        let best = try c.bestLambda(delta, lambdas: c.parameters.numbers(lambdas), label: { "lambda=\(MergeRun.formatted($0))" }, scores: &scores)
+        return TaskVectorOutcome(backbone: c.combine(delta, best.lambda), hyperparameters: ["lambda": MergeRun.formatted(best.lambda)],
                                  calibrationScores: scores)
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import LigandCollective
 
 /// A tasks-suite method that combines the experts' backbones θ_k with the pretrained θ_pre, one expert per rank
-/// (or a block); AlignRun.mergeTasks evaluates what it returns.
+/// (or a block); MergeRun.mergeTasks evaluates what it returns.
 public protocol TaskVectorMerge: MergeMethod {
     static func merge(_ c: TaskVectorContext) throws -> TaskVectorOutcome
 }

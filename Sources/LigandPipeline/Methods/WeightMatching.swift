@@ -19,7 +19,7 @@ public enum WeightMatching: SameTaskAlignment {
         var flat: [Float] = c.referenceNet.map { c.layout.floats($0.stateDictionary()) } ?? []
         try c.shard.broadcast(&flat, from: c.reference)
         let refState = c.layout.unflatten(flat)
-        let aligned = try AlignRun.agreeing(c.comm, "weight matching") {
+        let aligned = try MergeRun.agreeing(c.comm, "weight matching") {
             try zip(c.shard.local, c.states).map { i, s -> StateDict in
                 if i == c.reference { return s }
                 let r = try weightMatching(reference: refState, model: s, graph: c.graph, seed: c.seed)

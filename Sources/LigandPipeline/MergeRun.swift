@@ -8,276 +8,11 @@ import LigandNN
 import LigandNumerics
 import LigandZoo
 
-/// How the reference model (the space every other model is aligned into) is chosen.
-public enum ReferenceRule: Equatable, Sendable, CustomStringConvertible {
-    case first
-    /// The model with the highest calibration accuracy (the lowest index among equals).
-    case best
-    case index(Int)
-
-    /// first, best or a model index (nil: none of these).
-    public init?(text s: String) {
-        switch s.lowercased() {
-        case "first": self = .first
-        case "best": self = .best
-        default:
-            guard let i = Int(s), i >= 0 else { return nil }
-            self = .index(i)
-        }
-    }
-
-    public var description: String {
-        switch self { case .first: return "first"; case .best: return "best"; case .index(let i): return "index \(i)" }
-    }
-}
-
-/// A failure of a merge run (every method's pipeline). `everyRank` means every rank raised this same error (it was agreed
-/// on, or found before any rank-specific work), so the job can end cleanly instead of aborting.
-public struct PipelineError: Error, CustomStringConvertible, LocalizedError {
-    public let message: String
-    /// Whether every rank raised this same error (agreed on, or found before any rank-specific work), so the job can end
-    /// cleanly with one message; false: only this rank knows, and the job must be aborted.
-    public let everyRank: Bool
-    /// The typed error this one reports (a format, data, merge or recipe error), when there is one.
-    public let underlying: Error?
-    public init(_ message: String, everyRank: Bool = true) { self.message = message; self.everyRank = everyRank; underlying = nil }
-    /// The error as it is, kept typed; its description is the message.
-    public init(wrapping error: Error, everyRank: Bool = true) {
-        message = "\(error)"; self.everyRank = everyRank; underlying = error
-    }
-    public var description: String { message }
-    public var errorDescription: String? { message }
-}
-
-/// A merge's inputs and settings other than the method's own parameters (which `parameters` holds, as the
-/// method's file declares them).
-public struct AlignOptions {
-    public var method: any MergeMethod.Type
-    public var parameters = ParameterValues()
-    public var suite: String
-    public var architecture: String?
-    /// The first K models of the suite (nil: all of them).
-    public var models: Int?
-    /// The models (seeds, splits) or experts (tasks) to merge by index in the suite, in this order; overrides `models`.
-    public var subset: [Int]?
-    /// Tasks suites: the experts of these tasks, in this order (nil: every task, or `subset`).
-    public var tasks: [String]?
-    /// Writes each task's statistics images here (rank 0), for independent checks of the fusion.
-    public var dumpCalibration: URL?
-    public var batchSize = 100
-    /// The run's seed (weight matching's coordinate order, DARE's drops).
-    public var seed: UInt64 = 0
-    public var outDirectory: URL
-    public var dataDirectory: URL = MNISTFamily.defaultDirectory
-    public var zooRoot: URL = ZooCache.defaultRoot
-    /// Merge these model files (diverse-origin models of one task, like a seeds suite) instead of the zoo suite
-    /// `suite`, which then only labels the merge; nil: the suite.
-    public var modelFiles: [URL]?
-    /// Model files: training images held out (stratified by class, seeded) as the calibration split of every fitted choice.
-    public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
-    public var calibrationSeed: UInt64 = 0
-    public var quiet = false
-
-    public init(method: any MergeMethod.Type, suite: String, outDirectory: URL) {
-        self.method = method; self.suite = suite; self.outDirectory = outDirectory
-    }
-
-    // The common parameters as the pipeline reads them.
-    public var calibrationSamples: Int? { parameters.integer(CommonParameters.calibrationSamples) }
-    public var reference: ReferenceRule { parameters.text(CommonParameters.reference).flatMap(ReferenceRule.init(text:)) ?? .first }
-    /// The alignment run first (multi-level fusion), nil: none.
-    public var align: (any MergeMethod.Type)? { parameters.text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
-    public var bnSamples: Int { parameters.integer(CommonParameters.bnSamples) ?? 5000 }
-    public var batchNorm: BatchNormHandling { parameters.choice(CommonParameters.batchNorm) ?? .map }
-    public var selectionSamples: Int { parameters.integer(CommonParameters.selectionSamples) ?? 1000 }
-
-    /// The calibration split cut into the statistics images and, for regmean and progressive, the images held out at
-    /// its end on which their settings are chosen; the statistics part then shortened to `calibrationSamples`.
-    func cutCalibration(_ calibration: [Int]) -> (statistics: [Int], selection: [Int]) {
-        var cal = calibration, selection: [Int] = []
-        if method.fuses {
-            let held = min(selectionSamples, cal.count / 2)
-            selection = Array(cal.suffix(held))
-            cal = Array(cal.prefix(cal.count - held))
-        }
-        if let n = calibrationSamples { cal = Array(cal.prefix(n)) }
-        return (cal, selection)
-    }
-
-    /// Refuses sizes that cannot work, naming the option (parameter values were checked by their declarations).
-    public func validate() throws {
-        if let k = models, k < 2 { throw PipelineError("--models must be at least 2 (a merge needs two models), got \(k)") }
-        if let s = subset {
-            guard s.count >= 2 else { throw PipelineError("the subset must hold at least 2 models, got \(s)") }
-            guard s.allSatisfy({ $0 >= 0 }), Set(s).count == s.count else { throw PipelineError("the subset must hold distinct non-negative model indices, got \(s)") }
-        }
-        guard batchSize > 0 else { throw PipelineError("--batch-size must be positive, got \(batchSize)") }
-        if let a = align, !a.aligns { throw PipelineError("--align must be cca, permute or weight-matching, got \(a.name)") }
-        if align != nil && !method.fuses { throw PipelineError("--align applies to regmean and progressive (and neulig), not to --method \(method.name)") }
-    }
-}
-
-/// Wall seconds (and, given a counter, bytes communicated) per phase of a run: each `lap` charges what passed since
-/// the previous lap to its key.
-struct PhaseTimer {
-    var seconds: [String: Double] = [:]
-    private(set) var bytes: [String: Int] = [:]
-    private var clock: Date
-    private let counter: CountingCommunicator?
-    private var lastBytes: Int
-
-    init(start: Date = Date(), counting counter: CountingCommunicator? = nil) {
-        clock = start; self.counter = counter; lastBytes = counter?.bytes ?? 0
-    }
-
-    mutating func lap(_ key: String) {
-        seconds[key, default: 0] += Date().timeIntervalSince(clock); clock = Date()
-        if let counter { bytes[key, default: 0] += counter.bytes - lastBytes; lastBytes = counter.bytes }
-    }
-}
-
-/// The report of one merge: chosen hyper-parameters, the calibration score of every candidate, test accuracy
-/// of the fused model beside the ensemble and the single models.
-public struct AlignReport: Codable, Sendable {
-    public var method: String
-    public var suite: String
-    public var suiteKind: String
-    public var architecture: String
-    /// Task names (tasks suite) or ["accuracy"].
-    public var columns: [String]
-    public var models: [String]
-    public var ranks: Int
-    public var reference: String?
-    public var referenceRule: String?
-    public var split = "test"
-    public var calibrationSamples: Int
-    public var hyperparameters: [String: String]
-    /// Mean calibration accuracy of each candidate of the grid search, keyed by its settings.
-    public var calibrationScores: [String: Double]
-    public var rows: [ReportRow]
-    public var fusedFile: String?
-    public var seconds: [String: Double]
-
-    public func table() -> String {
-        let nameWidth = max(36, (rows.map(\.name.count).max() ?? 0) + 2)
-        var s = "\(method) on suite '\(suite)' (\(architecture)), K = \(models.count) models over \(ranks) rank(s), \(split) accuracy %\n"
-        if let r = reference { s += "reference: \(r) (rule: \(referenceRule ?? "-"))\n" }
-        if !hyperparameters.isEmpty {
-            s += "chosen on calibration (\(calibrationSamples) images): " + hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
-        }
-        let multi = columns.count > 1
-        s += "".padding(toLength: nameWidth, withPad: " ", startingAt: 0)
-        s += (multi ? columns.indices.map { "T\($0 + 1)".padding(toLength: 7, withPad: " ", startingAt: 0) }.joined() + "mean" : "accuracy") + "\n"
-        for r in rows {
-            s += r.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
-            if multi { s += r.accuracies.map { String(format: "%-7.2f", 100 * $0) }.joined() }
-            s += String(format: "%.2f", 100 * r.mean)
-            if !r.hyperparameters.isEmpty { s += "   " + r.hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
-            s += "\n"
-        }
-        if multi { s += "tasks: " + columns.enumerated().map { "T\($0.offset + 1) = \($0.element)" }.joined(separator: ", ") + "\n" }
-        return s
-    }
-}
-
-/// What a same-task merge (seeds or splits suite) works on; `load` is called only for this rank's models.
-public struct SameTaskInputs {
-    public var suite: String
-    public var suiteKind: String
-    public var names: [String]
-    public var architectures: [Architecture]
-    public var load: (Int) throws -> Network<Float>
-    public var calibration: LabeledImages
-    public var test: LabeledImages
-    /// BatchNorm re-estimation images (the training split).
-    public var train: LabeledImages
-    /// Where model i's logits on a split of n images are cached (nil: not cached); only for immutable model files.
-    public var logitsCache: ((_ model: Int, _ split: String, _ count: Int) -> URL)?
-
-    public init(suite: String, suiteKind: String = "seeds", names: [String], architectures: [Architecture], load: @escaping (Int) throws -> Network<Float>,
-                calibration: LabeledImages, test: LabeledImages, train: LabeledImages) {
-        self.suite = suite; self.suiteKind = suiteKind; self.names = names; self.architectures = architectures; self.load = load
-        self.calibration = calibration; self.test = test; self.train = train
-    }
-}
-
-/// What a multi-task merge works on: experts (local ones loaded by `load`), every task's frozen head, the pretrained backbone.
-public struct TasksInputs {
-    public var suite: String
-    public var tasks: [String]
-    public var architectures: [Architecture]
-    public var load: (Int) throws -> Network<Float>
-    public var heads: [(weight: Tensor, bias: Tensor)]
-    public var pretrained: Network<Float>
-    public var calibration: [LabeledImages]
-    public var test: [LabeledImages]
-
-    public init(suite: String, tasks: [String], architectures: [Architecture], load: @escaping (Int) throws -> Network<Float>,
-                heads: [(weight: Tensor, bias: Tensor)], pretrained: Network<Float>, calibration: [LabeledImages], test: [LabeledImages]) {
-        self.suite = suite; self.tasks = tasks; self.architectures = architectures; self.load = load; self.heads = heads
-        self.pretrained = pretrained; self.calibration = calibration; self.test = test
-    }
-}
-
-/// A merge's outcome on every rank: the report and the fused tensors (identical on every rank).
-public struct AlignResult {
-    public var report: AlignReport
-    /// Same task: the fused network. Tasks: nil (see `backbone`).
-    public var fused: Network<Float>?
-    /// Tasks: the fused backbone in state-dict order.
-    public var backbone: [(name: String, value: Tensor)]
-    public var heads: [(task: String, weight: Tensor, bias: Tensor)]
-    /// Same task: this rank's models (its blockRange) as they were averaged: aligned into the reference's space by
-    /// weight matching, permute or CCA (at the chosen γ), unchanged for average. NeuLig's multi-level mode fuses these.
-    public var alignedLocal: [StateDict] = []
-}
-
-/// The tensors of a state dict as one Float64 vector, in a fixed (state-dict) order.
-struct FlatLayout {
-    let names: [String]
-    let shapes: [[Int]]
-    let total: Int
-
-    init(_ entries: [(name: String, value: Tensor)]) {
-        names = entries.map(\.name); shapes = entries.map(\.value.shape)
-        total = entries.reduce(0) { $0 + $1.value.count }
-    }
-
-    func flatten(_ d: StateDict) -> [Double] {
-        var out = [Double](); out.reserveCapacity(total)
-        for n in names { out += d[n]!.storage.map(Double.init) }
-        return out
-    }
-
-    func floats(_ d: StateDict) -> [Float] { names.flatMap { d[$0]!.storage } }
-
-    /// Float(v / divisor) per element (the division of `averageStateDicts`), split back into named tensors.
-    func unflatten(_ v: [Double], divisor: Double = 1) -> StateDict {
-        var out: StateDict = [:], o = 0
-        for (n, s) in zip(names, shapes) {
-            let c = s.reduce(1, *)
-            out[n] = Tensor(shape: s, storage: (o..<(o + c)).map { Float(v[$0] / divisor) })
-            o += c
-        }
-        return out
-    }
-
-    func unflatten(_ v: [Float]) -> StateDict {
-        var out: StateDict = [:], o = 0
-        for (n, s) in zip(names, shapes) {
-            let c = s.reduce(1, *)
-            out[n] = Tensor(shape: s, storage: Array(v[o..<(o + c)]))
-            o += c
-        }
-        return out
-    }
-}
-
 /// CCA Merge, permutation alignment, weight matching and the task-vector baselines over a Communicator:
 /// each rank holds a contiguous block of the models (blockRange), statistics and maps are computed where a
 /// model lives, and every sum over models is the rank-count-independent `deterministicSum`, so the fused
 /// tensors are bitwise the same for any number of ranks.
-public enum AlignRun {
+public enum MergeRun {
     /// Runs body on every rank; if any rank fails, every rank throws the lowest failing rank's message.
     static func agreeing<T>(_ comm: Communicator, _ phase: String, _ body: () throws -> T) throws -> T {
         var result: T?
@@ -369,8 +104,8 @@ public enum AlignRun {
 
     // MARK: Same task (seeds, splits)
 
-    public static func mergeSameTask(_ input: SameTaskInputs, options o: AlignOptions, comm: Communicator,
-                                     log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
+    public static func mergeSameTask(_ input: SameTaskInputs, options o: MergeOptions, comm: Communicator,
+                                     log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
         var timer = PhaseTimer()
 
@@ -493,17 +228,17 @@ public enum AlignRun {
         rows.append(row("fused: \(o.method.name)", "merge", fusedHits / Double(nTest), hyper))
         for (i, n) in input.names.enumerated() { rows.append(row(n, "model", testAccuracy[i], ["calibration": String(format: "%.4f", calAccuracy[i])])) }
 
-        let report = AlignReport(method: o.method.name, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
+        let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
                                  columns: ["accuracy"], models: input.names, ranks: comm.size,
                                  reference: o.method.aligns ? input.names[ref] : nil, referenceRule: o.method.aligns ? o.reference.description : nil,
                                  calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timer.seconds)
-        return AlignResult(report: report, fused: fused, backbone: [], heads: [], alignedLocal: alignedLocal)
+        return MergeResult(report: report, fused: fused, backbone: [], heads: [], alignedLocal: alignedLocal)
     }
 
     // MARK: Tasks (shared origin): average, task arithmetic, TIES on the experts' backbones
 
-    public static func mergeTasks(_ input: TasksInputs, options o: AlignOptions, comm: Communicator,
-                                  log: @escaping (String) -> Void = { _ in }) throws -> AlignResult {
+    public static func mergeTasks(_ input: TasksInputs, options o: MergeOptions, comm: Communicator,
+                                  log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
         var timer = PhaseTimer()
         let k = input.tasks.count
@@ -583,21 +318,21 @@ public enum AlignRun {
                     row("pretrained + task heads", "baseline", preAcc)]
         if o.method != Average.self { rows.append(row("weight averaging", "baseline", avgAcc)) }
         rows.append(row("fused: \(o.method.name)", "merge", fusedAcc, hyper))
-        let report = AlignReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
+        let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
                                  rows: rows, fusedFile: nil, seconds: timer.seconds)
         let fusedDict = backboneLayout.unflatten(fusedFlat)
-        return AlignResult(report: report, fused: nil, backbone: backboneLayout.names.map { ($0, fusedDict[$0]!) },
+        return MergeResult(report: report, fused: nil, backbone: backboneLayout.names.map { ($0, fusedDict[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })
     }
 
     // MARK: From the zoo
 
     /// Loads a suite from the zoo cache, merges it, and writes the fused model (rank 0, atomically).
-    public static func run(_ o: AlignOptions, comm: Communicator, log: @escaping (String) -> Void) throws -> AlignReport {
+    public static func run(_ o: MergeOptions, comm: Communicator, log: @escaping (String) -> Void) throws -> MergeReport {
         try o.validate()
-        let result: AlignResult
+        let result: MergeResult
         /// Tasks suites: a file of the merged architecture, whose header the fused backbone's file repeats.
         var tasksProbe: URL?
         if let files = o.modelFiles {
@@ -645,8 +380,8 @@ public enum AlignRun {
     }
 
     /// A seeds or splits suite, or model files: inputs built by `sameTaskInputs`, merged by the alignment or least-squares pipeline.
-    static func mergeSameTask(from origin: SameTaskOrigin, options o: AlignOptions, comm: Communicator,
-                              log: @escaping (String) -> Void) throws -> AlignResult {
+    static func mergeSameTask(from origin: SameTaskOrigin, options o: MergeOptions, comm: Communicator,
+                              log: @escaping (String) -> Void) throws -> MergeResult {
         if o.tasks != nil { throw PipelineError("--tasks applies to tasks suites; suite '\(o.suite)' merges models of one task (use --models)") }
         let (input, selection) = try sameTaskInputs(o, origin: origin, cacheLogits: true)
         if o.method.fuses { return try FusionRun.mergeSameTask(input, selection: selection, options: o, comm: comm, log: log) }
@@ -654,8 +389,8 @@ public enum AlignRun {
     }
 
     /// A tasks suite: its experts (and pretrained backbone, heads, task data) merged; also an expert's file, for the fused file's header.
-    static func mergeTasksSuite(_ o: AlignOptions, directory dir: URL, manifest: ZooManifest, comm: Communicator,
-                                log: @escaping (String) -> Void) throws -> (AlignResult, URL) {
+    static func mergeTasksSuite(_ o: MergeOptions, directory dir: URL, manifest: ZooManifest, comm: Communicator,
+                                log: @escaping (String) -> Void) throws -> (MergeResult, URL) {
         let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
         let archLabel = o.architecture ?? labels.first!
         guard labels.contains(archLabel) else { throw PipelineError("suite '\(o.suite)' has no \(archLabel) models (it has \(labels.joined(separator: ", ")))") }
@@ -671,7 +406,7 @@ public enum AlignRun {
         func header(_ url: URL) throws -> Architecture {
             do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw PipelineError(wrapping: error) }
         }
-        let result: AlignResult
+        let result: MergeResult
         var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
             guard m.architecture == archLabel, case .expert(let t) = m.role else { return nil }
             return (t, dir.appendingPathComponent(m.file))
