@@ -60,7 +60,7 @@ def test_progressive_matches_numpy_least_squares(tmp_path):
     run("zoo", "build", str(recipe), "--quiet", env=env)
     dump = tmp_path / "dump"
     out = tmp_path / "out"
-    run("merge", "--method", "progressive", "--suite", "lsq-tasks", "--ridges", str(RIDGE), "--alphas", "1", "--lambdas", "1",
+    run("merge", "--method", "progressive", "--suite", "lsq-tasks", "--ridges", str(RIDGE), "--lambdas", "1",
         "--calibration-samples", "250", "--selection-samples", "100", "--out", str(out), "--quiet",
         "--dump-calibration", str(dump), env=env)
 
