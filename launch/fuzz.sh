@@ -32,6 +32,7 @@ build=(swift build -c release --sanitize fuzzer --build-path .build/fuzz --produ
     -Xswiftc -Xfrontend -Xswiftc -entry-point-function-name -Xswiftc -Xfrontend -Xswiftc ligand_fuzz_swift_main)
 echo "--- building the fuzz harness: ${build[*]}"
 start=$SECONDS
+mkdir -p .build
 if ! "${build[@]}" >.build/fuzz-build.log 2>&1; then
     tail -30 .build/fuzz-build.log
     ligand_die "the fuzz build failed (full log: .build/fuzz-build.log)"

@@ -154,7 +154,12 @@ public enum RecipeYAML {
             throw RecipeError(file: file, path: "", message: "expands to more than \(RecipeLimits.grouped(RecipeLimits.maxYAMLNodes)) YAML values (aliases counted at their full size): is it an alias bomb?")
         }
         switch node {
-        case .scalar, .alias: break
+        case .scalar(let s):
+            // Yams multiplies a YAML 1.1 base-60 integer (1:30) out in Int and traps on overflow; no recipe field is base 60.
+            if s.string.contains(":"), node.tag == Tag(.int) {
+                throw RecipeError(file: file, path: "", message: "line \(s.mark?.line ?? 0): '\(s.string.prefix(40))' is a YAML base-60 number (like 1:30); write a plain number, or quote it if it is a name")
+            }
+        case .alias: break
         case .sequence(let s): for n in s { try count(n, file: file, budget: &budget) }
         case .mapping(let m):
             for (k, v) in m {

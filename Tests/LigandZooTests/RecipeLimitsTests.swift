@@ -39,6 +39,15 @@ final class RecipeLimitsTests: XCTestCase {
         XCTAssertLessThan(e.count, 1_000, "the 500,000-character source line is clipped")
     }
 
+    func testBase60IntegerIsRefusedNotMultipliedOut() {
+        // Found by the recipe fuzzer: Yams computes 7777777777777777777:40 in Int and traps on the overflow.
+        XCTAssertEqual(error("-7777777777777777777:40"), "r.yaml: line 1: '-7777777777777777777:40' is a YAML base-60 number (like 1:30); write a plain number, or quote it if it is a name")
+        XCTAssertTrue(error(with("epochs: 1:30")).hasPrefix("r.yaml: line 6: '1:30' is a YAML base-60 number"), error(with("epochs: 1:30")))
+        // Quoted, it is a string, and the field reader names the key.
+        XCTAssertFalse(error(with("epochs: '1:30'")).contains("base-60"))
+        XCTAssertThrowsError(try Fields.parse("seeds: 1:0:0:0:0:0:0:0:0:0:0:0:0\n", file: "f.yaml")) { XCTAssertTrue("\($0)".hasPrefix("f.yaml: line 1: "), "\($0)") }
+    }
+
     func testSmallAliasesStillWork() throws {
         let r = try Recipe.parse("suites:\n  s:\n    kind: seeds\n    architectures: &archs [mlp]\n    models: 2\n  t:\n    kind: seeds\n    architectures: *archs\n    models: 3\n",
                                  path: "r.yaml")
