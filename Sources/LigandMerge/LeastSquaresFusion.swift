@@ -447,11 +447,9 @@ extension LeastSquaresFusion {
 
     /// A network of `like`'s architecture and head holding `backbone` (a backbone state dict).
     public static func network(like: Network<Float>, backbone: StateDict) throws -> Network<Float> {
-        let net = try Network<Float>(like.architecture, seed: 0)
         var tensors = backbone
         for p in like.head.parameters { tensors[p.name] = p.value }
-        try net.load(tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
-        return net
+        return try Network<Float>.loaded(like.architecture, tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
     }
 
     /// Expert k's progressive statistics of `unit` on its task's batches: X̃ from the fused network, Y from the expert.

@@ -72,7 +72,7 @@ public enum ModelFile {
         if let expected, expected != arch {
             throw ModelFileError.mismatch(path: url.path, reason: "holds a \(arch), expected a \(expected)")
         }
-        let net = try Network<Float>(arch, seed: 0)
+        let net = try Network<Float>(arch, rng: .drawless)
         var tensors: [String: Tensor] = [:]
         var counters: [String: Int64] = [:]
         let counterNames = Set(net.batchCounters().map(\.name))

@@ -48,11 +48,24 @@ public final class Network<S: FloatScalar> {
     public let mergePoints: [MergePoint]
     private var flattenShape: [Int] = []
 
-    public init(_ arch: Architecture, seed: UInt64) throws {
+    /// A network of `arch` with He-normal weights drawn from `seed`.
+    public convenience init(_ arch: Architecture, seed: UInt64) throws {
+        try self.init(arch, rng: SeededRNG(seed: seed, stream: "init"))
+    }
+
+    /// A network of `arch` holding `tensors` (every one required, as `load` checks); no initial weights are drawn.
+    public static func loaded(_ arch: Architecture, _ tensors: [String: TensorOf<S>], counters: [String: Int64] = [:]) throws -> Network {
+        let net = try Network(arch, rng: .drawless)
+        try net.load(tensors, counters: counters)
+        return net
+    }
+
+    /// A network of `arch` whose weights `initial` draws (`.drawless`: zeros, for a network loaded next).
+    public init(_ arch: Architecture, rng initial: SeededRNG) throws {
         let problems = arch.validationErrors()
         guard problems.isEmpty else { throw NetworkError.invalidArchitecture(problems) }
         architecture = arch
-        var rng = SeededRNG(seed: seed, stream: "init")
+        var rng = initial
         var nodes: [Node<S>] = []
         var points: [MergePoint] = []
         let (h, w, c) = (arch.input[0], arch.input[1], arch.input[2])
@@ -242,10 +255,8 @@ public final class Network<S: FloatScalar> {
 
     /// A copy with the same weights in another scalar type (Float64 for gradient checks).
     public func converted<T: FloatScalar>(to: T.Type) throws -> Network<T> {
-        let n = try Network<T>(architecture, seed: 0)
-        try n.load(Dictionary(uniqueKeysWithValues: stateDict().map { ($0.name, $0.value.converted(to: T.self)) }),
-                   counters: Dictionary(uniqueKeysWithValues: batchCounters().map { ($0.name, $0.value) }))
-        return n
+        try Network<T>.loaded(architecture, Dictionary(uniqueKeysWithValues: stateDict().map { ($0.name, $0.value.converted(to: T.self)) }),
+                              counters: Dictionary(uniqueKeysWithValues: batchCounters().map { ($0.name, $0.value) }))
     }
 
     /// Checks an input batch's shape against the architecture.

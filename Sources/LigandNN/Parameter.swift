@@ -34,10 +34,11 @@ public final class Buffer<S: FloatScalar> {
 /// PyTorch's default Linear/Conv initialisation: weights U(±√(6/((1+a²)·fan_in))) with a = √5, bias U(±1/√fan_in).
 func kaimingUniform<S: FloatScalar>(_ shape: [Int], fanIn: Int, rng: inout SeededRNG) -> TensorOf<S> {
     let bound = S((1.0 / Double(fanIn)).squareRoot())
+    if rng.drawless { return TensorOf<S>(zeros: shape) }
     return TensorOf<S>.randomUniform(shape, lo: -bound, hi: bound, rng: &rng)
 }
 
 /// He normal initialisation (std √(2/fan_in)), for ReLU networks trained from scratch.
 func heNormal<S: FloatScalar>(_ shape: [Int], fanIn: Int, rng: inout SeededRNG) -> TensorOf<S> {
-    TensorOf<S>.randomNormal(shape, std: S((2.0 / Double(fanIn)).squareRoot()), rng: &rng)
+    rng.drawless ? TensorOf<S>(zeros: shape) : TensorOf<S>.randomNormal(shape, std: S((2.0 / Double(fanIn)).squareRoot()), rng: &rng)
 }

@@ -228,13 +228,11 @@ public enum ZooBuilder {
     public static func expertNetwork(pretrained: Network<Float>, classes: Int, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
         var arch = pretrained.architecture
         arch.classes = classes
-        let net = try Network<Float>(arch, seed: 0)
         var tensors: [String: Tensor] = [:]
         let headNames = Set(pretrained.head.parameters.map(\.name))
         for (name, value) in pretrained.stateDict() where !headNames.contains(name) { tensors[name] = value }
-        tensors[net.head.weight.name] = head.weight
-        if let b = net.head.bias { tensors[b.name] = head.bias }
-        try net.load(tensors, counters: Dictionary(uniqueKeysWithValues: pretrained.batchCounters().map { ($0.name, $0.value) }))
-        return net
+        tensors[pretrained.head.weight.name] = head.weight
+        if let b = pretrained.head.bias { tensors[b.name] = head.bias }
+        return try Network<Float>.loaded(arch, tensors, counters: Dictionary(uniqueKeysWithValues: pretrained.batchCounters().map { ($0.name, $0.value) }))
     }
 }

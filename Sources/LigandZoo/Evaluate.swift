@@ -262,11 +262,9 @@ public enum Merging {
     public static func network(backbone: [String: Tensor], like: Network<Float>, classes: Int, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
         var arch = like.architecture
         arch.classes = classes
-        let net = try Network<Float>(arch, seed: 0)
         var tensors = backbone
-        tensors[net.head.weight.name] = head.weight
-        if let b = net.head.bias { tensors[b.name] = head.bias }
-        try net.load(tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
-        return net
+        tensors[like.head.weight.name] = head.weight
+        if let b = like.head.bias { tensors[b.name] = head.bias }
+        return try Network<Float>.loaded(arch, tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
     }
 }
