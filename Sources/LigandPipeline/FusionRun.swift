@@ -153,14 +153,19 @@ public enum FusionRun {
         timer.lap("load")
 
         func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
-        /// Accuracy of a backbone with each task's head on each task's set, the tasks spread over the ranks.
-        func evaluate(_ backbone: StateDict, sets: [LabeledImages]) throws -> [Double] {
+        let evaluator = o.evaluator ?? Evaluator()
+        /// Accuracy of a backbone with each task's head on each task's set, the tasks spread over the ranks; `model` names
+        /// a backbone the run's evaluator may already have read on the test sets.
+        func evaluate(_ backbone: StateDict, sets: [LabeledImages], model: String? = nil) throws -> [Double] {
             var h = try MergeRun.agreeing(comm, "evaluation") { () -> [Double] in
                 var h = [Double](repeating: 0, count: k)
                 for t in 0..<k where t % comm.size == comm.rank {
-                    let net = try Merging.network(backbone: backbone, like: pre, classes: input.heads[t].weight.shape[0], head: input.heads[t])
-                    let logits = Trainer.logits(net, data: sets[t], indices: Array(0..<sets[t].count)).storage
-                    h[t] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: net.classes, labels: sets[t].labels)) / Double(max(1, sets[t].count))
+                    let classes = input.heads[t].weight.shape[0]
+                    let logits = try evaluator.logits(model.flatMap { m in input.keys?.test(model: m, task: t) }) {
+                        let net = try Merging.network(backbone: backbone, like: pre, classes: classes, head: input.heads[t])
+                        return Trainer.logits(net, data: sets[t], indices: Array(0..<sets[t].count)).storage
+                    }
+                    h[t] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: classes, labels: sets[t].labels)) / Double(max(1, sets[t].count))
                 }
                 return h
             }
@@ -223,29 +228,31 @@ public enum FusionRun {
         var own = try MergeRun.agreeing(comm, "evaluating the experts") { () -> [Double] in
             var h = [Double](repeating: 0, count: k)
             for (j, i) in local.enumerated() {
-                let logits = Trainer.logits(nets[j], data: input.test[i], indices: Array(0..<input.test[i].count)).storage
+                let logits = evaluator.logits(input.keys.map { $0.test(model: $0.experts[i], task: i) }) {
+                    Trainer.logits(nets[j], data: input.test[i], indices: Array(0..<input.test[i].count)).storage
+                }
                 h[i] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: nets[j].classes, labels: input.test[i].labels)) / Double(max(1, input.test[i].count))
             }
             return h
         }
         try comm.allreduce(&own, op: .sum)
-        func row(_ name: String, _ kind: String, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
+        func row(_ name: String, _ kind: RowKind, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
             ReportRow(name: name, kind: kind, accuracies: acc, mean: mean(acc), hyperparameters: hp)
         }
-        rows.append(row("experts (each on its own task)", "model", own))
-        rows.append(row("pretrained + task heads", "baseline", try evaluate(layout.unflatten(preFlat), sets: input.test)))
-        rows.append(row("weight averaging", "baseline", try evaluate(average, sets: input.test)))
-        rows.append(row("task arithmetic", "baseline", try evaluate(taskArithmetic(bestLambda.lambda), sets: input.test), ["lambda": MergeRun.formatted(bestLambda.lambda)]))
+        rows.append(row("experts (each on its own task)", .bestSingle, own))
+        rows.append(row("pretrained + task heads", .baseline, try evaluate(layout.unflatten(preFlat), sets: input.test, model: input.keys?.pretrained)))
+        rows.append(row("weight averaging", .baseline, try evaluate(average, sets: input.test, model: input.keys?.average)))
+        rows.append(row("task arithmetic", .baseline, try evaluate(taskArithmetic(bestLambda.lambda), sets: input.test), ["lambda": MergeRun.formatted(bestLambda.lambda)]))
         let fused: StateDict
         let rmHyper = ["alpha": MergeRun.formatted(rm.alpha), "ridge": MergeRun.formatted(rm.ridge)]
         if let p = progressive {
-            rows.append(row("regmean", "baseline", try evaluate(rm.backbone, sets: input.test), rmHyper))
+            rows.append(row("regmean", .baseline, try evaluate(rm.backbone, sets: input.test), rmHyper))
             hyper["ridge"] = MergeRun.formatted(p.ridge)
-            rows.append(row("fused: progressive", "merge", try evaluate(p.backbone, sets: input.test), hyper))
+            rows.append(row("fused: progressive", .fused, try evaluate(p.backbone, sets: input.test), hyper))
             fused = p.backbone
         } else {
             hyper = rmHyper
-            rows.append(row("fused: regmean", "merge", try evaluate(rm.backbone, sets: input.test), hyper))
+            rows.append(row("fused: regmean", .fused, try evaluate(rm.backbone, sets: input.test), hyper))
             fused = rm.backbone
         }
         hyper["ridge_scale"] = ridgeScale
@@ -328,12 +335,12 @@ public enum FusionRun {
         hyper["selection"] = selection.count > 0 ? "\(selection.count) held-out calibration images" : "the statistics images (no held-out calibration left)"
         if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
         var rows = aligned.report.rows
-        if let i = rows.firstIndex(where: { $0.kind == "merge" }) {
+        if let i = rows.firstIndex(where: { $0.kind == .fused }) {
             rows[i].name = o.align == nil ? "weight averaging" : "\(alignMethod.name) merge (aligned, averaged)"
-            rows[i].kind = "baseline"
+            rows[i].kind = .baseline
         }
         let name = "fused: \(o.method.name)" + (o.align.map { " after \($0.name)" } ?? "")
-        rows.insert(ReportRow(name: name, kind: "merge", accuracies: [testAccuracy], mean: testAccuracy, hyperparameters: rowHyper),
+        rows.insert(ReportRow(name: name, kind: .fused, accuracies: [testAccuracy], mean: testAccuracy, hyperparameters: rowHyper),
                     at: (rows.firstIndex { $0.name.hasPrefix(input.names[0]) } ?? rows.count))
         for (key, v) in aligned.report.seconds { timer.seconds["align-" + key] = v }
         var report = aligned.report

@@ -39,6 +39,8 @@ public struct TasksInputs {
     public var pretrained: Network<Float>
     public var calibration: [LabeledImages]
     public var test: [LabeledImages]
+    /// What the experts, the pretrained model and the test sets are, for the run's Evaluator (nil: nothing shared).
+    public var keys: TasksKeys?
 
     public init(suite: String, tasks: [String], architectures: [Architecture], load: @escaping (Int) throws -> Network<Float>,
                 heads: [(weight: Tensor, bias: Tensor)], pretrained: Network<Float>, calibration: [LabeledImages], test: [LabeledImages]) {

@@ -36,6 +36,8 @@ public struct MergeOptions {
     public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
     public var calibrationSeed: UInt64 = 0
     public var quiet = false
+    /// The run's shared evaluator (`ligand run` passes one to every merge; nil: this merge's own).
+    public var evaluator: Evaluator?
 
     public init(method: any MergeMethod.Type, suite: String, outDirectory: URL) {
         self.method = method; self.suite = suite; self.outDirectory = outDirectory

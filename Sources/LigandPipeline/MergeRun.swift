@@ -27,9 +27,7 @@ public enum MergeRun {
     }
 
     static func network(_ arch: Architecture, _ tensors: StateDict, counters: [(name: String, value: Int64)]) throws -> Network<Float> {
-        let n = try Network<Float>(arch, seed: 0)
-        try n.load(tensors, counters: Dictionary(uniqueKeysWithValues: counters.map { ($0.name, $0.value) }))
-        return n
+        try Network<Float>.loaded(arch, tensors, counters: Dictionary(uniqueKeysWithValues: counters.map { ($0.name, $0.value) }))
     }
 
     static func batch(_ data: LabeledImages, _ indices: [Int]) -> Tensor {
@@ -216,17 +214,17 @@ public enum MergeRun {
         let fusedHits = try hits(fused, input.test, comm: comm)
         let averageHits = try hits(averaged, input.test, comm: comm)
         timer.lap("evaluate")
-        func row(_ name: String, _ kind: String, _ acc: Double, _ hp: [String: String] = [:]) -> ReportRow {
+        func row(_ name: String, _ kind: RowKind, _ acc: Double, _ hp: [String: String] = [:]) -> ReportRow {
             ReportRow(name: name, kind: kind, accuracies: [acc], mean: acc, hyperparameters: hp)
         }
         let bestSingle = testAccuracy.indices.max { testAccuracy[$0] < testAccuracy[$1] }!
-        rows.append(row("ensemble (mean softmax)", "ensemble", ensemble))
-        rows.append(row("best single model (\(input.names[bestSingle]))", "model", testAccuracy[bestSingle]))
-        rows.append(row("reference (\(input.names[ref]))", "model", testAccuracy[ref]))
-        rows.append(row("mean single model", "model", testAccuracy.reduce(0, +) / Double(k)))
-        if o.method != Average.self { rows.append(row("weight averaging (no alignment)", "baseline", averageHits / Double(nTest))) }
-        rows.append(row("fused: \(o.method.name)", "merge", fusedHits / Double(nTest), hyper))
-        for (i, n) in input.names.enumerated() { rows.append(row(n, "model", testAccuracy[i], ["calibration": String(format: "%.4f", calAccuracy[i])])) }
+        rows.append(row("ensemble (mean softmax)", .ensemble, ensemble))
+        rows.append(row("best single model (\(input.names[bestSingle]))", .bestSingle, testAccuracy[bestSingle]))
+        rows.append(row("reference (\(input.names[ref]))", .reference, testAccuracy[ref]))
+        rows.append(row("mean single model", .baseline, testAccuracy.reduce(0, +) / Double(k)))
+        if o.method != Average.self { rows.append(row("weight averaging (no alignment)", .baseline, averageHits / Double(nTest))) }
+        rows.append(row("fused: \(o.method.name)", .fused, fusedHits / Double(nTest), hyper))
+        for (i, n) in input.names.enumerated() { rows.append(row(n, .single, testAccuracy[i], ["calibration": String(format: "%.4f", calAccuracy[i])])) }
 
         let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
                                  columns: ["accuracy"], models: input.names, ranks: comm.size,
@@ -265,13 +263,26 @@ public enum MergeRun {
         timer.lap("load")
 
         func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
-        /// Accuracy of a backbone with each task's head on each task's set (tasks spread over the ranks).
-        func evaluate(_ flat: [Double], sets: [LabeledImages]) throws -> [Double] {
-            let backbone = backboneLayout.unflatten(flat)
+        let evaluator = o.evaluator ?? Evaluator()
+        /// The logits of `backbone` (its flat form, built only when not already evaluated) under task t's head on `data`.
+        func readLogits(_ key: Evaluator.Key?, task t: Int, _ data: LabeledImages, backbone: () -> StateDict) throws -> [Float] {
+            try evaluator.logits(key) {
+                let net = try Merging.network(backbone: backbone(), like: pre, classes: input.heads[t].weight.shape[0], head: input.heads[t])
+                return Trainer.logits(net, data: data, indices: Array(0..<data.count)).storage
+            }
+        }
+        /// Accuracy of a backbone with each task's head on each task's set (tasks spread over the ranks); `model` names
+        /// a backbone the run's evaluator may already have read on the test sets.
+        func evaluate(_ flat: [Double], sets: [LabeledImages], model: String? = nil) throws -> [Double] {
+            var backbone: StateDict?
             var h = [Double](repeating: 0, count: k)
             for t in 0..<k where t % comm.size == comm.rank {
-                let net = try Merging.network(backbone: backbone, like: pre, classes: input.heads[t].weight.shape[0], head: input.heads[t])
-                let preds = Trainer.logits(net, data: sets[t], indices: Array(0..<sets[t].count)).argmaxRows()
+                let key = model.flatMap { m in input.keys?.test(model: m, task: t) }
+                let l = try readLogits(key, task: t, sets[t]) {
+                    if backbone == nil { backbone = backboneLayout.unflatten(flat) }
+                    return backbone!
+                }
+                let preds = Tensor(shape: [sets[t].count, input.heads[t].weight.shape[0]], storage: l).argmaxRows()
                 h[t] = Double(zip(preds, sets[t].labels).filter { $0 == $1 }.count) / Double(max(1, sets[t].count))
             }
             try comm.allreduce(&h, op: .sum)
@@ -294,8 +305,7 @@ public enum MergeRun {
             defer { progress.update(t + 1) }
             let data = input.test[t], c = input.heads[t].weight.shape[0], n = data.count
             let contributions = try zip(local, experts).map { i, flat -> (index: Int, values: [Double]) in
-                let net = try Merging.network(backbone: backboneLayout.unflatten(flat), like: pre, classes: c, head: input.heads[t])
-                let logits = Trainer.logits(net, data: data, indices: Array(0..<n)).storage
+                let logits = try readLogits(input.keys.map { $0.test(model: $0.experts[i], task: t) }, task: t, data) { backboneLayout.unflatten(flat) }
                 var v = Evaluation.softmaxRows(logits, classes: c)
                 var hit = [Double](repeating: 0, count: k)
                 if i == t { hit[t] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: c, labels: data.labels)) }
@@ -308,16 +318,16 @@ public enum MergeRun {
         }
         progress.finish()
         let fusedAcc = try evaluate(fusedFlat, sets: input.test)
-        let preAcc = try evaluate(backboneLayout.flatten(pre.stateDictionary()), sets: input.test)
-        let avgAcc = try evaluate(averageFlat, sets: input.test)
+        let preAcc = try evaluate(preFlat, sets: input.test, model: input.keys?.pretrained)
+        let avgAcc = try evaluate(averageFlat, sets: input.test, model: input.keys?.average)
         timer.lap("evaluate")
-        func row(_ name: String, _ kind: String, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
+        func row(_ name: String, _ kind: RowKind, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
             ReportRow(name: name, kind: kind, accuracies: acc, mean: mean(acc), hyperparameters: hp)
         }
-        var rows = [row("experts (each on its own task)", "model", own), row("ensemble (mean softmax)", "ensemble", ensemble),
-                    row("pretrained + task heads", "baseline", preAcc)]
-        if o.method != Average.self { rows.append(row("weight averaging", "baseline", avgAcc)) }
-        rows.append(row("fused: \(o.method.name)", "merge", fusedAcc, hyper))
+        var rows = [row("experts (each on its own task)", .bestSingle, own), row("ensemble (mean softmax)", .ensemble, ensemble),
+                    row("pretrained + task heads", .baseline, preAcc)]
+        if o.method != Average.self { rows.append(row("weight averaging", .baseline, avgAcc)) }
+        rows.append(row("fused: \(o.method.name)", .fused, fusedAcc, hyper))
         let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
@@ -436,8 +446,12 @@ public enum MergeRun {
         }
         let cal = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(calIdx)) } }
         let test = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.test) } }
-        let input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
+        var input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
                                 load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
+        // The zoo's files never change within a run: a file's path names its tensors, a task and the data directory its test set.
+        input.keys = TasksKeys(experts: experts.map { $0.url.standardizedFileURL.path },
+                               pretrained: dir.appendingPathComponent(preModel.file).standardizedFileURL.path,
+                               test: experts.map { "\($0.task.rawValue) test set of \(o.dataDirectory.standardizedFileURL.path)" })
         if o.method.fuses {
             guard o.align == nil else { throw PipelineError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
             let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }

@@ -60,15 +60,6 @@ public struct NeuLigOptions {
     public var tiesKeep: [Double] { parameters.numbers(TIES.keep) }
 }
 
-/// One line of a report: a model or merge, its accuracy per task and on average.
-public struct ReportRow: Codable, Sendable {
-    public var name: String
-    public var kind: String
-    public var accuracies: [Double]
-    public var mean: Double
-    public var hyperparameters: [String: String] = [:]
-    public var seconds: Double?
-}
 
 public struct NeuLigReport: Codable, Sendable {
     public var method = "neulig"
@@ -155,13 +146,13 @@ public enum NeuLigRun {
         let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
         if manifest.kind != .tasks { return try runSameTask(o, suite: (dir, manifest), comm: counter, log: log) }
         if let a = o.align {
-            throw PipelineError("--align \(a.name) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it", everyRank: false)
+            throw PipelineError("--align \(a.name) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it")
         }
         let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
         let arch = o.architecture ?? labels.first!
-        guard labels.contains(arch) else { throw PipelineError("suite '\(o.suite)' has no \(arch) models (it has \(labels.joined(separator: ", ")))", everyRank: false) }
+        guard labels.contains(arch) else { throw PipelineError("suite '\(o.suite)' has no \(arch) models (it has \(labels.joined(separator: ", ")))") }
         guard o.architecture != nil || labels.count == 1 else {
-            throw PipelineError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch", everyRank: false)
+            throw PipelineError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
         }
         var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
             guard m.architecture == arch, case .expert(let t) = m.role else { return nil }
@@ -169,13 +160,13 @@ public enum NeuLigRun {
         }
         if let wanted = o.tasks {
             for w in wanted where !experts.contains(where: { $0.task.rawValue == w }) {
-                throw PipelineError("suite '\(o.suite)' has no \(arch) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))", everyRank: false)
+                throw PipelineError("suite '\(o.suite)' has no \(arch) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))")
             }
             experts = wanted.map { w in experts.first { $0.task.rawValue == w }! }
         }
-        guard experts.count >= 2 else { throw PipelineError("NeuLig needs at least two experts, suite '\(o.suite)' gives \(experts.count)", everyRank: false) }
+        guard experts.count >= 2 else { throw PipelineError("NeuLig needs at least two experts, suite '\(o.suite)' gives \(experts.count)") }
         guard let pretrainedModel = manifest.models.first(where: { $0.architecture == arch && $0.role == .pretrained }) else {
-            throw PipelineError("suite '\(o.suite)' has no pretrained \(arch) backbone", everyRank: false)
+            throw PipelineError("suite '\(o.suite)' has no pretrained \(arch) backbone")
         }
         let k = experts.count
         let local = ModelShard(total: k, comm: comm).local
@@ -190,12 +181,12 @@ public enum NeuLigRun {
                 let f = try SafeTensorsFile(url: e.url)
                 return (try f.floats(probe.head.weight.name), try f.floats(probe.head.bias!.name))
             } catch {
-                throw PipelineError("\(e.url.path): cannot read the head of task '\(e.task.rawValue)' ('\(probe.head.weight.name)', '\(probe.head.bias!.name)'): \(error)", everyRank: false)
+                throw PipelineError("\(e.url.path): cannot read the head of task '\(e.task.rawValue)' ('\(probe.head.weight.name)', '\(probe.head.bias!.name)'): \(error)")
             }
         }
         let width = probe.featureWidth
         for (i, h) in heads.enumerated() where h.weight.shape != [experts[i].task.classes, width] {
-            throw PipelineError("\(experts[i].url.path): head '\(probe.head.weight.name)' has shape \(h.weight.shape), expected [\(experts[i].task.classes), \(width)] (experts with different feature widths cannot be fused)", everyRank: false)
+            throw PipelineError("\(experts[i].url.path): head '\(probe.head.weight.name)' has shape \(h.weight.shape), expected [\(experts[i].task.classes), \(width)] (experts with different feature widths cannot be fused)")
         }
         let nets = try experts[local].map { e -> Network<Float> in
             do { return try ModelFile.load(e.url).network } catch { throw PipelineError("\(e.url.path): \(error)", everyRank: false) }
@@ -306,22 +297,22 @@ public enum NeuLigRun {
         let globalMode = try evaluate(globalBackbone, onTasks: all, sets: tests)
         timer.lap("fused-global")
 
-        func row(_ name: String, _ kind: String, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
+        func row(_ name: String, _ kind: RowKind, _ acc: [Double], _ hp: [String: String] = [:]) -> ReportRow {
             ReportRow(name: name, kind: kind, accuracies: acc, mean: acc.reduce(0, +) / Double(k), hyperparameters: hp)
         }
-        rows.append(row("experts (each on its own task)", "model", expertOwn))
-        rows.append(row("ensemble (mean softmax)", "ensemble", ensemble))
-        rows.append(row("Portland ensemble (feature, β(x))", "ensemble", portlandEnsemble))
-        rows.append(row("NeuLig fused, task mode", "merge", taskMode, ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue, "features": o.portland.featureNorm.rawValue]))
-        rows.append(row("NeuLig fused, global mode (1 model)", "merge", globalMode))
-        if o.batchMode { rows.append(row("NeuLig merged per batch (paper)", "merge", batchModeAccuracy)) }
+        rows.append(row("experts (each on its own task)", .bestSingle, expertOwn))
+        rows.append(row("ensemble (mean softmax)", .ensemble, ensemble))
+        rows.append(row("Portland ensemble (feature, β(x))", .portlandEnsemble, portlandEnsemble))
+        rows.append(row("NeuLig fused, task mode", .fused, taskMode, ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue, "features": o.portland.featureNorm.rawValue]))
+        rows.append(row("NeuLig fused, global mode (1 model)", .fused, globalMode))
+        if o.batchMode { rows.append(row("NeuLig merged per batch (paper)", .fused, batchModeAccuracy)) }
 
         if o.baselines {
             let pretrained = try ModelFile.load(dir.appendingPathComponent(pretrainedModel.file)).network
             let pre = pretrained.stateDict().filter { !headNames.contains($0.name) }
-            rows.append(row("pretrained + task heads", "baseline", try evaluate(pre, onTasks: all, sets: tests)))
+            rows.append(row("pretrained + task heads", .baseline, try evaluate(pre, onTasks: all, sets: tests)))
             let averaged = try fuse([Double](repeating: 1 / Double(k), count: k))
-            rows.append(row("weight averaging", "baseline", try evaluate(averaged, onTasks: all, sets: tests)))
+            rows.append(row("weight averaging", .baseline, try evaluate(averaged, onTasks: all, sets: tests)))
             // Task arithmetic θ_pre + λΣ(θ_k − θ_pre) = (1 − λK)θ_pre + λΣθ_k, λ fitted on the calibration split.
             let cals = try experts.map { try calibrationSet($0.task) }
             func arithmetic(_ lambda: Double) throws -> [(name: String, value: Tensor)] {
@@ -338,7 +329,7 @@ public enum NeuLigRun {
                 taProgress.update(j + 1)
             }
             taProgress.finish()
-            rows.append(row("task arithmetic", "baseline", try evaluate(try arithmetic(best.lambda), onTasks: all, sets: tests),
+            rows.append(row("task arithmetic", .baseline, try evaluate(try arithmetic(best.lambda), onTasks: all, sets: tests),
                             ["lambda": String(format: "%g", best.lambda)]))
             rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, local: local, total: k, options: o, comm: comm) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
@@ -425,7 +416,7 @@ public enum NeuLigRun {
         }
         progress.finish()
         let acc = try test(combine(best.delta, best.lambda))
-        return ReportRow(name: "TIES", kind: "baseline", accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count),
+        return ReportRow(name: "TIES", kind: .baseline, accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count),
                          hyperparameters: ["lambda": MergeRun.formatted(best.lambda), "k": String(format: "%g%%", 100 * best.keep)])
     }
 

@@ -21,13 +21,13 @@ extension NeuLigRun {
                             log: @escaping (String) -> Void) throws -> NeuLigReport {
         let clock = Date()
         if let a = o.align, !a.aligns {
-            throw PipelineError("--align \(a.name): only weight-matching, permute and cca align models into the reference's space", everyRank: false)
+            throw PipelineError("--align \(a.name): only weight-matching, permute and cca align models into the reference's space")
         }
         if let t = o.tasks {
             let what = suite.map { "suite '\(o.suite)' is a \($0.manifest.kind.rawValue) suite with one task" } ?? "model files are models of one task"
-            throw PipelineError("--tasks \(t.joined(separator: ",")): \(what); choose models with --models", everyRank: false)
+            throw PipelineError("--tasks \(t.joined(separator: ",")): \(what); choose models with --models")
         }
-        if let n = o.models, n < 2 { throw PipelineError("--models must be at least 2 (a merge needs two models), got \(n)", everyRank: false) }
+        if let n = o.models, n < 2 { throw PipelineError("--models must be at least 2 (a merge needs two models), got \(n)") }
         var ao = MergeOptions(method: Average.self, suite: o.suite, outDirectory: o.outDirectory)
         ao.parameters = o.parameters
         ao.parameters.remove(CommonParameters.align)
@@ -42,9 +42,9 @@ extension NeuLigRun {
             let origin: SameTaskOrigin = suite.map { .suite(directory: $0.directory, manifest: $0.manifest) } ?? .files(o.modelFiles ?? [])
             input = try MergeRun.sameTaskInputs(ao, origin: origin, cacheLogits: false).input
         } catch let e as PipelineError { throw PipelineError(e.message, everyRank: false) }
-        guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)", everyRank: false) }
+        guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)") }
         guard input.calibration.count >= 2 else {
-            throw PipelineError("suite '\(o.suite)': the calibration split holds \(input.calibration.count) images, at least 2 are needed", everyRank: false)
+            throw PipelineError("suite '\(o.suite)': the calibration split holds \(input.calibration.count) images, at least 2 are needed")
         }
         return try runSameTask(input, options: o, comm: counter, clock: clock, log: log)
     }
@@ -55,9 +55,9 @@ extension NeuLigRun {
         let comm: Communicator = counter
         var timer = PhaseTimer(start: start, counting: counter)
         if let a = o.align, !a.aligns {
-            throw PipelineError("--align \(a.name): only weight-matching, permute and cca align models into the reference's space", everyRank: false)
+            throw PipelineError("--align \(a.name): only weight-matching, permute and cca align models into the reference's space")
         }
-        guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)", everyRank: false) }
+        guard input.names.count >= 2 else { throw PipelineError("NeuLig needs at least two models, suite '\(o.suite)' gives \(input.names.count)") }
 
         // Ensemble, single models and weight averaging, plus the alignment when asked: MergeRun's pipeline, which also
         // hands back this rank's models in the reference's space.
@@ -139,18 +139,18 @@ extension NeuLigRun {
 
         // Rows: the alignment report's summary, then Portland's ensemble and the fused model; the single models last.
         let aligned = o.align != nil
-        let summary = merged.report.rows.filter { r in r.kind != "model" || r.name.hasPrefix("best single") || r.name.hasPrefix("mean single") || (aligned && r.name.hasPrefix("reference")) }
+        let summary = merged.report.rows.filter { r in r.kind != .single && (r.kind != .reference || aligned) }
         var rows: [ReportRow] = summary.map { r in
             var r = r
-            if r.name == "fused: average" { r.name = "weight averaging (no alignment)"; r.kind = "baseline" }
-            if let a = o.align, r.name == "fused: \(a.name)" { r.name = "\(a.name) alone (fused: \(a.name))" }
+            if r.name == "fused: average" { r.name = "weight averaging (no alignment)"; r.kind = .baseline }
+            if let a = o.align, r.name == "fused: \(a.name)" { r.name = "\(a.name) alone (fused: \(a.name))"; r.kind = .baseline }
             return r
         }
-        rows.append(ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: "ensemble", accuracies: [portlandEnsemble], mean: portlandEnsemble))
-        rows.append(ReportRow(name: aligned ? "\(o.align!.name) then NeuLig, fused (mean β)" : "NeuLig alone, fused (mean β)", kind: "merge",
+        rows.append(ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: .portlandEnsemble, accuracies: [portlandEnsemble], mean: portlandEnsemble))
+        rows.append(ReportRow(name: aligned ? "\(o.align!.name) then NeuLig, fused (mean β)" : "NeuLig alone, fused (mean β)", kind: .fused,
                               accuracies: [fusedAccuracy], mean: fusedAccuracy,
                               hyperparameters: ["loss": o.portland.loss.rawValue, "reg": o.portland.regularizer.rawValue, "features": o.portland.featureNorm.rawValue]))
-        rows += merged.report.rows.filter { r in r.kind == "model" && input.names.contains(r.name) }
+        rows += merged.report.rows.filter { $0.kind == .single }
 
         if comm.isRoot {
             try FileManager.default.createDirectory(at: o.outDirectory, withIntermediateDirectories: true)

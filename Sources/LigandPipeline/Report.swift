@@ -53,16 +53,13 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public static func from(rows: [ReportRow], method: String, suite: String, suiteKind: String, architecture: String, columns: [String],
                             k: Int, subset: [String], subsetIndices: [Int], seed: UInt64, settings: [String: String],
                             wallSeconds: Double, bytes: Int?, ranks: Int) -> [RunRecord] {
-        let merged: [ReportRow]
-        if method == "neulig" {
-            merged = rows.filter { $0.kind == "merge" && $0.name.contains("NeuLig") }
-        } else {
-            merged = Array((rows.first { $0.kind == "merge" && $0.name == "fused: \(method)" } ?? rows.first { $0.kind == "merge" }).map { [$0] } ?? [])
-        }
-        let ensembleRow = rows.first { $0.kind == "ensemble" && $0.name.hasPrefix("ensemble") }
-        let best = rows.first { $0.name.hasPrefix("best single") || $0.name.hasPrefix("experts (each on its own task)") }?.mean
+        // NeuLig reports a fused row per mode; every other method one.
+        let fused = rows.filter { $0.kind == .fused }
+        let merged = method == "neulig" ? fused : Array(fused.prefix(1))
+        let ensembleRow = rows.first { $0.kind == .ensemble }
+        let best = rows.first { $0.kind == .bestSingle }?.mean
         var others: [String: Double] = [:]
-        for r in rows where !merged.contains(where: { $0.name == r.name }) && r.name != ensembleRow?.name && (r.kind != "model" || r.name.hasPrefix("mean single")) {
+        for r in rows where !merged.contains(where: { $0.name == r.name }) && ![.ensemble, .bestSingle, .reference, .single].contains(r.kind) {
             others[r.name] = r.mean
         }
         return merged.map { row in

@@ -73,9 +73,10 @@ struct Run: ParsableCommand {
                 }
             }
             let started = Date()
+            let evaluator = Evaluator()
             for (i, p) in plan.enumerated() {
                 say(String(format: "[%d/%d] %@ (%.0fs so far)", i + 1, plan.count, Self.label(p, r), Date().timeIntervalSince(started)))
-                records += try Self.execute(p, recipe: r, comm: comm, dataDirectory: dir, root: root, out: outDir, quiet: quiet, log: say)
+                records += try Self.execute(p, recipe: r, comm: comm, dataDirectory: dir, root: root, out: outDir, quiet: quiet, evaluator: evaluator, log: say)
             }
             if comm.isRoot {
                 let report = RunReport(recipe: recipe, ranks: comm.size, records: records)
@@ -103,7 +104,7 @@ struct Run: ParsableCommand {
 
     /// One planned run on every rank; its records (identical on every rank).
     static func execute(_ p: PlannedRun, recipe r: RunRecipe, comm: Communicator, dataDirectory: URL, root: URL, out: URL, quiet: Bool,
-                        log: @escaping (String) -> Void) throws -> [RunRecord] {
+                        evaluator: Evaluator, log: @escaping (String) -> Void) throws -> [RunRecord] {
         let e = r.experiments[p.experiment], m = p.method
         let runDir = out.appendingPathComponent("runs/\(e.name)-\(m.label.replacingOccurrences(of: " ", with: "-").filter { $0 != "(" && $0 != ")" })-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
         let start = Date()
@@ -118,6 +119,7 @@ struct Run: ParsableCommand {
             o.quiet = quiet
             o.zooRoot = root
             o.dataDirectory = data
+            o.evaluator = evaluator
             if let f = e.files { o.modelFiles = f.urls; o.calibrationHoldout = f.calibration; o.calibrationSeed = f.calibrationSeed }
             let counter = CountingCommunicator(comm)
             let report = try MergeRun.run(o, comm: counter, log: log)
@@ -140,7 +142,7 @@ struct Run: ParsableCommand {
         o.zooRoot = root
         o.dataDirectory = data
         let report: NeuLigReport
-        do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw PipelineError("\(e.name): neulig: \(err)") }
+        do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw PipelineError("\(e.name): neulig: \(err)", everyRank: err.everyRank) }
         let sameTask = report.suiteKind != nil
         return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
                               columns: sameTask ? ["accuracy"] : report.tasks, k: p.k, subset: report.modelNames ?? report.tasks,

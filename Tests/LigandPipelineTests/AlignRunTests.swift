@@ -108,7 +108,7 @@ final class AlignRunTests: XCTestCase {
                 try MergeRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: self.options(method), comm: comm)
             }
             XCTAssertEqual(r[0].fused!.stateDictionary(), original.stateDictionary(), "\(method)")
-            let fusedRow = r[0].report.rows.first { $0.kind == "merge" }!
+            let fusedRow = r[0].report.rows.first { $0.kind == .fused }!
             XCTAssertEqual(fusedRow.mean, r[0].report.rows.first { $0.name.hasPrefix("reference") }!.mean, "\(method)")
         }
     }

@@ -230,19 +230,23 @@ final class RunRecipeTests: XCTestCase {
     }
 
     func testRecordsFromReportRows() {
-        let rows = [ReportRow(name: "ensemble (mean softmax)", kind: "ensemble", accuracies: [0.9], mean: 0.9),
-                    ReportRow(name: "best single model (m1)", kind: "model", accuracies: [0.88], mean: 0.88),
-                    ReportRow(name: "weight averaging (no alignment)", kind: "baseline", accuracies: [0.5], mean: 0.5),
-                    ReportRow(name: "fused: cca", kind: "merge", accuracies: [0.87], mean: 0.87, hyperparameters: ["gamma": "1e-2"]),
-                    ReportRow(name: "m0", kind: "model", accuracies: [0.86], mean: 0.86)]
+        let rows = [ReportRow(name: "ensemble (mean softmax)", kind: .ensemble, accuracies: [0.9], mean: 0.9),
+                    ReportRow(name: "best single model (m1)", kind: .bestSingle, accuracies: [0.88], mean: 0.88),
+                    ReportRow(name: "weight averaging (no alignment)", kind: .baseline, accuracies: [0.5], mean: 0.5),
+                    ReportRow(name: "fused: cca", kind: .fused, accuracies: [0.87], mean: 0.87, hyperparameters: ["gamma": "1e-2"]),
+                    ReportRow(name: "m0", kind: .single, accuracies: [0.86], mean: 0.86),
+                    ReportRow(name: "reference (m0)", kind: .reference, accuracies: [0.86], mean: 0.86),
+                    ReportRow(name: "mean single model", kind: .baseline, accuracies: [0.87], mean: 0.87),
+                    // Read by kind: a renamed ensemble is still the ensemble, a Portland ensemble is a baseline figure.
+                    ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: .portlandEnsemble, accuracies: [0.95], mean: 0.95)]
         let r = RunRecord.from(rows: rows, method: "cca", suite: "s", suiteKind: "seeds", architecture: "mlp", columns: ["accuracy"], k: 2,
                                subset: ["m0", "m1"], subsetIndices: [0, 1], seed: 0, settings: ["gammas": "0.01"], wallSeconds: 1, bytes: 5, ranks: 1)
         XCTAssertEqual(r.count, 1)
         XCTAssertEqual(r[0].accuracy, 0.87); XCTAssertEqual(r[0].ensemble, 0.9); XCTAssertEqual(r[0].bestSingle, 0.88)
         XCTAssertEqual(r[0].hyperparameters, ["gamma": "1e-2", "gammas": "0.01"])
-        XCTAssertEqual(r[0].baselines, ["weight averaging (no alignment)": 0.5])
-        let n = RunRecord.from(rows: [ReportRow(name: "NeuLig fused, task mode", kind: "merge", accuracies: [0.8, 0.9], mean: 0.85),
-                                      ReportRow(name: "NeuLig fused, global mode (1 model)", kind: "merge", accuracies: [0.7, 0.8], mean: 0.75)],
+        XCTAssertEqual(r[0].baselines, ["weight averaging (no alignment)": 0.5, "mean single model": 0.87, "Portland ensemble (Σ β(x)·logits)": 0.95])
+        let n = RunRecord.from(rows: [ReportRow(name: "NeuLig fused, task mode", kind: .fused, accuracies: [0.8, 0.9], mean: 0.85),
+                                      ReportRow(name: "NeuLig fused, global mode (1 model)", kind: .fused, accuracies: [0.7, 0.8], mean: 0.75)],
                                method: "neulig", suite: "t", suiteKind: "tasks", architecture: "mlp", columns: ["a", "b"], k: 2, subset: ["a", "b"],
                                subsetIndices: [0, 1], seed: 0, settings: [:], wallSeconds: 1, bytes: nil, ranks: 1)
         XCTAssertEqual(n.map(\.mode), ["task", "global"])
