@@ -2,9 +2,14 @@
 #   test_setup NAME [BIN]   sets bin, tmp (removed on exit), the pass/fail counters, LIGAND_QUIET
 #                           LIGAND_DIGESTS=FILE: on exit, append the sha256 of every fused file written under tmp
 #                           (the zoo cache excluded) to FILE, to check a refactoring changes no result
+#                           LIGAND_DATA_DIGESTS=FILE: the same for the files' data sections (tensors only, metadata left out)
 #   ok MSG / fail MSG       count and print one check
 #   run_np NP OUT ARGS...   ligand under mpirun with NP ranks, stdout+stderr to OUT, 300 s limit
 #   tiny_recipe FILE        the tiny recipe the scripts build (a few thousand images, 1 epoch)
+#   rank_output FILE        FILE without mpirun's help banners (one can land inside a rank's line: the line is whole again)
+#   expect_error NAME PATTERN NP ARGS...
+#                           ligand ARGS under NP ranks must exit non-zero with exactly one line saying "error: ", PATTERN
+#                           (extended regex) in its output, and nothing at $tmp/bad-NAME (where callers point --out)
 
 test_setup() {
     local name="$1"
@@ -19,6 +24,9 @@ test_setup() {
 test_cleanup() {
     if [[ -n "${LIGAND_DIGESTS:-}" ]]; then
         (cd "$tmp" && find . -name '*.safetensors' -not -path './cache/*' -type f -print0 | sort -z | xargs -0 -r sha256sum) >>"$LIGAND_DIGESTS"
+    fi
+    if [[ -n "${LIGAND_DATA_DIGESTS:-}" ]]; then
+        (cd "$tmp" && find . -name '*.safetensors' -not -path './cache/*' -type f -print0 | sort -z | xargs -0 -r python3 "$LIGAND_ROOT/launch/data-digest.py") >>"$LIGAND_DATA_DIGESTS"
     fi
     rm -rf "$tmp"
 }
@@ -56,4 +64,22 @@ suites:
     shots: 5
     epochs: 1
 YAML
+}
+
+rank_output() {
+    # OpenMPI frames every help message with lines of 70+ dashes; the ranks' stderr is forwarded around them.
+    perl -0777 -pe 's/-{70,}\n.*?-{70,}\n//gs' "$1"
+}
+
+expect_error() {
+    local name="$1" pattern="$2" np="$3"; shift 3
+    run_np "$np" "$tmp/$name.out" "$@"
+    local rc=$? n
+    n=$(rank_output "$tmp/$name.out" | grep -ci "error: ")
+    if (( rc != 0 )) && rank_output "$tmp/$name.out" | grep -qE -- "$pattern" && (( n == 1 )) && [[ ! -e "$tmp/bad-$name" ]]; then
+        ok "$name: exit $rc: $(rank_output "$tmp/$name.out" | grep -im1 'error: ' | cut -c1-200)"
+    else
+        fail "$name: exit $rc, $n error line(s)$([[ -e "$tmp/bad-$name" ]] && echo ", $tmp/bad-$name was written")"
+        sed 's/^/    | /' "$tmp/$name.out" | head -15
+    fi
 }

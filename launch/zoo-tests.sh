@@ -69,16 +69,6 @@ sed 's/^/    | /' "$tmp/eval-tiny-tasks-2.out"
 echo "--- bad input: one clear error, cache untouched"
 snapshot() { find "$tmp/c1" -type f -printf '%p %s %T@\n' | sort; }
 cache_before="$(snapshot)"
-expect_error() {   # expect_error NAME PATTERN NP ARGS...
-    local name="$1" pattern="$2" np="$3"; shift 3
-    run_np "$np" "$tmp/$name.out" "$@"
-    local rc=$?
-    local n
-    n=$(grep -c "error: " "$tmp/$name.out")
-    if (( rc != 0 )) && grep -qE -- "$pattern" "$tmp/$name.out" && (( n == 1 )); then
-        ok "$name: exit $rc: $(grep -m1 'error: ' "$tmp/$name.out")"
-    else fail "$name: exit $rc, $n error line(s)"; sed 's/^/    | /' "$tmp/$name.out" | head; fi
-}
 sed 's/    epochs: 1$/    epochs: 1\n    epoch: 2/' "$tmp/tiny.yaml" >"$tmp/unknown.yaml"
 expect_error recipe-unknown-key "unknown.yaml: suites.tiny-seeds.epoch: unknown key" 2 zoo build "$tmp/unknown.yaml" --cache "$tmp/c1"
 sed 's/    models: 3/    models: -1/' "$tmp/tiny.yaml" >"$tmp/bad.yaml"
