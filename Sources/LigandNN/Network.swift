@@ -233,6 +233,7 @@ public final class Network<S: FloatScalar> {
     }
 
     /// Replaces every tensor; refuses missing, extra, mis-shaped or non-finite tensors by name.
+    @_specialize(exported: true, where S == Float)
     public func load(_ tensors: [String: TensorOf<S>], counters: [String: Int64] = [:], allowExtra: Bool = false) throws {
         let targets = stateDict()
         var known = Set<String>()

@@ -106,7 +106,12 @@ public struct TensorOf<Scalar: FloatScalar>: Equatable, Sendable {
 
     /// Whether every element is finite; the index of the first that is not, otherwise.
     @inlinable
-    public var firstNonFinite: Int? { storage.firstIndex { !$0.isFinite } }
+    public var firstNonFinite: Int? {
+        storage.withUnsafeBufferPointer { p in
+            for i in p.indices where !p[i].isFinite { return i }
+            return nil
+        }
+    }
 
     /// The same values in another scalar type.
     @inlinable

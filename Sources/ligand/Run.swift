@@ -78,6 +78,9 @@ struct Run: ParsableCommand {
                 say(String(format: "[%d/%d] %@ (%.0fs so far)", i + 1, plan.count, Self.label(p, r), Date().timeIntervalSince(started)))
                 records += try Self.execute(p, recipe: r, comm: comm, dataDirectory: dir, root: root, out: outDir, quiet: quiet, evaluator: evaluator, log: say)
             }
+            if evaluator.reused > 0 {
+                say("shared evaluation (rank 0): \(evaluator.reused) model-on-task test evaluations reused, \(evaluator.computed) computed")
+            }
             if comm.isRoot {
                 let report = RunReport(recipe: recipe, ranks: comm.size, records: records)
                 try Self.write(report, to: outDir)
