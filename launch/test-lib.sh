@@ -74,10 +74,11 @@ rank_output() {
 expect_error() {
     local name="$1" pattern="$2" np="$3"; shift 3
     run_np "$np" "$tmp/$name.out" "$@"
-    local rc=$? n
-    n=$(rank_output "$tmp/$name.out" | grep -ci "error: ")
-    if (( rc != 0 )) && rank_output "$tmp/$name.out" | grep -qE -- "$pattern" && (( n == 1 )) && [[ ! -e "$tmp/bad-$name" ]]; then
-        ok "$name: exit $rc: $(rank_output "$tmp/$name.out" | grep -im1 'error: ' | cut -c1-200)"
+    local rc=$? clean n
+    clean="$(rank_output "$tmp/$name.out")"
+    n=$(grep -ci "error: " <<<"$clean")
+    if (( rc != 0 )) && grep -qE -- "$pattern" <<<"$clean" && (( n == 1 )) && [[ ! -e "$tmp/bad-$name" ]]; then
+        ok "$name: exit $rc: $(grep -im1 'error: ' <<<"$clean" | cut -c1-200)"
     else
         fail "$name: exit $rc, $n error line(s)$([[ -e "$tmp/bad-$name" ]] && echo ", $tmp/bad-$name was written")"
         sed 's/^/    | /' "$tmp/$name.out" | head -15

@@ -44,21 +44,28 @@ public enum IDX {
         let headerLength = 4 + 4 * Int(b[3])
         guard b.count >= headerLength else { return nil }
         // parse() reports a bad magic or type itself; the size needs only the dimensions.
-        var total = 1
-        var dims: [Int] = []
-        for d in 0..<Int(b[3]) {
-            let o = 4 + 4 * d
-            let v = Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
-            dims.append(v)
-            let (p, overflow) = total.multipliedReportingOverflow(by: v)
-            guard !overflow else { throw DataError.badHeader(path: path, reason: "dimensions \(dims) overflow") }
-            total = p
-        }
+        let (dims, total) = try dimensions(b, rank: Int(b[3]), path: path)
         let (size, overflow) = total.addingReportingOverflow(headerLength)
         guard !overflow, size <= FileBytes.maxDecompressedSize else {
             throw DataError.badHeader(path: path, reason: "dimensions \(dims) declare \(total) bytes, more than the \(FileBytes.maxDecompressedSize)-byte limit")
         }
         return size
+    }
+
+    /// The `rank` big-endian dimensions after the 4-byte magic and their product, overflow-checked (the caller has
+    /// checked that `b` holds the whole header).
+    static func dimensions(_ b: [UInt8], rank: Int, path: String) throws -> (dims: [Int], elements: Int) {
+        var dims: [Int] = []
+        var elements = 1
+        for d in 0..<rank {
+            let o = 4 + 4 * d
+            let v = Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3])
+            dims.append(v)
+            let (p, overflow) = elements.multipliedReportingOverflow(by: v)
+            guard !overflow else { throw DataError.badHeader(path: path, reason: "dimensions \(dims) overflow") }
+            elements = p
+        }
+        return (dims, elements)
     }
 
     /// Parses an in-memory IDX file; `path` only names the source in errors.
@@ -82,16 +89,7 @@ public enum IDX {
         guard bytes.count >= headerLength else {
             throw DataError.badHeader(path: path, reason: "rank \(rank) needs a \(headerLength)-byte header, the file has \(bytes.count) bytes")
         }
-        var dims: [Int] = []
-        var elements = 1
-        for d in 0..<rank {
-            let o = 4 + 4 * d
-            let v = Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3])
-            dims.append(v)
-            let (p, overflow) = elements.multipliedReportingOverflow(by: v)
-            guard !overflow else { throw DataError.badHeader(path: path, reason: "dimensions \(dims) overflow") }
-            elements = p
-        }
+        let (dims, elements) = try dimensions(bytes, rank: rank, path: path)
         let actual = bytes.count - headerLength
         guard actual == elements else { throw DataError.payloadLength(path: path, expected: elements, actual: actual) }
         return IDXArray(path: path, elementType: type, dims: dims, payload: bytes[headerLength...])

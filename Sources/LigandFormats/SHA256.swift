@@ -56,14 +56,19 @@ public struct SHA256 {
         return state.flatMap { w in [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: w >> UInt32($0)) } }
     }
 
+    /// The digest in lowercase hex (finalizes).
+    public mutating func finalizeHex() -> String {
+        finalize().map { byte in
+            let s = String(byte, radix: 16)
+            return s.count == 1 ? "0" + s : s
+        }.joined()
+    }
+
     /// Lowercase hex digest of the bytes.
     public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
         var h = SHA256()
         h.update(bytes)
-        return h.finalize().map { byte in
-            let s = String(byte, radix: 16)
-            return s.count == 1 ? "0" + s : s
-        }.joined()
+        return h.finalizeHex()
     }
 
     public static func hex(_ bytes: [UInt8]) -> String {

@@ -29,7 +29,7 @@ public enum SafeTensors {
         if contentDigest {
             var h = SHA256()
             for t in encoded { h.update(t.bytes) }
-            meta[digestKey] = h.finalize().map { String(format: "%02x", $0) }.joined()
+            meta[digestKey] = h.finalizeHex()
         }
         let header = headerBytes(encoded, metadata: meta)
         try AtomicFile.write(to: url, inputs: inputs) { sink in

@@ -56,8 +56,9 @@ public enum ModelFile {
         // A file may only make us allocate what its own tensors hold (the header sized them against the file) plus
         // a small slack, so a slightly wrong file still reaches the per-tensor checks that name the tensor at fault.
         let held = file.entries.reduce(0) { $0 + $1.elementCount }
-        guard let needed = arch.stateElementCount, needed <= held + allocationSlack else {
-            throw ModelFileError.badArchitecture(path: file.url.path, reason: "describes a \(arch) of \(arch.stateElementCount.map(String.init) ?? "too many") values, but the file's tensors hold only \(held)")
+        let needed = arch.stateElementCount
+        guard let needed, needed <= held + allocationSlack else {
+            throw ModelFileError.badArchitecture(path: file.url.path, reason: "describes a \(arch) of \(needed.map(String.init) ?? "too many") values, but the file's tensors hold only \(held)")
         }
         return arch
     }

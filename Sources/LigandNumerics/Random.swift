@@ -16,11 +16,11 @@ public struct SeededRNG: RandomNumberGenerator, Sendable {
         s = (splitmix(), splitmix(), splitmix(), splitmix())
     }
 
-    /// A generator for a named sub-stream, so adding one consumer never shifts another's numbers.
     /// A generator whose weights are never drawn (initialisers give zeros): for a network whose every tensor is loaded next.
     public static var drawless: SeededRNG { var r = SeededRNG(seed: 0); r.drawless = true; return r }
     public private(set) var drawless = false
 
+    /// A generator for a named sub-stream, so adding one consumer never shifts another's numbers.
     public init(seed: UInt64, stream: String) {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in stream.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }

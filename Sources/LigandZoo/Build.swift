@@ -226,13 +226,9 @@ public enum ZooBuilder {
 
     /// The pretrained backbone under a new head of `classes` outputs.
     public static func expertNetwork(pretrained: Network<Float>, classes: Int, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
-        var arch = pretrained.architecture
-        arch.classes = classes
-        var tensors: [String: Tensor] = [:]
         let headNames = Set(pretrained.head.parameters.map(\.name))
-        for (name, value) in pretrained.stateDict() where !headNames.contains(name) { tensors[name] = value }
-        tensors[pretrained.head.weight.name] = head.weight
-        if let b = pretrained.head.bias { tensors[b.name] = head.bias }
-        return try Network<Float>.loaded(arch, tensors, counters: Dictionary(uniqueKeysWithValues: pretrained.batchCounters().map { ($0.name, $0.value) }))
+        var backbone: [String: Tensor] = [:]
+        for (name, value) in pretrained.stateDict() where !headNames.contains(name) { backbone[name] = value }
+        return try Merging.network(backbone: backbone, like: pretrained, classes: classes, head: head)
     }
 }

@@ -278,11 +278,12 @@ public struct Recipe: Sendable {
         spec.lr = try f.double("lr", positive: true)
         try f.finish()
         // The recipe's own weight limit (tighter than the architecture's) speaks first, in weights.
-        let weights = L.weightCount(spec.architecture(input: [28, 28, 1], classes: 10))
+        let arch = spec.architecture(input: [28, 28, 1], classes: 10)
+        let weights = L.weightCount(arch)
         guard let weights, weights <= L.maxWeights else {
             throw RecipeError(file: file, path: path, message: "has \(weights.map(L.grouped) ?? "more than \(L.grouped(Int.max))") weights, more than the limit of \(L.grouped(L.maxWeights)) per network")
         }
-        let problems = spec.architecture(input: [28, 28, 1], classes: 10).validationErrors()
+        let problems = arch.validationErrors()
         guard problems.isEmpty else { throw RecipeError(file: file, path: path, message: problems.joined(separator: "; ")) }
         return spec
     }

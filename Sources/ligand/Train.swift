@@ -26,8 +26,9 @@ struct ArchitectureOptions: ParsableArguments {
     func architecture(input: [Int], classes: Int) throws -> Architecture {
         let arch = try parsedArchitecture(input: input, classes: classes)
         // Sizes are checked before any weight is allocated: --hidden 100000,100000 would ask for 40 GB.
-        guard let weights = RecipeLimits.weightCount(arch), weights <= RecipeLimits.maxWeights else {
-            throw ValidationError("\(arch) has \(RecipeLimits.weightCount(arch).map(RecipeLimits.grouped) ?? "too many") weights, more than the limit of \(RecipeLimits.grouped(RecipeLimits.maxWeights))")
+        let weights = RecipeLimits.weightCount(arch)
+        guard let weights, weights <= RecipeLimits.maxWeights else {
+            throw ValidationError("\(arch) has \(weights.map(RecipeLimits.grouped) ?? "too many") weights, more than the limit of \(RecipeLimits.grouped(RecipeLimits.maxWeights))")
         }
         return arch
     }
