@@ -153,7 +153,8 @@ public enum FusionRun {
         timer.lap("load")
 
         func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
-        let evaluator = o.evaluator ?? Evaluator()
+        // A merge alone reads each keyed set of logits once: its own evaluator keeps nothing.
+        let evaluator = o.evaluator ?? Evaluator(budget: 0)
         /// Accuracy of a backbone with each task's head on each task's set, the tasks spread over the ranks; `model` names
         /// a backbone the run's evaluator may already have read on the test sets.
         func evaluate(_ backbone: StateDict, sets: [LabeledImages], model: String? = nil) throws -> [Double] {

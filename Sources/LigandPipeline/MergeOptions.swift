@@ -36,7 +36,7 @@ public struct MergeOptions {
     public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
     public var calibrationSeed: UInt64 = 0
     public var quiet = false
-    /// The run's shared evaluator (`ligand run` passes one to every merge; nil: this merge's own).
+    /// The run's shared evaluator (`ligand run` passes one to every merge; nil: nothing is kept).
     public var evaluator: Evaluator?
 
     public init(method: any MergeMethod.Type, suite: String, outDirectory: URL) {
@@ -44,11 +44,11 @@ public struct MergeOptions {
     }
 
     // The common parameters as the pipeline reads them.
-    public var calibrationSamples: Int? { parameters.integer(CommonParameters.calibrationSamples) }
+    public var calibrationSamples: Int? { parameters.calibrationSamples }
     public var reference: ReferenceRule { parameters.text(CommonParameters.reference).flatMap(ReferenceRule.init(text:)) ?? .first }
     /// The alignment run first (multi-level fusion), nil: none.
-    public var align: (any MergeMethod.Type)? { parameters.text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
-    public var bnSamples: Int { parameters.integer(CommonParameters.bnSamples) ?? 5000 }
+    public var align: (any MergeMethod.Type)? { parameters.align }
+    public var bnSamples: Int { parameters.bnSamples }
     public var batchNorm: BatchNormHandling { parameters.choice(CommonParameters.batchNorm) ?? .map }
     public var selectionSamples: Int { parameters.integer(CommonParameters.selectionSamples) ?? 1000 }
 

@@ -114,6 +114,9 @@ public enum MergeRun {
         guard !o.method.fuses else {
             throw PipelineError("--method \(o.method.name) fuses experts of different tasks into one backbone and needs a tasks suite; suite '\(input.suite)' is a \(input.suiteKind) suite")
         }
+        guard let method = o.method as? any SameTaskAlignment.Type else {
+            throw PipelineError("--method \(o.method.name) does not merge same-task models on its own")
+        }
         guard k >= 2 else { throw PipelineError("a merge needs at least two models, suite '\(input.suite)' gives \(k)\(k == 1 ? " (\(input.names[0]))" : "")") }
         do { try requireSameArchitecture(input.architectures, names: input.names) } catch { throw PipelineError(wrapping: error) }
         let arch = input.architectures[0]
@@ -197,9 +200,6 @@ public enum MergeRun {
         var rows: [ReportRow] = []
         let averaged = try fuse(states)
         timer.lap("average")
-        guard let method = o.method as? any SameTaskAlignment.Type else {
-            throw PipelineError("--method \(o.method.name) does not merge same-task models on its own")
-        }
         let context = AlignmentContext(comm: comm, shard: shard, names: input.names, nets: nets, states: states, reference: ref,
                                        referenceNet: referenceNet, graph: graph, layout: layout, frozen: frozen, parameters: o.parameters,
                                        seed: o.seed, calibration: input.calibration, batchSize: o.batchSize, quiet: o.quiet, log: log,
@@ -243,6 +243,9 @@ public enum MergeRun {
         guard !o.method.aligns else {
             throw PipelineError("--method \(o.method.name) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use \(MethodRegistry.all.filter { $0.accepts.contains(.tasks) }.map { $0.name }.joined(separator: ", ")))")
         }
+        guard let method = o.method as? any TaskVectorMerge.Type else {
+            throw PipelineError("--method \(o.method.name) does not combine task vectors")
+        }
         guard k >= 2 else { throw PipelineError("a merge needs at least two experts, suite '\(input.suite)' gives \(k)") }
         var stripped = input.architectures
         for i in stripped.indices { stripped[i].classes = 0 }
@@ -263,7 +266,8 @@ public enum MergeRun {
         timer.lap("load")
 
         func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
-        let evaluator = o.evaluator ?? Evaluator()
+        // A merge alone reads each keyed set of logits once: its own evaluator keeps nothing.
+        let evaluator = o.evaluator ?? Evaluator(budget: 0)
         /// The logits of `backbone` (its flat form, built only when not already evaluated) under task t's head on `data`.
         func readLogits(_ key: Evaluator.Key?, task t: Int, _ data: LabeledImages, backbone: () -> StateDict) throws -> [Float] {
             try evaluator.logits(key) {
@@ -289,9 +293,6 @@ public enum MergeRun {
             return h
         }
         let averageFlat = try shard.sum(experts).map { $0 / Double(k) }
-        guard let method = o.method as? any TaskVectorMerge.Type else {
-            throw PipelineError("--method \(o.method.name) does not combine task vectors")
-        }
         let context = TaskVectorContext(shard: shard, experts: experts, pretrained: preFlat, average: averageFlat, isParameter: isParameter,
                                         parameters: o.parameters, seed: o.seed) { mean(try evaluate($0, sets: input.calibration)) }
         let outcome = try method.merge(context)

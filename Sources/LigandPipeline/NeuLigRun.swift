@@ -48,13 +48,13 @@ public struct NeuLigOptions {
     // The parameters as the pipeline reads them.
     public var portland: PortlandConfig { NeuLig.portland(parameters, seed: seed) }
     /// Calibration images per task Portland trains on (nil: the suite's whole calibration split).
-    public var calibrationSamples: Int? { parameters.integer(CommonParameters.calibrationSamples) }
+    public var calibrationSamples: Int? { parameters.calibrationSamples }
     public var checkpointEvery: Int { parameters.integer(NeuLig.checkpointEvery) ?? 0 }
     public var baselines: Bool { parameters.flag(NeuLig.baselines) }
     public var batchMode: Bool { parameters.flag(NeuLig.batchMode) }
     /// Seeds/splits suites: the alignment before NeuLig (multi-level); nil: the models as trained.
-    public var align: (any MergeMethod.Type)? { parameters.text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
-    public var bnSamples: Int { parameters.integer(CommonParameters.bnSamples) ?? 5000 }
+    public var align: (any MergeMethod.Type)? { parameters.align }
+    public var bnSamples: Int { parameters.bnSamples }
     /// The task-arithmetic and TIES baselines' grids (tasks suites).
     public var lambdas: [Double] { parameters.numbers(TaskArithmetic.lambdas) }
     public var tiesKeep: [Double] { parameters.numbers(TIES.keep) }
@@ -331,7 +331,7 @@ public enum NeuLigRun {
             taProgress.finish()
             rows.append(row("task arithmetic", .baseline, try evaluate(try arithmetic(best.lambda), onTasks: all, sets: tests),
                             ["lambda": String(format: "%g", best.lambda)]))
-            rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, local: local, total: k, options: o, comm: comm) { flat in
+            rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, shard: ModelShard(total: k, comm: comm), options: o) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
             } test: { try evaluate($0, onTasks: all, sets: tests) })
             timer.lap("baselines")
@@ -381,7 +381,7 @@ public enum NeuLigRun {
 
     /// TIES beside NeuLig: MergeRun's distributed trim/elect/merge of the task vectors, k and λ chosen by `score` (calibration).
     static func tiesRow(pre: [(name: String, value: Tensor)], experts: [[(name: String, value: Tensor)]], averaged: [(name: String, value: Tensor)],
-                        local: Range<Int>, total: Int, options o: NeuLigOptions, comm: Communicator,
+                        shard: ModelShard, options o: NeuLigOptions,
                         score: ([(name: String, value: Tensor)]) throws -> Double,
                         test: ([(name: String, value: Tensor)]) throws -> [Double]) throws -> ReportRow {
         guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError("the TIES baseline needs a λ grid and a kept-fraction grid", everyRank: false) }
@@ -404,10 +404,9 @@ public enum NeuLigRun {
         }
         var best = (keep: o.tiesKeep[0], lambda: o.lambdas[0], score: -1.0, delta: [Double]())
         let progress = PhaseProgress("TIES k × λ (calibration)", total: o.tiesKeep.count * o.lambdas.count,
-                                     style: (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
+                                     style: (o.quiet || !shard.comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
         for (i, keep) in o.tiesKeep.enumerated() {
-            let delta = try TIES.mergedTaskVector(localExperts: localFlat, pretrained: preFlat, isParameter: isParameter, keepFraction: keep,
-                                                  shard: ModelShard(total: total, comm: comm))
+            let delta = try TIES.mergedTaskVector(localExperts: localFlat, pretrained: preFlat, isParameter: isParameter, keepFraction: keep, shard: shard)
             for (j, l) in o.lambdas.enumerated() {
                 let s = try score(combine(delta, l))
                 if s > best.score { best = (keep, l, s, delta) }

@@ -141,9 +141,11 @@ extension NeuLigRun {
         let aligned = o.align != nil
         let summary = merged.report.rows.filter { r in r.kind != .single && (r.kind != .reference || aligned) }
         var rows: [ReportRow] = summary.map { r in
+            // The merge run first (average, or the alignment) is a baseline beside NeuLig's fused model.
+            guard r.kind == .fused else { return r }
             var r = r
-            if r.name == "fused: average" { r.name = "weight averaging (no alignment)"; r.kind = .baseline }
-            if let a = o.align, r.name == "fused: \(a.name)" { r.name = "\(a.name) alone (fused: \(a.name))"; r.kind = .baseline }
+            r.name = o.align.map { "\($0.name) alone (fused: \($0.name))" } ?? "weight averaging (no alignment)"
+            r.kind = .baseline
             return r
         }
         rows.append(ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: .portlandEnsemble, accuracies: [portlandEnsemble], mean: portlandEnsemble))

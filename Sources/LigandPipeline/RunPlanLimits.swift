@@ -7,7 +7,7 @@ extension SubsetRule {
         switch self {
         case .first: return 1
         case .all: return RecipeLimits.binomial(n, k, cap: cap)
-        case .random(let c): return RecipeLimits.binomial(n, k, cap: c).map { Swift.min($0, c) } ?? (c <= cap ? c : nil)
+        case .random(let c): return RecipeLimits.binomial(n, k, cap: c) ?? (c <= cap ? c : nil)
         }
     }
 }

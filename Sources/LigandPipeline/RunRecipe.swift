@@ -63,8 +63,6 @@ public struct RunMethod {
         guard parameters.isSet(CommonParameters.batchNorm), let bn = parameters.text(CommonParameters.batchNorm) else { return name }
         return bn == "map" ? name : "\(name) (bn \(bn))"
     }
-    /// The alignment run first (multi-level), nil: none.
-    public var alignFirst: (any MergeMethod.Type)? { parameters.text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
     /// The settings as the recipe wrote them, for the report.
     public var settings: [String: String] = [:]
 

@@ -24,7 +24,7 @@ extension ReportCommand {
 }
 
 /// Refuses an output directory that exists as something else: createDirectory's own error reads "The operation
-/// could not be completed. (NSCocoaErrorDomain error 512.)". `ligand run --out` should call this too.
+/// could not be completed. (NSCocoaErrorDomain error 512.)" (`ligand report`, `run` and `merge` call this).
 func checkOutputDirectory(_ path: String, flag: String) throws {
     // The nearest existing ancestor decides: a file there means no directory can be created below it.
     var url = URL(fileURLWithPath: path).standardizedFileURL

@@ -148,7 +148,7 @@ final class NeuLigSameTaskTests: XCTestCase {
         let preFlat = pre.flatMap { $0.value.storage.map(Double.init) }
         let comm = InProcessCommunicator.single()
         var tested: [Double] = []
-        let row = try NeuLigRun.tiesRow(pre: pre, experts: experts, averaged: pre, local: 0..<3, total: 3, options: o, comm: comm) { t in
+        let row = try NeuLigRun.tiesRow(pre: pre, experts: experts, averaged: pre, shard: ModelShard(total: 3, comm: comm), options: o) { t in
             // Scores the kept fraction (changed coordinates); every λ ties, so the first λ of the best k wins.
             let v = t.flatMap { $0.value.storage.map(Double.init) }
             return Double(zip(v, preFlat).filter { $0 != $1 }.count)

@@ -141,7 +141,7 @@ final class RunRecipeTests: XCTestCase {
         XCTAssertEqual(e.files?.calibration, 1000)
         XCTAssertEqual(e.files?.calibrationSeed, 3)
         XCTAssertEqual(e.methods.map(\.name), ["average", "cca", "progressive"])
-        XCTAssertEqual(e.methods[2].alignFirst?.name, "cca")
+        XCTAssertEqual(e.methods[2].parameters.align?.name, "cca")
         let d = r.experiments[1]
         XCTAssertEqual(d.k, [2], "no k: every file")
         XCTAssertEqual(d.files?.calibration, 5000, "the default hold-out")

@@ -39,16 +39,8 @@ public enum DARE: TaskVectorMerge {
         for p in c.parameters.numbers(drop) {
             let experts = zip(c.shard.local, c.experts).map { i, e in rescaled(e, pretrained: c.pretrained, isParameter: c.isParameter, p: p, seed: c.seed, index: i) }
             let label = "p=\(MergeRun.formatted(p)),"
-            let candidate: (outcome: TaskVectorOutcome, score: Double)
-            if c.parameters.text(then) == TIES.name {
-                candidate = try TIES.search(c, experts: experts, label: label, hyperparameters: ["p": MergeRun.formatted(p)])
-            } else {
-                let delta = try c.taskVectorSum(experts)
-                var s: [String: Double] = [:]
-                let l = try c.bestLambda(delta, lambdas: c.parameters.numbers(TaskArithmetic.lambdas), label: { label + "lambda=\(MergeRun.formatted($0))" }, scores: &s)
-                candidate = (TaskVectorOutcome(backbone: c.combine(delta, l.lambda),
-                                               hyperparameters: ["p": MergeRun.formatted(p), "lambda": MergeRun.formatted(l.lambda)], calibrationScores: s), l.score)
-            }
+            let search = c.parameters.text(then) == TIES.name ? TIES.search : TaskArithmetic.search
+            let candidate = try search(c, experts, label, ["p": MergeRun.formatted(p)])
             scores.merge(candidate.outcome.calibrationScores) { a, _ in a }
             if best == nil || candidate.score > best!.score { best = candidate }
         }

@@ -42,7 +42,6 @@ public extension MergeMethod {
     /// Whether it needs a pretrained model (it combines task vectors, so merges tasks suites only).
     static var needsPretrained: Bool { !accepts.contains(.seeds) }
     static var fuses: Bool { family == .leastSquares }
-    static func takes(_ p: MethodParameter) -> Bool { parameters.contains(p) }
 }
 
 /// Every merge method, in the order help and docs list them. Adding a method: its file, and one line here.
@@ -63,9 +62,6 @@ public enum MethodRegistry {
     public static var names: [String] { all.map { $0.name } }
 
     public static func method(named name: String) -> (any MergeMethod.Type)? { all.first { $0.name == name } }
-
-    /// The methods that align diverse-origin models (the values of `align`).
-    public static var alignments: [any MergeMethod.Type] { all.filter { $0.aligns } }
 
     /// Refuses a method for a suite kind it cannot merge, saying which methods can.
     public static func check(_ m: any MergeMethod.Type, kind: SuiteKind, modelFiles: Bool = false) -> String? {

@@ -171,8 +171,12 @@ public struct ParameterValues: Sendable, Equatable {
     }
 
     public func isSet(_ p: MethodParameter) -> Bool { given[p.key] != nil }
-    /// The recipe keys the user set, with their values as text (the report's settings).
-    public var settings: [String: String] { given.mapValues(\.description) }
+    // The common parameters as every pipeline reads them.
+    /// Calibration images (per task) for statistics and fitted choices (nil: the whole calibration split).
+    public var calibrationSamples: Int? { integer(CommonParameters.calibrationSamples) }
+    /// The alignment run first (multi-level fusion), nil: none.
+    public var align: (any MergeMethod.Type)? { text(CommonParameters.align).flatMap(MethodRegistry.method(named:)) }
+    public var bnSamples: Int { integer(CommonParameters.bnSamples) ?? 5000 }
 
     public func value(_ p: MethodParameter) -> ParameterValue? { given[p.key] ?? p.defaultValue }
     public func numbers(_ p: MethodParameter) -> [Double] { if case .numbers(let v)? = value(p) { return v }; return [] }

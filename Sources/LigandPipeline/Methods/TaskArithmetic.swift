@@ -17,10 +17,17 @@ public enum TaskArithmetic: TaskVectorMerge {
         requirement: "every λ must be finite")
 
     public static func merge(_ c: TaskVectorContext) throws -> TaskVectorOutcome {
-        let delta = try c.taskVectorSum()
+        try search(c, experts: c.experts).outcome
+    }
+
+    /// The λ grid over `experts` (DARE hands its rescaled experts here).
+    static func search(_ c: TaskVectorContext, experts: [[Double]], label: String = "",
+                       hyperparameters extra: [String: String] = [:]) throws -> (outcome: TaskVectorOutcome, score: Double) {
+        let delta = try c.taskVectorSum(experts)
         var scores: [String: Double] = [:]
-        let best = try c.bestLambda(delta, lambdas: c.parameters.numbers(lambdas), label: { "lambda=\(MergeRun.formatted($0))" }, scores: &scores)
-        return TaskVectorOutcome(backbone: c.combine(delta, best.lambda), hyperparameters: ["lambda": MergeRun.formatted(best.lambda)],
-                                 calibrationScores: scores)
+        let best = try c.bestLambda(delta, lambdas: c.parameters.numbers(lambdas), label: { label + "lambda=\(MergeRun.formatted($0))" }, scores: &scores)
+        var hp = extra
+        hp["lambda"] = MergeRun.formatted(best.lambda)
+        return (TaskVectorOutcome(backbone: c.combine(delta, best.lambda), hyperparameters: hp, calibrationScores: scores), best.score)
     }
 }

@@ -38,8 +38,8 @@ public final class TaskVectorContext {
     public func score(_ backbone: [Double]) throws -> Double { try scoreOnCalibration(backbone) }
 
     /// Σ_k τ_k = Σ_k (θ_k − θ_pre) over every expert, rank-count independent.
-    public func taskVectorSum(_ localExperts: [[Double]]? = nil) throws -> [Double] {
-        try shard.sum((localExperts ?? experts).map { e in (0..<e.count).map { e[$0] - pretrained[$0] } })
+    public func taskVectorSum(_ localExperts: [[Double]]) throws -> [Double] {
+        try shard.sum(localExperts.map { e in (0..<e.count).map { e[$0] - pretrained[$0] } })
     }
 
     /// θ_pre + λ·delta on parameters, the experts' average on running statistics.
