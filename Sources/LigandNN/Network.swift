@@ -54,6 +54,7 @@ public final class Network<S: FloatScalar> {
     }
 
     /// A network of `arch` holding `tensors` (every one required, as `load` checks); no initial weights are drawn.
+    @_specialize(exported: true, where S == Float)
     public static func loaded(_ arch: Architecture, _ tensors: [String: TensorOf<S>], counters: [String: Int64] = [:]) throws -> Network {
         let net = try Network(arch, rng: .drawless)
         try net.load(tensors, counters: counters)
@@ -61,6 +62,7 @@ public final class Network<S: FloatScalar> {
     }
 
     /// A network of `arch` whose weights `initial` draws (`.drawless`: zeros, for a network loaded next).
+    @_specialize(exported: true, where S == Float)
     public init(_ arch: Architecture, rng initial: SeededRNG) throws {
         let problems = arch.validationErrors()
         guard problems.isEmpty else { throw NetworkError.invalidArchitecture(problems) }

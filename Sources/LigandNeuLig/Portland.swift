@@ -250,10 +250,12 @@ public final class Portland {
             var z = [Double](repeating: 0, count: rows.count * d)
             let shift = featureShift[i], scale = featureScale[i]
             f.withUnsafeBufferPointer { src in z.withUnsafeMutableBufferPointer { dst in
-                for (r, i) in rows.enumerated() {
-                    let from = src.baseAddress! + i * d, to = dst.baseAddress! + r * d
-                    for j in 0..<d { to[j] = (Double(from[j]) - shift[j]) * scale[j] }
-                }
+                shift.withUnsafeBufferPointer { sh in scale.withUnsafeBufferPointer { sc in
+                    for (r, i) in rows.enumerated() {
+                        let from = src.baseAddress! + i * d, to = dst.baseAddress! + r * d
+                        for j in 0..<d { to[j] = (Double(from[j]) - sh[j]) * sc[j] }
+                    }
+                } }
             } }
             return TensorOf<Double>(shape: [rows.count, d], storage: z)
         }
@@ -363,12 +365,17 @@ public final class Portland {
         let (result, gW, gB) = try lossAndGradients(task: ti, rows: rows)
         step += 1
         let c1 = 1 - pow(config.beta1, Double(step)), c2 = 1 - pow(config.beta2, Double(step))
+        let (beta1, beta2, lr, eps) = (config.beta1, config.beta2, config.learningRate, config.eps)
         func adam(_ p: inout [Double], _ m: inout [Double], _ v: inout [Double], _ g: [Double]) {
-            for i in 0..<p.count {
-                m[i] = config.beta1 * m[i] + (1 - config.beta1) * g[i]
-                v[i] = config.beta2 * v[i] + (1 - config.beta2) * g[i] * g[i]
-                p[i] -= config.learningRate * (m[i] / c1) / ((v[i] / c2).squareRoot() + config.eps)
-            }
+            p.withUnsafeMutableBufferPointer { p in m.withUnsafeMutableBufferPointer { m in v.withUnsafeMutableBufferPointer { v in
+                g.withUnsafeBufferPointer { g in
+                    for i in 0..<p.count {
+                        m[i] = beta1 * m[i] + (1 - beta1) * g[i]
+                        v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
+                        p[i] -= lr * (m[i] / c1) / ((v[i] / c2).squareRoot() + eps)
+                    }
+                }
+            } } }
         }
         adam(&weights, &mW, &vW, gW)
         adam(&bias, &mB, &vB, gB)

@@ -408,9 +408,10 @@ public enum MergeRun {
         guard o.architecture != nil || labels.count == 1 else {
             throw PipelineError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
         }
+        let evaluator = o.evaluator ?? Evaluator(budget: 0)
         let data: ZooData, splits: SuiteSplits
         do {
-            data = try ZooData.load(directory: o.dataDirectory)
+            data = try evaluator.data(o.dataDirectory)
             splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
         } catch { throw PipelineError(wrapping: error) }
         let (calIdx, selectionIdx) = o.cutCalibration(splits.calibration)
@@ -446,13 +447,10 @@ public enum MergeRun {
             }
         }
         let cal = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(calIdx)) } }
-        let test = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.test) } }
+        let test = try agreeing(comm, "task data") { try experts.map { try evaluator.testSet($0.task, of: data) } }
         var input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
                                 load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
-        // The zoo's files never change within a run: a file's path names its tensors, a task and the data directory its test set.
-        input.keys = TasksKeys(experts: experts.map { $0.url.standardizedFileURL.path },
-                               pretrained: dir.appendingPathComponent(preModel.file).standardizedFileURL.path,
-                               test: experts.map { "\($0.task.rawValue) test set of \(o.dataDirectory.standardizedFileURL.path)" })
+        input.keys = TasksKeys(experts: experts, pretrained: dir.appendingPathComponent(preModel.file), dataDirectory: o.dataDirectory)
         if o.method.fuses {
             guard o.align == nil else { throw PipelineError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
             let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }

@@ -38,6 +38,8 @@ public struct NeuLigOptions {
     /// Model files: training images held out (stratified by class, seeded) as the calibration split.
     public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
     public var calibrationSeed: UInt64 = 0
+    /// The run's shared evaluator (`ligand run` passes one to every merge; nil: nothing is kept).
+    public var evaluator: Evaluator?
 
     public init(suite: String, outDirectory: URL, checkpointDirectory: URL? = nil) {
         self.suite = suite
@@ -170,7 +172,9 @@ public enum NeuLigRun {
         }
         let k = experts.count
         let local = ModelShard(total: k, comm: comm).local
-        let data = try ZooData.load(directory: o.dataDirectory)
+        let evaluator = o.evaluator ?? Evaluator(budget: 0)
+        let keys = TasksKeys(experts: experts, pretrained: dir.appendingPathComponent(pretrainedModel.file), dataDirectory: o.dataDirectory)
+        let data = try evaluator.data(o.dataDirectory)
         let splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
 
         // Every rank reads every task's head (small), so a missing or misfit head fails on all ranks alike; only its own experts' backbones.
@@ -233,10 +237,16 @@ public enum NeuLigRun {
         var batchModeAccuracy = [Double](repeating: 0, count: k)
         let evalProgress = PhaseProgress("evaluation (test, ensembles)", total: k, style: style)
         for (ti, e) in experts.enumerated() {
-            let test = try e.task.apply(data.test)
+            let test = try evaluator.testSet(e.task, of: data)
             tests.append(test)
             let n = test.count, c = e.task.classes
-            let feats = nets.map { Trainer.featureRows($0, data: test) }
+            let feats = nets.enumerated().map { i, net in
+                evaluator.features(model: keys.experts[local.lowerBound + i], data: keys.test[ti]) { Trainer.featureRows(net, data: test) }
+            }
+            // The experts' logits, as a forward pass gives them, for the run's other merges (their ensembles).
+            for (i, f) in feats.enumerated() where o.evaluator != nil {
+                _ = evaluator.logits(keys.test(model: keys.experts[local.lowerBound + i], task: ti)) { Trainer.headLogits(f, head: heads[ti], like: probe) }
+            }
             let u = feats.map { f -> [Double] in headOutputs(f, n: n, width: width, head: heads[ti]) }
             let soft = u.map { Loss.softmax(TensorOf<Double>(shape: [n, c], storage: $0)).storage }
             let pEns = try deterministicSum(contributions: soft.enumerated().map { (local.lowerBound + $0.offset, $0.element) }, total: k, comm: comm)
@@ -273,14 +283,16 @@ public enum NeuLigRun {
         evalProgress.finish()
         timer.lap("ensembles")
 
-        /// Accuracy of backbone θ with each task's head on that task's test set, tasks spread over ranks.
+        /// Accuracy of backbone θ with task ti's head on task ti's set (this rank alone).
+        func accuracy(_ backbone: [(name: String, value: Tensor)], task ti: Int, sets: [LabeledImages]) throws -> Double {
+            let net = try Merging.network(backbone: Dictionary(uniqueKeysWithValues: backbone.map { ($0.name, $0.value) }), like: probe,
+                                          classes: experts[ti].task.classes, head: heads[ti])
+            return try Trainer.accuracy(net, data: sets[ti], indices: Array(0..<sets[ti].count))
+        }
+        /// Accuracy of backbone θ with each task's head on that task's set, task ti on rank ti mod size.
         func evaluate(_ backbone: [(name: String, value: Tensor)], onTasks which: [Int], sets: [LabeledImages]) throws -> [Double] {
             var acc = [Double](repeating: 0, count: k)
-            let dict = Dictionary(uniqueKeysWithValues: backbone.map { ($0.name, $0.value) })
-            for (j, ti) in which.enumerated() where j % comm.size == comm.rank {
-                let net = try Merging.network(backbone: dict, like: probe, classes: experts[ti].task.classes, head: heads[ti])
-                acc[ti] = try Trainer.accuracy(net, data: sets[ti], indices: Array(0..<sets[ti].count))
-            }
+            for ti in which where ti % comm.size == comm.rank { acc[ti] = try accuracy(backbone, task: ti, sets: sets) }
             try comm.allreduce(&acc, op: .sum)
             return acc
         }
@@ -289,8 +301,16 @@ public enum NeuLigRun {
         }
         let all = Array(0..<k)
         var taskMode = [Double](repeating: 0, count: k)
-        let fusedProgress = PhaseProgress("evaluation (test, fused per task)", total: k, style: style)
-        for ti in 0..<k { taskMode[ti] = try evaluate(try fuse(perTask[ti]), onTasks: [ti], sets: tests)[ti]; fusedProgress.update(ti + 1) }
+        let fusedProgress = PhaseProgress("evaluation (test, fused per task)", total: (k - comm.rank + comm.size - 1) / comm.size, style: style)
+        // Every rank takes part in every fusion and keeps the models of its tasks (ti mod size), then evaluates them at once.
+        var mine: [(task: Int, backbone: [(name: String, value: Tensor)])] = []
+        for ti in 0..<k {
+            let fused = try fuse(perTask[ti])
+            if ti % comm.size == comm.rank { mine.append((ti, fused)) }
+        }
+        for (j, m) in mine.enumerated() { taskMode[m.task] = try accuracy(m.backbone, task: m.task, sets: tests); fusedProgress.update(j + 1) }
+        mine = []
+        try comm.allreduce(&taskMode, op: .sum)
         fusedProgress.finish()
         timer.lap("fused-task")
         let globalBackbone = try fuse(global)

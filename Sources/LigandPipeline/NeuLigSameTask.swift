@@ -37,6 +37,7 @@ extension NeuLigRun {
         ao.calibrationHoldout = o.calibrationHoldout
         ao.calibrationSeed = o.calibrationSeed
         ao.dataDirectory = o.dataDirectory
+        ao.evaluator = o.evaluator
         let input: SameTaskInputs
         do {
             let origin: SameTaskOrigin = suite.map { .suite(directory: $0.directory, manifest: $0.manifest) } ?? .files(o.modelFiles ?? [])

@@ -101,7 +101,7 @@ extension MergeRun {
             kind = "models"
         }
         let data: ZooData
-        do { data = try ZooData.load(directory: o.dataDirectory) } catch { throw PipelineError(wrapping: error) }
+        do { data = try (o.evaluator ?? Evaluator(budget: 0)).data(o.dataDirectory) } catch { throw PipelineError(wrapping: error) }
         let calIdx: [Int], train: [Int]
         switch origin {
         case .suite(_, let manifest):

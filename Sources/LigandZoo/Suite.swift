@@ -227,4 +227,22 @@ extension Trainer {
         }
         return out
     }
+
+    /// Logits [count × classes] of `head` on feature rows, in `logits(_:data:indices:)`'s batches, so the bits are
+    /// those of the forward pass of `like`'s backbone with this head.
+    public static func headLogits(_ features: [Float], head: (weight: Tensor, bias: Tensor), like: Network<Float>, batchSize: Int = 500) -> [Float] {
+        let d = like.featureWidth, c = head.weight.shape[0]
+        var rng = SeededRNG.drawless
+        let linear = Linear<Float>(name: like.head.weight.name, inFeatures: d, outFeatures: c, bias: like.head.bias != nil, rng: &rng)
+        linear.weight.value = head.weight
+        linear.bias?.value = head.bias
+        let n = features.count / d
+        var out = [Float]()
+        out.reserveCapacity(n * c)
+        for lo in stride(from: 0, to: n, by: batchSize) {
+            let rows = min(batchSize, n - lo)
+            out += linear.forward(Tensor(shape: [rows, d], storage: Array(features[(lo * d)..<((lo + rows) * d)])), training: false).storage
+        }
+        return out
+    }
 }

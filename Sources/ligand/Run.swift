@@ -144,6 +144,7 @@ struct Run: ParsableCommand {
         o.quiet = quiet
         o.zooRoot = root
         o.dataDirectory = data
+        o.evaluator = evaluator
         let report: NeuLigReport
         do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw PipelineError("\(e.name): neulig: \(err)", everyRank: err.everyRank) }
         let sameTask = report.suiteKind != nil

@@ -3,6 +3,7 @@ import LigandCollective
 import LigandData
 import LigandNN
 import LigandNumerics
+import LigandZoo
 @testable import LigandPipeline
 
 /// The run's Evaluator (Evaluator.swift): logits kept within a budget, and merges sharing one get the same reports while
@@ -22,6 +23,39 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertEqual(calls, 5, "no key: never kept")
         XCTAssertEqual(e.reused, 1)
         XCTAssertEqual(e.computed, 5)
+    }
+
+    func testFeaturesTakeAtMostHalfTheBudgetSoLogitsKeepTheirRoom() {
+        let e = Evaluator(budget: 100)
+        var calls = 0
+        func ten() -> [Float] { calls += 1; return [Float](repeating: 1, count: 10) }
+        _ = e.features(model: "m0", data: "d", ten); _ = e.features(model: "m0", data: "d", ten)
+        XCTAssertEqual(calls, 1, "40 bytes of features: within half of 100")
+        _ = e.features(model: "m1", data: "d", ten); _ = e.features(model: "m1", data: "d", ten)
+        XCTAssertEqual(calls, 3, "80 bytes would pass half the budget: computed every time")
+        _ = e.logits(Evaluator.Key(model: "m1", head: "h", data: "d"), ten); _ = e.logits(Evaluator.Key(model: "m1", head: "h", data: "d"), ten)
+        XCTAssertEqual(calls, 4, "logits still fit in the other half")
+        _ = e.features(model: nil, data: "d", ten); _ = e.features(model: nil, data: "d", ten)
+        XCTAssertEqual(calls, 6, "no model key: never kept")
+    }
+
+    /// NeuLig hands the run's evaluator logits made from its feature rows: they must be the forward pass's bits, for
+    /// any head (another task's) and a last batch shorter than the others.
+    func testHeadLogitsFromFeaturesAreTheForwardPassBits() throws {
+        let arch = Architecture.mlp(hidden: [24, 16], input: [5, 5, 1], classes: 4)
+        let net = try Network<Float>(arch, seed: 11)
+        var r = SeededRNG(seed: 12)
+        let n = 1_234
+        let data = LabeledImages(height: 5, width: 5, channels: 1, pixels: (0..<(n * 25)).map { _ in Float(r.normal()) }, labels: (0..<n).map { $0 % 4 }, classCount: 4)
+        let features = Trainer.featureRows(net, data: data)
+        let own = (weight: net.head.weight.value, bias: net.head.bias!.value)
+        XCTAssertEqual(Trainer.headLogits(features, head: own, like: net).map(\.bitPattern),
+                       Trainer.logits(net, data: data, indices: Array(0..<n)).storage.map(\.bitPattern))
+        let other = (weight: Tensor(shape: [7, 16], storage: (0..<112).map { _ in Float(r.normal()) }), bias: Tensor(shape: [7], storage: (0..<7).map { _ in Float(r.normal()) }))
+        let backbone = Dictionary(uniqueKeysWithValues: net.stateDict().filter { !$0.name.hasPrefix("fc.") && $0.name != net.head.weight.name && $0.name != net.head.bias!.name }.map { ($0.name, $0.value) })
+        let withOther = try Merging.network(backbone: backbone, like: net, classes: 7, head: other)
+        XCTAssertEqual(Trainer.headLogits(features, head: other, like: net).map(\.bitPattern),
+                       Trainer.logits(withOther, data: data, indices: Array(0..<n)).storage.map(\.bitPattern))
     }
 
     func testMergesSharingAnEvaluatorReportTheSameAndComputeEachKeyedLogitOnce() throws {
