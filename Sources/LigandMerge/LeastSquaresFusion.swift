@@ -23,129 +23,24 @@ public enum FusionError: Error, Equatable, CustomStringConvertible, LocalizedErr
     public var errorDescription: String? { description }
 }
 
-/// One linear or convolution layer of a backbone as least-squares fusion sees it: where its input comes from
-/// (the network input or a merge-point tap, then max-pools / a global average pool), its geometry, and the
-/// BatchNorm folded into it.
-public struct FusionUnit: Equatable, Sendable {
-    public enum Source: Equatable, Sendable {
-        case image
-        /// The i-th tap of `Network.features` in call order (a ResNet stream appears once per block).
-        case tap(Int)
-    }
-    /// Layer prefix in the state dict, e.g. "layers.0", "features.3", "layer2.0.shortcut.0".
-    public let name: String
-    public let source: Source
-    /// Per-sample shape of the source: [h, w, c], or [features] for an MLP tap.
-    public let sourceShape: [Int]
-    /// 2×2 max-pools between the source and this layer.
-    public let pools: Int
-    public let globalPool: Bool
-    /// 0 for a linear layer.
-    public let kernel: Int
-    public let stride: Int, padding: Int
-    /// Channels (convolution) or features (linear) of the input.
-    public let inChannels: Int
-    public let outChannels: Int
-    public let hasBias: Bool
-    /// Prefix of the BatchNorm that follows the layer and is folded into it.
-    public let batchNorm: String?
-
-    public var isConv: Bool { kernel > 0 }
-    public var weightName: String { name + ".weight" }
-    public var biasName: String? { hasBias ? name + ".bias" : nil }
-    /// Columns of the layer's input rows: kh·kw·c (im2col, tap-major) or the feature count.
-    public var columns: Int { isConv ? kernel * kernel * inChannels : inChannels }
-
-    /// Per-sample shape of the layer's input, after the pools.
-    public var inputShape: [Int] {
-        guard sourceShape.count == 3 else { return sourceShape }
-        var (h, w) = (sourceShape[0], sourceShape[1])
-        for _ in 0..<pools { h /= 2; w /= 2 }
-        if globalPool { return [sourceShape[2]] }
-        return isConv ? [h, w, sourceShape[2]] : [h * w * sourceShape[2]]
-    }
-
-    public var geometry: ConvGeometry? {
-        guard isConv else { return nil }
-        let s = inputShape
-        return ConvGeometry(height: s[0], width: s[1], channels: s[2], kernelH: kernel, kernelW: kernel, stride: stride, padding: padding)
-    }
-
-    /// Input rows each sample contributes (output positions of a convolution).
-    public var rowsPerSample: Int { geometry.map { $0.outHeight * $0.outWidth } ?? 1 }
-
-    static func linear(_ name: String, _ source: Source, _ shape: [Int], pools: Int = 0, globalPool: Bool = false, in i: Int, out o: Int) -> FusionUnit {
-        FusionUnit(name: name, source: source, sourceShape: shape, pools: pools, globalPool: globalPool, kernel: 0, stride: 1, padding: 0,
-                   inChannels: i, outChannels: o, hasBias: true, batchNorm: nil)
-    }
-}
-
 /// The backbone layers of an architecture in the order progressive fusion visits them (each layer after
 /// every layer its input depends on), and the classification head's input.
 public struct FusionPlan: Sendable {
     public let architecture: Architecture
-    public let units: [FusionUnit]
-    public let head: FusionUnit
+    public let units: [WeightLayer]
+    public let head: WeightLayer
 
     public init(_ a: Architecture) throws {
-        let problems = a.validationErrors()
-        guard problems.isEmpty else { throw FusionError.invalidInput("invalid architecture: " + problems.joined(separator: "; ")) }
+        let net: Network<Float>
+        do { net = try Network<Float>(a, rng: .drawless) } catch { throw FusionError.invalidInput("\(error)") }
         architecture = a
-        let (h0, w0, c0) = (a.input[0], a.input[1], a.input[2])
-        var units: [FusionUnit] = []
-        switch a.kind {
-        case .mlp:
-            var source = FusionUnit.Source.image, shape = [h0, w0, c0], width = h0 * w0 * c0
-            for (i, out) in (a.hidden ?? []).enumerated() {
-                units.append(.linear("layers.\(2 * i)", source, shape, in: width, out: out))
-                source = .tap(i); shape = [out]; width = out
-            }
-            head = .linear("head", source, shape, in: width, out: a.classes)
-        case .vgg:
-            var source = FusionUnit.Source.image, shape = [h0, w0, c0], pools = 0, index = 0, taps = 0
-            var (h, w, c) = (h0, w0, c0)
-            for item in a.config ?? [] {
-                switch item {
-                case .conv(let out):
-                    units.append(FusionUnit(name: "features.\(index)", source: source, sourceShape: shape, pools: pools, globalPool: false,
-                                            kernel: 3, stride: 1, padding: 1, inChannels: c, outChannels: out, hasBias: true,
-                                            batchNorm: a.hasBatchNorm ? "features.\(index + 1)" : nil))
-                    c = out; source = .tap(taps); shape = [h, w, c]; pools = 0; taps += 1; index += a.hasBatchNorm ? 3 : 2
-                case .pool:
-                    h /= 2; w /= 2; pools += 1; index += 1
-                }
-            }
-            head = .linear("classifier", source, shape, pools: pools, globalPool: true, in: c, out: a.classes)
-        case .resnet20:
-            let widths = [16, 32, 64].map { $0 * (a.width ?? 1) }
-            units.append(FusionUnit(name: "conv1", source: .image, sourceShape: [h0, w0, c0], pools: 0, globalPool: false, kernel: 3, stride: 1,
-                                    padding: 1, inChannels: c0, outChannels: widths[0], hasBias: false, batchNorm: "bn1"))
-            var (h, w, c) = (h0, w0, widths[0])
-            var block = 0
-            for stage in 0..<3 {
-                for b in 0..<3 {
-                    let name = "layer\(stage + 1).\(b)", stride = (stage > 0 && b == 0) ? 2 : 1, out = widths[stage]
-                    let input = FusionUnit.Source.tap(2 * block), inner = FusionUnit.Source.tap(2 * block + 1)
-                    let oh = (h + 2 - 3) / stride + 1, ow = (w + 2 - 3) / stride + 1
-                    units.append(FusionUnit(name: "\(name).conv1", source: input, sourceShape: [h, w, c], pools: 0, globalPool: false, kernel: 3,
-                                            stride: stride, padding: 1, inChannels: c, outChannels: out, hasBias: false, batchNorm: "\(name).bn1"))
-                    units.append(FusionUnit(name: "\(name).conv2", source: inner, sourceShape: [oh, ow, out], pools: 0, globalPool: false, kernel: 3,
-                                            stride: 1, padding: 1, inChannels: out, outChannels: out, hasBias: false, batchNorm: "\(name).bn2"))
-                    if stride != 1 || c != out {
-                        units.append(FusionUnit(name: "\(name).shortcut.0", source: input, sourceShape: [h, w, c], pools: 0, globalPool: false, kernel: 1,
-                                                stride: stride, padding: 0, inChannels: c, outChannels: out, hasBias: false, batchNorm: "\(name).shortcut.1"))
-                    }
-                    (h, w, c) = (oh, ow, out)
-                    block += 1
-                }
-            }
-            head = .linear("fc", .tap(2 * block), [h, w, c], globalPool: true, in: c, out: a.classes)
-        }
-        self.units = units
+        let map = net.layerMap
+        units = map.body
+        head = map.head
     }
 
     /// The layer's input for a batch: x is the network input [N, H, W, C], taps the captured activations of that batch.
-    public func input(of unit: FusionUnit, image x: Tensor, taps: [Tensor]) throws -> Tensor {
+    public func input(of unit: WeightLayer, image x: Tensor, taps: [Tensor]) throws -> Tensor {
         let n = x.shape[0]
         var t: Tensor
         switch unit.source {
@@ -197,7 +92,7 @@ public enum LeastSquaresFusion {
     public static let batchNormEpsilon = BatchNorm2d<Float>(name: "probe", channels: 1).eps
 
     /// The unit's layer from a state dict, BatchNorm folded in: W' = s·W, b' = β + s·(b − μ), s = γ/√(σ² + ε).
-    public static func fold(_ unit: FusionUnit, _ state: StateDict, model: String = "model") throws -> FoldedLayer {
+    public static func fold(_ unit: WeightLayer, _ state: StateDict, model: String = "model") throws -> FoldedLayer {
         func tensor(_ name: String) throws -> Tensor {
             guard let t = state[name] else { throw MergeError.missingTensor(model: model, tensor: name) }
             return t
@@ -226,7 +121,7 @@ public enum LeastSquaresFusion {
 
     /// State-dict tensors holding a folded layer: the weight in PyTorch layout; the bias in the layer's own bias or,
     /// with a BatchNorm, in an identity BatchNorm (mean 0, variance 1, γ = √(1 + ε)) whose β is the bias.
-    public static func unfold(_ unit: FusionUnit, _ layer: FoldedLayer) -> [(name: String, value: Tensor)] {
+    public static func unfold(_ unit: WeightLayer, _ layer: FoldedLayer) -> [(name: String, value: Tensor)] {
         let o = unit.outChannels, p = unit.columns
         var w = [Float](repeating: 0, count: o * p)
         if unit.isConv {
@@ -252,7 +147,7 @@ public enum LeastSquaresFusion {
 
     /// The input rows of images [lo, hi) of a layer input (im2col rows for a convolution) in Float64,
     /// `extra` zero-initialised columns appended per row (the caller sets the ones column).
-    static func rows(_ unit: FusionUnit, _ input: Tensor, images: Range<Int>, extra: Int) -> (count: Int, values: [Double]) {
+    static func rows(_ unit: WeightLayer, _ input: Tensor, images: Range<Int>, extra: Int) -> (count: Int, values: [Double]) {
         let p = unit.columns, width = p + extra
         let count = images.count * unit.rowsPerSample
         var out = [Double](repeating: 0, count: count * width)
@@ -271,7 +166,7 @@ public enum LeastSquaresFusion {
     }
 
     /// Images per chunk so a chunk's rows hold about a million Float64 values (memory O(width²), not O(data)).
-    static func imagesPerChunk(_ unit: FusionUnit, batch: Int) -> Int {
+    static func imagesPerChunk(_ unit: WeightLayer, batch: Int) -> Int {
         max(1, min(batch, (1 << 20) / max(1, unit.rowsPerSample * (unit.columns + 1))))
     }
 
@@ -343,14 +238,14 @@ public struct ProgressiveStatistics: Equatable, Sendable {
     /// (columns + 1) × outputs, row-major.
     public var cross: [Double]
 
-    public init(_ unit: FusionUnit) {
+    public init(_ unit: WeightLayer) {
         columns = unit.columns; outputs = unit.outChannels
         gram = .init(repeating: 0, count: (columns + 1) * (columns + 1))
         cross = .init(repeating: 0, count: (columns + 1) * outputs)
     }
 
     /// Adds a batch: the fused network's and the expert's inputs to `unit` for the same samples, and the expert's layer.
-    public mutating func accumulate(_ unit: FusionUnit, fusedInput: Tensor, expertInput: Tensor, expert: FoldedLayer) {
+    public mutating func accumulate(_ unit: WeightLayer, fusedInput: Tensor, expertInput: Tensor, expert: FoldedLayer) {
         let n = fusedInput.shape[0], a = columns + 1, p = columns, o = outputs
         let per = LeastSquaresFusion.imagesPerChunk(unit, batch: n)
         for lo in stride(from: 0, to: n, by: per) {
@@ -392,13 +287,13 @@ public struct RegMeanStatistics: Equatable, Sendable {
     /// outputs × columns each.
     public var weightedGram: [Double], weightedDiagonal: [Double]
 
-    public init(_ unit: FusionUnit) {
+    public init(_ unit: WeightLayer) {
         columns = unit.columns; outputs = unit.outChannels
         gram = .init(repeating: 0, count: columns * columns)
         weightedGram = .init(repeating: 0, count: columns * outputs); weightedDiagonal = weightedGram
     }
 
-    public mutating func accumulate(_ unit: FusionUnit, input: Tensor) {
+    public mutating func accumulate(_ unit: WeightLayer, input: Tensor) {
         let n = input.shape[0], p = columns
         let per = LeastSquaresFusion.imagesPerChunk(unit, batch: n)
         for lo in stride(from: 0, to: n, by: per) {
@@ -453,7 +348,7 @@ extension LeastSquaresFusion {
     }
 
     /// Expert k's progressive statistics of `unit` on its task's batches: X̃ from the fused network, Y from the expert.
-    public static func progressiveContribution(_ plan: FusionPlan, _ unit: FusionUnit, fused: Network<Float>, expert: Network<Float>,
+    public static func progressiveContribution(_ plan: FusionPlan, _ unit: WeightLayer, fused: Network<Float>, expert: Network<Float>,
                                                expertLayer: FoldedLayer, data: CalibrationBatches) throws -> ProgressiveStatistics {
         var s = ProgressiveStatistics(unit)
         for b in 0..<data.count {
@@ -466,7 +361,7 @@ extension LeastSquaresFusion {
     }
 
     /// Expert k's RegMean statistics of every unit (default: the plan's backbone units) on its task's batches (one forward per batch).
-    public static func regmeanContribution(_ plan: FusionPlan, units: [FusionUnit]? = nil, expert: Network<Float>, data: CalibrationBatches) throws -> [RegMeanStatistics] {
+    public static func regmeanContribution(_ plan: FusionPlan, units: [WeightLayer]? = nil, expert: Network<Float>, data: CalibrationBatches) throws -> [RegMeanStatistics] {
         let units = units ?? plan.units
         var stats = units.map { RegMeanStatistics($0) }
         let state = expert.stateDictionary()

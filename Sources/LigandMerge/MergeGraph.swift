@@ -42,7 +42,7 @@ public struct MergeGraph: Sendable {
         do { net = try Network<Float>(architecture, seed: 0) } catch { throw MergeError.invalidInput("\(error)") }
         self.architecture = architecture
         points = net.mergePoints
-        let rules = Self.pointRules(architecture)
+        let rules = Self.pointRules(net.layerMap)
         let headPrefix = String(net.head.weight.name.dropLast(".weight".count)) + "."
         let state = net.stateDict()
         let names = Set(state.map(\.name))
@@ -79,41 +79,12 @@ public struct MergeGraph: Sendable {
         index = Dictionary(uniqueKeysWithValues: roles.enumerated().map { ($1.name, $0) })
     }
 
-    /// Output and input merge point of every layer (by state-dict prefix).
-    static func pointRules(_ a: Architecture) -> [String: (out: String?, in: String?)] {
+    /// Output and input merge point of every layer and its BatchNorm (by state-dict prefix), read off the layer map.
+    static func pointRules(_ map: LayerMap) -> [String: (out: String?, in: String?)] {
         var r: [String: (out: String?, in: String?)] = [:]
-        switch a.kind {
-        case .mlp:
-            var previous: String? = nil
-            for i in 0..<(a.hidden ?? []).count {
-                let p = "layers.\(2 * i + 1)"
-                r["layers.\(2 * i)"] = (p, previous)
-                previous = p
-            }
-            r["head"] = (nil, previous)
-        case .vgg:
-            var previous: String? = nil, index = 0
-            for item in a.config ?? [] {
-                if case .conv = item {
-                    let bn = a.hasBatchNorm, p = "features.\(index + (bn ? 2 : 1))"
-                    r["features.\(index)"] = (p, previous)
-                    if bn { r["features.\(index + 1)"] = (p, nil) }
-                    previous = p; index += bn ? 3 : 2
-                } else { index += 1 }
-            }
-            r["classifier"] = (nil, previous)
-        case .resnet20:
-            r["conv1"] = ("stream1", nil); r["bn1"] = ("stream1", nil)
-            for s in 1...3 {
-                for b in 0..<3 {
-                    let block = "layer\(s).\(b)", stream = "stream\(s)", inner = "\(block).inner"
-                    let input = (b == 0 && s > 1) ? "stream\(s - 1)" : stream
-                    r["\(block).conv1"] = (inner, input); r["\(block).bn1"] = (inner, nil)
-                    r["\(block).conv2"] = (stream, inner); r["\(block).bn2"] = (stream, nil)
-                    r["\(block).shortcut.0"] = (stream, input); r["\(block).shortcut.1"] = (stream, nil)
-                }
-            }
-            r["fc"] = (nil, "stream3")
+        for l in map.body + [map.head] {
+            r[l.name] = (l.outPoint, l.inPoint)
+            if let bn = l.batchNorm { r[bn] = (l.outPoint, nil) }
         }
         return r
     }

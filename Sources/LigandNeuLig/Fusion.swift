@@ -4,21 +4,16 @@ import LigandFormats
 import LigandNumerics
 
 /// θ_fused = Σ_k β̄_k θ_k (NeuLig's merged parameters): each rank weights its own models, and the
-/// rank-count-independent sum lands on every rank; only rank 0 is expected to write it.
+/// rank-count-independent sum lands on every rank, a rank holding no model included.
 public enum WeightedFusion {
-    /// `localTensors[i]` is local model i's named tensors (same names and shapes for every model).
+    /// `localTensors[i]` is local model i's named tensors, in `layout`'s names and shapes (which every rank knows,
+    /// so a rank without models receives the fused tensors too).
     public static func fuse(localTensors: [[(name: String, value: Tensor)]], coefficients: [Double], localModels: Range<Int>,
-                            comm: Communicator) throws -> [(name: String, value: Tensor)] {
+                            layout: [(name: String, shape: [Int])], comm: Communicator) throws -> [(name: String, value: Tensor)] {
         guard coefficients.allSatisfy({ $0.isFinite }) else { throw PortlandError.invalidInput("fusion coefficients must be finite, got \(coefficients)") }
-        guard let template = localTensors.first else {
-            // A rank without models still takes part in the collective sum.
-            let none: [(index: Int, values: [Double])] = []
-            _ = try deterministicSum(contributions: none, total: coefficients.count, comm: comm)
-            return []
-        }
         for (i, tensors) in localTensors.enumerated() {
-            guard tensors.map({ $0.name }) == template.map({ $0.name }), tensors.map({ $0.value.shape }) == template.map({ $0.value.shape }) else {
-                throw PortlandError.invalidInput("model \(localModels.lowerBound + i) has different tensor names or shapes than model \(localModels.lowerBound)")
+            guard tensors.map({ $0.name }) == layout.map({ $0.name }), tensors.map({ $0.value.shape }) == layout.map({ $0.shape }) else {
+                throw PortlandError.invalidInput("model \(localModels.lowerBound + i) has different tensor names or shapes than the fused model's layout")
             }
         }
         let contributions: [(index: Int, values: [Double])] = localTensors.enumerated().map { (i, tensors) -> (index: Int, values: [Double]) in
@@ -31,9 +26,11 @@ public enum WeightedFusion {
         let sum = try deterministicSum(contributions: contributions, total: coefficients.count, comm: comm)
         var out: [(name: String, value: Tensor)] = []
         var o = 0
-        for t in template {
-            out.append((t.name, Tensor(shape: t.value.shape, storage: sum[o..<(o + t.value.count)].map { Float($0) })))
-            o += t.value.count
+        for t in layout {
+            let count = t.shape.reduce(1, *)
+            guard o + count <= sum.count else { throw PortlandError.invalidInput("the fused sum holds \(sum.count) values, the layout needs more") }
+            out.append((t.name, Tensor(shape: t.shape, storage: sum[o..<(o + count)].map { Float($0) })))
+            o += count
         }
         return out
     }

@@ -26,7 +26,7 @@ public enum FusionRun {
         let states: [StateDict]
         let plan: FusionPlan
         /// The units fused: the backbone's, plus the head for a same-task merge.
-        let units: [FusionUnit]
+        let units: [WeightLayer]
         let layout: FlatLayout
         /// A network whose architecture and head the partially fused networks take.
         let like: Network<Float>
@@ -43,7 +43,7 @@ public enum FusionRun {
             return CalibrationBatches(count: starts.count) { MergeRun.batch(data, Array(starts[$0]..<min(data.count, starts[$0] + batchSize))) }
         }
 
-        func shapes(_ u: FusionUnit) -> [(name: String, shape: [Int])] {
+        func shapes(_ u: WeightLayer) -> [(name: String, shape: [Int])] {
             LeastSquaresFusion.unfold(u, FoldedLayer(weight: Matrix(zeros: u.outChannels, u.columns), bias: [Double](repeating: 0, count: u.outChannels)))
                 .map { ($0.name, $0.value.shape) }
         }

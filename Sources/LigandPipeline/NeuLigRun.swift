@@ -216,6 +216,7 @@ public enum NeuLigRun {
         timer.lap("features")
 
         let backbones: [[(name: String, value: Tensor)]] = nets.map { n in n.stateDict().filter { !headNames.contains($0.name) } }
+        let backboneLayout = probe.stateDict().filter { !headNames.contains($0.name) }.map { (name: $0.name, shape: $0.value.shape) }
         let flat = backbones.map { $0.flatMap(\.value.storage) }
         let regularizer: [Double]
         switch o.portland.regularizer {
@@ -263,7 +264,8 @@ public enum NeuLigRun {
                 var hits = 0.0
                 for lo in stride(from: 0, to: n, by: 128) {
                     let rows = Array(lo..<min(n, lo + 128))
-                    let merged = try WeightedFusion.fuse(localTensors: backbones, coefficients: Array(beta[(lo * k)..<(lo * k + k)]), localModels: local, comm: comm)
+                    let merged = try WeightedFusion.fuse(localTensors: backbones, coefficients: Array(beta[(lo * k)..<(lo * k + k)]), localModels: local,
+                                                         layout: backboneLayout, comm: comm)
                     if comm.isRoot {
                         let net = try Merging.network(backbone: Dictionary(uniqueKeysWithValues: merged.map { ($0.name, $0.value) }), like: probe,
                                                       classes: c, head: heads[ti])
@@ -297,7 +299,7 @@ public enum NeuLigRun {
             return acc
         }
         func fuse(_ coefficients: [Double]) throws -> [(name: String, value: Tensor)] {
-            try WeightedFusion.fuse(localTensors: backbones, coefficients: coefficients, localModels: local, comm: comm)
+            try WeightedFusion.fuse(localTensors: backbones, coefficients: coefficients, localModels: local, layout: backboneLayout, comm: comm)
         }
         let all = Array(0..<k)
         var taskMode = [Double](repeating: 0, count: k)
@@ -399,44 +401,24 @@ public enum NeuLigRun {
         return portland.step - first
     }
 
-    /// TIES beside NeuLig: MergeRun's distributed trim/elect/merge of the task vectors, k and λ chosen by `score` (calibration).
+    /// TIES beside NeuLig: the TIES method's k × λ search (TIES.search) over this rank's experts, scored by `score` (calibration).
     static func tiesRow(pre: [(name: String, value: Tensor)], experts: [[(name: String, value: Tensor)]], averaged: [(name: String, value: Tensor)],
                         shard: ModelShard, options o: NeuLigOptions,
-                        score: ([(name: String, value: Tensor)]) throws -> Double,
+                        score: @escaping ([(name: String, value: Tensor)]) throws -> Double,
                         test: ([(name: String, value: Tensor)]) throws -> [Double]) throws -> ReportRow {
         guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError("the TIES baseline needs a λ grid and a kept-fraction grid", everyRank: false) }
-        func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { t.flatMap { $0.value.storage.map(Double.init) } }
-        let preFlat = flat(pre), avgFlat = flat(averaged)
+        let layout = FlatLayout(pre)
+        func tensors(_ v: [Double]) -> [(name: String, value: Tensor)] { let d = layout.unflatten(v); return layout.names.map { ($0, d[$0]!) } }
+        func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { layout.flatten(Dictionary(uniqueKeysWithValues: t.map { ($0.name, $0.value) })) }
         // Task vectors cover parameters; BN running statistics describe data and are averaged, as in MergeRun.mergeTasks.
         let isParameter = pre.flatMap { e in
             [Bool](repeating: !(e.name.hasSuffix(".running_mean") || e.name.hasSuffix(".running_var")), count: e.value.count)
         }
-        let localFlat = experts.map(flat)
-        func tensors(_ v: [Double]) -> [(name: String, value: Tensor)] {
-            var o = 0
-            return pre.map { e in
-                defer { o += e.value.count }
-                return (e.name, Tensor(shape: e.value.shape, storage: (o..<(o + e.value.count)).map { Float(v[$0]) }))
-            }
-        }
-        func combine(_ delta: [Double], _ lambda: Double) -> [(name: String, value: Tensor)] {
-            tensors((0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : avgFlat[$0] })
-        }
-        var best = (keep: o.tiesKeep[0], lambda: o.lambdas[0], score: -1.0, delta: [Double]())
-        let progress = PhaseProgress("TIES k × λ (calibration)", total: o.tiesKeep.count * o.lambdas.count,
-                                     style: (o.quiet || !shard.comm.isRoot) ? .quiet : PhaseProgress.defaultStyle)
-        for (i, keep) in o.tiesKeep.enumerated() {
-            let delta = try TIES.mergedTaskVector(localExperts: localFlat, pretrained: preFlat, isParameter: isParameter, keepFraction: keep, shard: shard)
-            for (j, l) in o.lambdas.enumerated() {
-                let s = try score(combine(delta, l))
-                if s > best.score { best = (keep, l, s, delta) }
-                progress.update(i * o.lambdas.count + j + 1)
-            }
-        }
-        progress.finish()
-        let acc = try test(combine(best.delta, best.lambda))
-        return ReportRow(name: "TIES", kind: .baseline, accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count),
-                         hyperparameters: ["lambda": MergeRun.formatted(best.lambda), "k": String(format: "%g%%", 100 * best.keep)])
+        let context = TaskVectorContext(shard: shard, experts: experts.map(flat), pretrained: flat(pre), average: flat(averaged), isParameter: isParameter,
+                                        parameters: o.parameters, seed: o.seed) { try score(tensors($0)) }
+        let outcome = try TIES.search(context, experts: context.experts).outcome
+        let acc = try test(tensors(outcome.backbone))
+        return ReportRow(name: "TIES", kind: .baseline, accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count), hyperparameters: outcome.hyperparameters)
     }
 
     static func headOutputs(_ f: [Float], n: Int, width: Int, head: (weight: Tensor, bias: Tensor)) -> [Double] {

@@ -219,13 +219,15 @@ final class FusionAndCheckpointTests: XCTestCase {
         }
         let beta = [0.1, 0.3, 0.05, 0.5, 0.05]
         var results: [[Float]] = []
-        for ranks in 1...4 {
+        let layout = models[0].map { (name: $0.name, shape: $0.value.shape) }
+        // Up to 6 ranks for 5 models: a rank holding none receives the fused tensors too.
+        for ranks in 1...6 {
             let out = try InProcessCommunicator.run(size: ranks) { comm -> [Float] in
-                let local = blockRange(count: 5, parts: ranks, part: comm.rank)
-                return try WeightedFusion.fuse(localTensors: Array(models[local]), coefficients: beta, localModels: local, comm: comm)
+                let local = ModelShard(total: 5, comm: comm).local
+                return try WeightedFusion.fuse(localTensors: Array(models[local]), coefficients: beta, localModels: local, layout: layout, comm: comm)
                     .flatMap { $0.value.storage }
             }
-            results.append(out[0])
+            results += out
         }
         for r in results { XCTAssertEqual(r, results[0]) }
         let expected0 = (0..<5).reduce(0.0) { $0 + beta[$1] * Double(models[$1][0].value.storage[0]) }

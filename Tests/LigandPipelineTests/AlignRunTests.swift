@@ -195,21 +195,58 @@ final class AlignRunTests: XCTestCase {
 
     // MARK: tasks
 
-    func testDistributedTIESMatchesSerialTIES() throws {
+    /// A one-expert-per-rank context over flat vectors (the task-vector methods' maths, away from any network).
+    func context(_ comm: Communicator, pretrained: [Double], experts: [[Double]], isParameter: [Bool]) throws -> TaskVectorContext {
+        let shard = ModelShard(total: experts.count, comm: comm)
+        let average = try shard.sum(shard.local.map { experts[$0] }).map { $0 / Double(experts.count) }
+        return TaskVectorContext(shard: shard, experts: shard.local.map { experts[$0] }, pretrained: pretrained, average: average,
+                                 isParameter: isParameter, parameters: ParameterValues(), seed: 0) { _ in 0 }
+    }
+
+    func testTaskArithmeticIdentities() throws {
+        let pre: [Double] = [1, -2, 0.5, 7], a: [Double] = [3, 0.25, -1, 9], b: [Double] = [-1, 4, 2, 5]
+        let isParameter = [true, true, true, false]   // the last: a BN running statistic, averaged
+        for size in [1, 2] {
+            let out = try InProcessCommunicator.run(size: size) { comm -> [[Double]] in
+                let one = try self.context(comm, pretrained: pre, experts: [a, a], isParameter: isParameter)
+                let two = try self.context(comm, pretrained: pre, experts: [a, b], isParameter: isParameter)
+                return [one.combine(try one.taskVectorSum(one.experts), 0.5), one.combine(try one.taskVectorSum(one.experts), 0),
+                        two.combine(try two.taskVectorSum(two.experts), 1)]
+            }
+            for o in out {
+                XCTAssertEqual(o[0], a, "\(size) ranks: λ = 1/K of K copies of one expert is that expert")
+                XCTAssertEqual(o[1], [1, -2, 0.5, 9], "λ = 0: the pretrained parameters, the experts' average statistic")
+                XCTAssertEqual(o[2], [1, 6.25, 0.5, 7], "θ_pre + Σ(θ_k − θ_pre); the statistic averaged")
+            }
+        }
+    }
+
+    func testTIESOnHandMadeVectorsForAnyRankCount() throws {
+        // keep 50% = 3 entries per task vector (thresholds 2, 2, 1):
+        // t1 → [3, -2, 0, 0, 0, -4], t2 → [0, -3, 0, 2, 5, 0], t3 → [-2, 1, 0, 0, 0, 2]
+        // sums: [1, -4, 0, 2, 5, -2] → signs [+, −, none, +, +, −]; disjoint means: [3, (−2−3)/2, 0, 2, 5, −4]
+        let taus: [[Double]] = [[3, -2, 0.1, 1, 0, -4], [-1, -3, 0.2, 2, 5, 0], [-2, 1, -0.3, -0.5, 0, 2]]
+        let all = [Bool](repeating: true, count: 6)
         var rng = SeededRNG(seed: 3)
         let n = 200
-        let pre = (0..<n).map { _ in Float(rng.normal()) }
-        let experts = (0..<5).map { _ in pre.map { $0 + Float(0.3 * rng.normal()) } }
-        let serial = try ties(pretrained: ["w": Tensor(shape: [n], storage: pre)], experts: experts.map { ["w": Tensor(shape: [n], storage: $0)] },
-                              lambda: 1, keepFraction: 0.2, selection: .all)["w"]!.storage
+        let pre = (0..<n).map { _ in rng.normal() }
+        let random = (0..<5).map { _ in pre.map { $0 + 0.3 * rng.normal() } }
+        var reference: [Double]?
         for size in [1, 2, 3] {
-            let out = try InProcessCommunicator.run(size: size) { comm -> [Float] in
-                let shard = ModelShard(total: 5, comm: comm)
-                let delta = try TIES.mergedTaskVector(localExperts: shard.local.map { experts[$0].map(Double.init) }, pretrained: pre.map(Double.init),
-                                                      isParameter: [Bool](repeating: true, count: n), keepFraction: 0.2, shard: shard)
-                return (0..<n).map { Float(Double(pre[$0]) + delta[$0]) }
+            let out = try InProcessCommunicator.run(size: size) { comm -> [[Double]] in
+                let zero = try self.context(comm, pretrained: [Double](repeating: 0, count: 6), experts: taus, isParameter: all)
+                let one = try self.context(comm, pretrained: [Double](repeating: 1, count: 6), experts: taus.map { $0.map { $0 + 1 } }, isParameter: all)
+                let r = try self.context(comm, pretrained: pre, experts: random, isParameter: [Bool](repeating: true, count: n))
+                func ties(_ c: TaskVectorContext, _ keep: Double) throws -> [Double] {
+                    try TIES.mergedTaskVector(localExperts: c.experts, pretrained: c.pretrained, isParameter: c.isParameter, keepFraction: keep, shard: c.shard)
+                }
+                return [zero.combine(try ties(zero, 0.5), 1), one.combine(try ties(one, 0.5), 0.5), r.combine(try ties(r, 0.2), 1)]
             }
-            for o in out { XCTAssertEqual(o, serial, "\(size) ranks") }
+            for o in out {
+                XCTAssertEqual(o[0], [3, -2.5, 0, 2, 5, -4], "\(size) ranks")
+                XCTAssertEqual(o[1], [2.5, -0.25, 1, 2, 3.5, -1], "\(size) ranks")
+                if let ref = reference { XCTAssertEqual(o[2].map(\.bitPattern), ref.map(\.bitPattern), "\(size) ranks: the serial result") } else { reference = o[2] }
+            }
         }
     }
 

@@ -1,0 +1,128 @@
+import LigandNumerics
+
+/// One weight layer (Linear or Conv2d, with the BatchNorm that follows it) as the merge graph and least-squares
+/// fusion see it: where its input comes from (the image, or a merge-point tap then max-pools / a global average
+/// pool), its geometry, and the merge points its output and input units belong to. Derived from the network's
+/// node list (`Network.layerMap`), so an architecture is described once, where the network is built.
+public struct WeightLayer: Equatable, Sendable {
+    public enum Source: Equatable, Sendable {
+        case image
+        /// The i-th tap of `Network.features` in call order (a ResNet stream appears once per block).
+        case tap(Int)
+    }
+    /// Layer prefix in the state dict, e.g. "layers.0", "features.3", "layer2.0.shortcut.0".
+    public let name: String
+    public let source: Source
+    /// Per-sample shape of the source: [h, w, c], or [features] for an MLP tap.
+    public let sourceShape: [Int]
+    /// 2×2 max-pools between the source and this layer.
+    public let pools: Int
+    public let globalPool: Bool
+    /// 0 for a linear layer.
+    public let kernel: Int
+    public let stride: Int, padding: Int
+    /// Channels (convolution) or features (linear) of the input.
+    public let inChannels: Int
+    public let outChannels: Int
+    public let hasBias: Bool
+    /// Prefix of the BatchNorm that follows the layer (folded into it by least-squares fusion).
+    public let batchNorm: String?
+    /// The merge point of the output units (nil: the head's classes) and of the input units (nil: the image).
+    public let outPoint: String?, inPoint: String?
+
+    public var isConv: Bool { kernel > 0 }
+    public var weightName: String { name + ".weight" }
+    public var biasName: String? { hasBias ? name + ".bias" : nil }
+    /// Columns of the layer's input rows: kh·kw·c (im2col, tap-major) or the feature count.
+    public var columns: Int { isConv ? kernel * kernel * inChannels : inChannels }
+
+    /// Per-sample shape of the layer's input, after the pools.
+    public var inputShape: [Int] {
+        guard sourceShape.count == 3 else { return sourceShape }
+        var (h, w) = (sourceShape[0], sourceShape[1])
+        for _ in 0..<pools { h /= 2; w /= 2 }
+        if globalPool { return [sourceShape[2]] }
+        return isConv ? [h, w, sourceShape[2]] : [h * w * sourceShape[2]]
+    }
+
+    public var geometry: ConvGeometry? {
+        guard isConv else { return nil }
+        let s = inputShape
+        return ConvGeometry(height: s[0], width: s[1], channels: s[2], kernelH: kernel, kernelW: kernel, stride: stride, padding: padding)
+    }
+
+    /// Input rows each sample contributes (output positions of a convolution).
+    public var rowsPerSample: Int { geometry.map { $0.outHeight * $0.outWidth } ?? 1 }
+}
+
+/// The weight layers of a network in forward order (each after every layer its input depends on), and its head.
+public struct LayerMap: Sendable {
+    public let body: [WeightLayer]
+    public let head: WeightLayer
+}
+
+extension Network {
+    /// The network's weight layers, read off its node list: the one walk the merge graph and the fusion plan share.
+    public var layerMap: LayerMap {
+        let a = architecture
+        var body: [WeightLayer] = []
+        var source = WeightLayer.Source.image, sourceShape = a.input, pools = 0, globalPool = false, taps = 0
+        var point: String? = nil
+        var (h, w, c) = (a.input[0], a.input[1], a.input[2])
+        // Layers whose output merge point is the next tap, and the BatchNorm each is waiting for.
+        var pending: [(layer: Int, batchNorm: String?)] = []
+        func layer(_ name: String, from: WeightLayer.Source, shape: [Int], pools: Int = 0, globalPool: Bool = false, kernel: Int = 0,
+                   stride: Int = 1, padding: Int = 0, in i: Int, out o: Int, bias: Bool, batchNorm: String? = nil,
+                   outPoint: String?, inPoint: String?) -> WeightLayer {
+            WeightLayer(name: name, source: from, sourceShape: shape, pools: pools, globalPool: globalPool, kernel: kernel, stride: stride,
+                        padding: padding, inChannels: i, outChannels: o, hasBias: bias, batchNorm: batchNorm, outPoint: outPoint, inPoint: inPoint)
+        }
+        func prefix(_ p: Parameter<S>) -> String { String(p.name.dropLast(".weight".count)) }
+        func conv(_ l: Conv2d<S>, from: WeightLayer.Source, shape: [Int], pools: Int = 0, batchNorm: String?, out: String?, in: String?) -> WeightLayer {
+            layer(prefix(l.weight), from: from, shape: shape, pools: pools, kernel: l.kernel, stride: l.stride, padding: l.padding,
+                  in: l.inChannels, out: l.outChannels, bias: l.bias != nil, batchNorm: batchNorm, outPoint: out, inPoint: `in`)
+        }
+        func tapped(_ name: String) {
+            for p in pending {
+                let l = body[p.layer]
+                body[p.layer] = layer(l.name, from: l.source, shape: l.sourceShape, pools: l.pools, globalPool: l.globalPool, kernel: l.kernel,
+                                      stride: l.stride, padding: l.padding, in: l.inChannels, out: l.outChannels, bias: l.hasBias,
+                                      batchNorm: p.batchNorm, outPoint: name, inPoint: l.inPoint)
+            }
+            pending = []
+            source = .tap(taps); taps += 1
+            sourceShape = sourceShape.count == 1 ? sourceShape : [h, w, c]
+            pools = 0; point = name
+        }
+        for node in nodes {
+            switch node {
+            case .flatten: break
+            case .linear(let l):
+                pending.append((body.count, nil))
+                body.append(layer(prefix(l.weight), from: source, shape: sourceShape, pools: pools, globalPool: globalPool,
+                                  in: l.inFeatures, out: l.outFeatures, bias: l.bias != nil, outPoint: nil, inPoint: point))
+                sourceShape = [l.outFeatures]
+            case .conv(let l):
+                pending.append((body.count, nil))
+                body.append(conv(l, from: source, shape: sourceShape, pools: pools, batchNorm: nil, out: nil, in: point))
+                h = (h + 2 * l.padding - l.kernel) / l.stride + 1; w = (w + 2 * l.padding - l.kernel) / l.stride + 1; c = l.outChannels
+            case .batchNorm(let l): pending[pending.count - 1].batchNorm = l.name
+            case .relu(_, let tap): tapped(tap)
+            case .maxPool: h /= 2; w /= 2; pools += 1
+            case .globalAvgPool: globalPool = true
+            case .block(let b, let stream):
+                let input = source, inShape = [h, w, c], inner = "\(b.name).inner"
+                body.append(conv(b.conv1, from: input, shape: inShape, batchNorm: b.bn1.name, out: inner, in: point))
+                let (oh, ow) = ((h + 2 * b.conv1.padding - b.conv1.kernel) / b.conv1.stride + 1, (w + 2 * b.conv1.padding - b.conv1.kernel) / b.conv1.stride + 1)
+                body.append(conv(b.conv2, from: .tap(taps), shape: [oh, ow, b.conv2.outChannels], batchNorm: b.bn2.name, out: stream, in: inner))
+                if let s = b.shortcut { body.append(conv(s.conv, from: input, shape: inShape, batchNorm: s.bn.name, out: stream, in: point)) }
+                (h, w, c) = (oh, ow, b.conv2.outChannels)
+                taps += 1
+                tapped(stream)
+            }
+        }
+        let head = layer(prefix(self.head.weight), from: source, shape: sourceShape, pools: pools, globalPool: globalPool,
+                         in: self.head.inFeatures, out: self.head.outFeatures, bias: self.head.bias != nil, outPoint: nil, inPoint: point)
+        return LayerMap(body: body, head: head)
+    }
+}
