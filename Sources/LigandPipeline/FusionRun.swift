@@ -18,9 +18,11 @@ public enum FusionRun {
 
     /// The models of one fusion as this rank holds them, and the distributed RegMean / progressive steps on them.
     struct Context {
-        let comm: Communicator
-        let local: Range<Int>
-        let k: Int
+        /// Where each model lives; every sum over models is its rank-count-independent `sum`.
+        let shard: ModelShard
+        var comm: Communicator { shard.comm }
+        var local: Range<Int> { shard.local }
+        var k: Int { shard.total }
         let names: [String]
         let nets: [Network<Float>]
         let states: [StateDict]
@@ -34,9 +36,7 @@ public enum FusionRun {
         /// Calibration images of model i (its task's).
         let calibration: (Int) -> LabeledImages
 
-        func sum(_ vectors: [[Double]]) throws -> [Double] {
-            try deterministicSum(contributions: zip(local, vectors).map { (index: $0, values: $1) }, total: k, comm: comm)
-        }
+        func sum(_ vectors: [[Double]]) throws -> [Double] { try shard.sum(vectors) }
 
         func batches(_ data: LabeledImages) -> CalibrationBatches {
             let starts = Array(stride(from: 0, to: data.count, by: batchSize))
@@ -142,13 +142,13 @@ public enum FusionRun {
         let selectionSets = (0..<k).map { selection[$0].count > 0 ? selection[$0] : input.calibration[$0] }
         let heldOut = selection.allSatisfy { $0.count > 0 }
 
-        let local = ModelShard(total: k, comm: comm).local
+        let shard = ModelShard(total: k, comm: comm), local = shard.local
         let headNames = Set(pre.head.parameters.map(\.name))
         let layout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
         let nets = try MergeRun.agreeing(comm, "loading the experts") { try local.map { try input.load($0) } }
         let states = nets.map { $0.stateDictionary() }
         let expertFlats = states.map { layout.flatten($0) }
-        let c = Context(comm: comm, local: local, k: k, names: input.tasks.map { "expert \($0)" }, nets: nets, states: states, plan: plan,
+        let c = Context(shard: shard, names: input.tasks.map { "expert \($0)" }, nets: nets, states: states, plan: plan,
                         units: plan.units, layout: layout, like: pre, batchSize: o.batchSize, calibration: { input.calibration[$0] })
         timer.lap("load")
 
@@ -208,21 +208,15 @@ public enum FusionRun {
             timer.lap("progressive")
         }
 
-        // Task arithmetic beside them, λ fitted on the same held-out calibration images.
+        // Task arithmetic beside them: the method's own λ search, on the same held-out calibration images.
         let preFlat = layout.flatten(pre.stateDictionary())
         let isParameter = zip(layout.names, layout.shapes).flatMap { n, s in
             [Bool](repeating: !(n.hasSuffix(".running_mean") || n.hasSuffix(".running_var")), count: s.reduce(1, *))
         }
-        let delta = try c.sum(expertFlats.map { e in (0..<e.count).map { e[$0] - preFlat[$0] } })
-        func taskArithmetic(_ lambda: Double) -> StateDict {
-            layout.unflatten((0..<preFlat.count).map { isParameter[$0] ? preFlat[$0] + lambda * delta[$0] : averageFlat[$0] })
-        }
-        var bestLambda = (lambda: o.parameters.numbers(TaskArithmetic.lambdas)[0], score: -1.0)
-        for l in o.parameters.numbers(TaskArithmetic.lambdas) {
-            let s = mean(try evaluate(taskArithmetic(l), sets: selectionSets))
-            scores["task-arithmetic lambda=\(MergeRun.formatted(l))"] = s
-            if s > bestLambda.score { bestLambda = (l, s) }
-        }
+        let taskVectors = TaskVectorContext(shard: shard, experts: expertFlats, pretrained: preFlat, average: averageFlat, isParameter: isParameter,
+                                            parameters: o.parameters, seed: o.seed) { mean(try evaluate(layout.unflatten($0), sets: selectionSets)) }
+        let taskArithmetic = try TaskArithmetic.search(taskVectors, experts: expertFlats, label: "task-arithmetic ").outcome
+        scores.merge(taskArithmetic.calibrationScores) { $1 }
         timer.lap("task-arithmetic")
 
         // Test accuracy: every expert on its own task, the baselines, the fused models.
@@ -243,7 +237,7 @@ public enum FusionRun {
         rows.append(row("experts (each on its own task)", .bestSingle, own))
         rows.append(row("pretrained + task heads", .baseline, try evaluate(layout.unflatten(preFlat), sets: input.test, model: input.keys?.pretrained)))
         rows.append(row("weight averaging", .baseline, try evaluate(average, sets: input.test, model: input.keys?.average)))
-        rows.append(row("task arithmetic", .baseline, try evaluate(taskArithmetic(bestLambda.lambda), sets: input.test), ["lambda": MergeRun.formatted(bestLambda.lambda)]))
+        rows.append(row("task arithmetic", .baseline, try evaluate(layout.unflatten(taskArithmetic.backbone), sets: input.test), taskArithmetic.hyperparameters))
         let fused: StateDict
         let rmHyper = ["alpha": MergeRun.formatted(rm.alpha), "ridge": MergeRun.formatted(rm.ridge)]
         if let p = progressive {
@@ -291,12 +285,12 @@ public enum FusionRun {
         let plan: FusionPlan
         do { plan = try FusionPlan(arch) } catch { throw PipelineError(wrapping: error) }
         let counters = try Network<Float>(arch, seed: 0).batchCounters()
-        let local = ModelShard(total: k, comm: comm).local
+        let shard = ModelShard(total: k, comm: comm)
         let nets = try MergeRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try MergeRun.network(arch, $0, counters: counters) } }
         let states = nets.map { $0.stateDictionary() }
         let layout = FlatLayout(try Network<Float>(arch, seed: 0).stateDict())
         let selectionSet = selection.count > 0 ? selection : input.calibration
-        let c = Context(comm: comm, local: local, k: k, names: input.names, nets: nets, states: states, plan: plan, units: plan.units + [plan.head],
+        let c = Context(shard: shard, names: input.names, nets: nets, states: states, plan: plan, units: plan.units + [plan.head],
                         layout: layout, like: try Network<Float>(arch, seed: 0), batchSize: o.batchSize, calibration: { _ in input.calibration })
         let average = layout.unflatten(try c.sum(states.map { layout.flatten($0) }).map { $0 / Double(k) })
         func accuracy(_ state: StateDict, _ data: LabeledImages) throws -> Double {

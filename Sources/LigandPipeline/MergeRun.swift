@@ -164,7 +164,7 @@ public enum MergeRun {
             contributions.append((i, v))
         }
         progress.finish()
-        let summed = try deterministicSum(contributions: contributions, total: k, comm: comm)
+        let summed = try shard.sum(contributions.map(\.values))
         let ensemble = Double(Evaluation.argmaxHits(summed[0..<(nTest * c)], classes: c, labels: input.test.labels)) / Double(nTest)
         let testAccuracy = (0..<k).map { summed[nTest * c + $0] / Double(nTest) }
         let calAccuracy = (0..<k).map { summed[nTest * c + k + $0] / Double(nCal) }
@@ -313,7 +313,7 @@ public enum MergeRun {
                 v += hit
                 return (i, v)
             }
-            let s = try deterministicSum(contributions: contributions, total: k, comm: comm)
+            let s = try shard.sum(contributions.map(\.values))
             ensemble[t] = Double(Evaluation.argmaxHits(s[0..<(n * c)], classes: c, labels: data.labels)) / Double(n)
             own[t] = s[n * c + t] / Double(n)
         }

@@ -171,7 +171,7 @@ public enum NeuLigRun {
             throw PipelineError("suite '\(o.suite)' has no pretrained \(arch) backbone")
         }
         let k = experts.count
-        let local = ModelShard(total: k, comm: comm).local
+        let shard = ModelShard(total: k, comm: comm), local = shard.local
         let evaluator = o.evaluator ?? Evaluator(budget: 0)
         let keys = TasksKeys(experts: experts, pretrained: dir.appendingPathComponent(pretrainedModel.file), dataDirectory: o.dataDirectory)
         let data = try evaluator.data(o.dataDirectory)
@@ -250,14 +250,14 @@ public enum NeuLigRun {
             }
             let u = feats.map { f -> [Double] in headOutputs(f, n: n, width: width, head: heads[ti]) }
             let soft = u.map { Loss.softmax(TensorOf<Double>(shape: [n, c], storage: $0)).storage }
-            let pEns = try deterministicSum(contributions: soft.enumerated().map { (local.lowerBound + $0.offset, $0.element) }, total: k, comm: comm)
+            let pEns = try shard.sum(soft)
             ensemble[ti] = Evaluation.accuracy(pEns[...], classes: c, labels: test.labels)
             let beta = try portland.betas(localFeatures: feats, count: n)
             let weighted = u.enumerated().map { (i, ui) -> [Double] in
                 let kk = local.lowerBound + i
                 return (0..<(n * c)).map { ui[$0] * beta[($0 / c) * k + kk] }
             }
-            let y = try deterministicSum(contributions: weighted.enumerated().map { (local.lowerBound + $0.offset, $0.element) }, total: k, comm: comm)
+            let y = try shard.sum(weighted)
             portlandEnsemble[ti] = Evaluation.accuracy(y[...], classes: c, labels: test.labels)
             if o.batchMode {
                 // Paper parity: each batch of 128 gets a model merged with its first sample's β (needs all K experts at test time).
@@ -353,7 +353,7 @@ public enum NeuLigRun {
             taProgress.finish()
             rows.append(row("task arithmetic", .baseline, try evaluate(try arithmetic(best.lambda), onTasks: all, sets: tests),
                             ["lambda": String(format: "%g", best.lambda)]))
-            rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, shard: ModelShard(total: k, comm: comm), options: o) { flat in
+            rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, shard: shard, options: o) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
             } test: { try evaluate($0, onTasks: all, sets: tests) })
             timer.lap("baselines")

@@ -71,7 +71,7 @@ extension NeuLigRun {
         timer.lap("align")
 
         let k = input.names.count, arch = input.architectures[0]
-        let local = ModelShard(total: k, comm: comm).local
+        let shard = ModelShard(total: k, comm: comm), local = shard.local
         let probe = try Network<Float>(arch, seed: 0)
         let counters = probe.batchCounters()
         let nets = try merged.alignedLocal.map { try MergeRun.network(arch, $0, counters: counters) }
@@ -118,7 +118,7 @@ extension NeuLigRun {
             let u = headOutputs(f, n: n, width: width, head: (h.weight.value, h.bias?.value ?? Tensor(zeros: [c])))
             return (i, (0..<(n * c)).map { u[$0] * betaTest[($0 / c) * k + i] })
         }
-        let y = try deterministicSum(contributions: weighted, total: k, comm: comm)
+        let y = try shard.sum(weighted.map(\.values))
         let portlandEnsemble = Evaluation.accuracy(y[...], classes: c, labels: test.labels)
         timer.lap("ensembles")
 
@@ -127,7 +127,7 @@ extension NeuLigRun {
         let contributions = zip(local, nets).map { (i, net) -> (index: Int, values: [Double]) in
             (i, net.stateDict().flatMap { $0.value.storage.map { beta[i] * Double($0) } })
         }
-        let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
+        let sum = try shard.sum(contributions.map(\.values))
         var tensors: StateDict = [:], offset = 0
         for (name, t) in layout {
             tensors[name] = Tensor(shape: t.shape, storage: (offset..<(offset + t.count)).map { Float(sum[$0]) })
