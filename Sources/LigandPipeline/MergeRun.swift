@@ -108,8 +108,8 @@ public enum MergeRun {
         var timer = PhaseTimer()
 
         let k = input.names.count
-        guard !o.method.needsPretrained else {
-            throw PipelineError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; suite '\(input.suite)' is a \(input.suiteKind) suite")
+        if let why = MethodRegistry.check(o.method, kind: SuiteKind(rawValue: input.suiteKind) ?? .seeds, modelFiles: input.suiteKind == "models") {
+            throw PipelineError("--method \(why)")
         }
         guard !o.method.fuses else {
             throw PipelineError("--method \(o.method.name) fuses experts of different tasks into one backbone and needs a tasks suite; suite '\(input.suite)' is a \(input.suiteKind) suite")
@@ -240,9 +240,7 @@ public enum MergeRun {
         try o.validate()
         var timer = PhaseTimer()
         let k = input.tasks.count
-        guard !o.method.aligns else {
-            throw PipelineError("--method \(o.method.name) aligns diverse-origin models into a reference; suite '\(input.suite)' holds experts fine-tuned from one pretrained model (use \(MethodRegistry.all.filter { $0.accepts.contains(.tasks) }.map { $0.name }.joined(separator: ", ")))")
-        }
+        if let why = MethodRegistry.check(o.method, kind: .tasks) { throw PipelineError("--method \(why)") }
         guard let method = o.method as? any TaskVectorMerge.Type else {
             throw PipelineError("--method \(o.method.name) does not combine task vectors")
         }
@@ -347,9 +345,7 @@ public enum MergeRun {
         /// Tasks suites: a file of the merged architecture, whose header the fused backbone's file repeats.
         var tasksProbe: URL?
         if let files = o.modelFiles {
-            if o.method.needsPretrained {
-                throw PipelineError("--method \(o.method.name) combines task vectors θ_k − θ_pre and needs a tasks suite with a pretrained model; model files are merged as diverse-origin models of one task (use average, weight-matching, permute, cca, regmean or progressive)")
-            }
+            if let why = MethodRegistry.check(o.method, kind: .seeds, modelFiles: true) { throw PipelineError("--method \(why)") }
             result = try mergeSameTask(from: .files(files), options: o, comm: comm, log: log)
         } else {
             let (dir, manifest): (URL, ZooManifest)

@@ -78,6 +78,16 @@ public struct MethodParameter: Sendable, Hashable {
 
     func refuse(_ message: String) -> ParameterError { ParameterError(parameter: flag, message: message) }
 
+    /// The declaration's checks, one place for the CLI and recipes alike: what is wrong with a value (nil: nothing);
+    /// `shown` is the value as the user wrote it.
+    func problem(number v: Double, _ check: (Double) -> Bool, shown: String) -> String? {
+        v.isFinite && check(v) ? nil : "\(requirement), got \(shown)"
+    }
+    func problem(choice s: String, _ options: [String]) -> String? {
+        options.contains(s) ? nil : "\(requirement.isEmpty ? "must be one of \(options.joined(separator: ", "))" : requirement), got '\(s)'"
+    }
+    func problem(text s: String, _ accepts: (String) -> Bool) -> String? { accepts(s) ? nil : "\(requirement), got '\(s)'" }
+
     /// The value of CLI text (`--gammas 1e-3,1e-1`); `present` flags pass "true".
     public func parse(_ text: String) throws -> ParameterValue {
         let t = text.trimmingCharacters(in: .whitespaces)
@@ -87,25 +97,25 @@ public struct MethodParameter: Sendable, Hashable {
             guard !t.isEmpty else { throw refuse("is empty") }
             return .numbers(try parts.map { p in
                 guard let v = Double(p) else { throw refuse("'\(p)' is not a number") }
-                guard v.isFinite, check(v) else { throw refuse("\(requirement), got \(p)") }
+                if let why = problem(number: v, check, shown: p) { throw refuse(why) }
                 return v / scale
             })
         case .number(let check):
             guard let v = Double(t) else { throw refuse("'\(t)' is not a number") }
-            guard v.isFinite, check(v) else { throw refuse("\(requirement), got \(t)") }
+            if let why = problem(number: v, check, shown: t) { throw refuse(why) }
             return .numbers([v])
         case .integer(let min):
             guard let n = Int(t) else { throw refuse("must be an integer, got '\(t)'") }
             guard n >= min else { throw refuse("\(requirement), got \(n)") }
             return .integer(n)
         case .choice(let options):
-            guard options.contains(t) else { throw refuse("\(requirement.isEmpty ? "must be one of \(options.joined(separator: ", "))" : requirement), got '\(t)'") }
+            if let why = problem(choice: t, options) { throw refuse(why) }
             return .text(t)
         case .flag:
             switch t { case "true", "": return .flag(true); case "false": return .flag(false)
             default: throw refuse("must be true or false, got '\(t)'") }
         case .text(let accepts):
-            guard accepts(t) else { throw refuse("\(requirement), got '\(t)'") }
+            if let why = problem(text: t, accepts) { throw refuse(why) }
             return .text(t)
         }
     }
@@ -122,24 +132,24 @@ public struct MethodParameter: Sendable, Hashable {
                 if let x = item as? Double { d = x } else if !(item is Bool), let n = item as? Int { d = Double(n) } else {
                     throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"), message: "must be a number, got \(Fields.describeValue(item))")
                 }
-                guard d.isFinite, check(d) else { throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"), message: "\(requirement), got \(item)") }
+                if let why = problem(number: d, check, shown: "\(item)") { throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"), message: why) }
                 return d / scale
             })
         case .number(let check):
             let d = try f.double(key)!
-            guard check(d) else { throw f.error(key, "\(requirement), got \(f.values[key]!)") }
+            if let why = problem(number: d, check, shown: "\(f.values[key]!)") { throw f.error(key, why) }
             return .numbers([d])
         case .integer(let min):
             return .integer(try f.int(key, min: min)!)
         case .choice(let options):
             let s = try f.string(key)!
-            guard options.contains(s) else { throw f.error(key, "\(requirement.isEmpty ? "must be one of \(options.joined(separator: ", "))" : requirement), got '\(s)'") }
+            if let why = problem(choice: s, options) { throw f.error(key, why) }
             return .text(s)
         case .flag:
             return .flag(try f.bool(key)!)
         case .text(let accepts):
             let s = try f.string(key)!
-            guard accepts(s) else { throw f.error(key, "\(requirement), got '\(s)'") }
+            if let why = problem(text: s, accepts) { throw f.error(key, why) }
             return .text(s)
         }
     }
