@@ -330,32 +330,21 @@ public enum NeuLigRun {
         if o.batchMode { rows.append(row("NeuLig merged per batch (paper)", .fused, batchModeAccuracy)) }
 
         if o.baselines {
+            // The task-vector methods' own maths (TaskVectorContext, TaskArithmetic.search, TIES.search), scored on calibration.
             let pretrained = try ModelFile.load(dir.appendingPathComponent(pretrainedModel.file)).network
             let pre = pretrained.stateDict().filter { !headNames.contains($0.name) }
-            rows.append(row("pretrained + task heads", .baseline, try evaluate(pre, onTasks: all, sets: tests)))
-            let averaged = try fuse([Double](repeating: 1 / Double(k), count: k))
-            rows.append(row("weight averaging", .baseline, try evaluate(averaged, onTasks: all, sets: tests)))
-            // Task arithmetic θ_pre + λΣ(θ_k − θ_pre) = (1 − λK)θ_pre + λΣθ_k, λ fitted on the calibration split.
             let cals = try experts.map { try calibrationSet($0.task) }
-            func arithmetic(_ lambda: Double) throws -> [(name: String, value: Tensor)] {
-                let s = try fuse([Double](repeating: lambda, count: k))
-                return zip(s, pre).map { (f, p) in
-                    (f.name, Tensor(shape: f.value.shape, storage: zip(f.value.storage, p.value.storage).map { Float(Double($0) + (1 - lambda * Double(k)) * Double($1)) }))
-                }
-            }
-            var best = (lambda: 0.0, score: -1.0)
-            let taProgress = PhaseProgress("task arithmetic λ (calibration)", total: o.lambdas.count, style: style)
-            for (j, lambda) in o.lambdas.enumerated() {
-                let score = try evaluate(try arithmetic(lambda), onTasks: all, sets: cals).reduce(0, +)
-                if score > best.score { best = (lambda, score) }
-                taProgress.update(j + 1)
-            }
-            taProgress.finish()
-            rows.append(row("task arithmetic", .baseline, try evaluate(try arithmetic(best.lambda), onTasks: all, sets: tests),
-                            ["lambda": String(format: "%g", best.lambda)]))
-            rows.append(try tiesRow(pre: pre, experts: backbones, averaged: averaged, shard: shard, options: o) { flat in
+            let context = try taskVectorContext(pre: pre, experts: backbones, shard: shard, options: o) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
-            } test: { try evaluate($0, onTasks: all, sets: tests) })
+            }
+            func backbone(_ flat: [Double]) -> [(name: String, value: Tensor)] { unflatten(flat, like: pre) }
+            rows.append(row("pretrained + task heads", .baseline, try evaluate(pre, onTasks: all, sets: tests)))
+            rows.append(row("weight averaging", .baseline, try evaluate(backbone(context.average), onTasks: all, sets: tests)))
+            guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError("the baselines need a λ grid and a kept-fraction grid", everyRank: false) }
+            let taskArithmetic = try TaskArithmetic.search(context, experts: context.experts).outcome
+            rows.append(row("task arithmetic", .baseline, try evaluate(backbone(taskArithmetic.backbone), onTasks: all, sets: tests), taskArithmetic.hyperparameters))
+            let ties = try TIES.search(context, experts: context.experts).outcome
+            rows.append(row("TIES", .baseline, try evaluate(backbone(ties.backbone), onTasks: all, sets: tests), ties.hyperparameters))
             timer.lap("baselines")
         }
 
@@ -401,24 +390,27 @@ public enum NeuLigRun {
         return portland.step - first
     }
 
-    /// TIES beside NeuLig: the TIES method's k × λ search (TIES.search) over this rank's experts, scored by `score` (calibration).
-    static func tiesRow(pre: [(name: String, value: Tensor)], experts: [[(name: String, value: Tensor)]], averaged: [(name: String, value: Tensor)],
-                        shard: ModelShard, options o: NeuLigOptions,
-                        score: @escaping ([(name: String, value: Tensor)]) throws -> Double,
-                        test: ([(name: String, value: Tensor)]) throws -> [Double]) throws -> ReportRow {
-        guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError("the TIES baseline needs a λ grid and a kept-fraction grid", everyRank: false) }
-        let layout = FlatLayout(pre)
-        func tensors(_ v: [Double]) -> [(name: String, value: Tensor)] { let d = layout.unflatten(v); return layout.names.map { ($0, d[$0]!) } }
-        func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { layout.flatten(Dictionary(uniqueKeysWithValues: t.map { ($0.name, $0.value) })) }
-        // Task vectors cover parameters; BN running statistics describe data and are averaged, as in MergeRun.mergeTasks.
+    /// The experts' backbones as the task-vector methods take them: flat Float64 in state-dict order, the average
+    /// summed over every model (every rank receives it), BN running statistics averaged rather than task-vectored.
+    static func taskVectorContext(pre: [(name: String, value: Tensor)], experts: [[(name: String, value: Tensor)]], shard: ModelShard,
+                                  options o: NeuLigOptions, score: @escaping ([(name: String, value: Tensor)]) throws -> Double) throws -> TaskVectorContext {
+        func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { t.flatMap { $0.value.storage.map(Double.init) } }
+        let local = experts.map(flat)
         let isParameter = pre.flatMap { e in
             [Bool](repeating: !(e.name.hasSuffix(".running_mean") || e.name.hasSuffix(".running_var")), count: e.value.count)
         }
-        let context = TaskVectorContext(shard: shard, experts: experts.map(flat), pretrained: flat(pre), average: flat(averaged), isParameter: isParameter,
-                                        parameters: o.parameters, seed: o.seed) { try score(tensors($0)) }
-        let outcome = try TIES.search(context, experts: context.experts).outcome
-        let acc = try test(tensors(outcome.backbone))
-        return ReportRow(name: "TIES", kind: .baseline, accuracies: acc, mean: acc.reduce(0, +) / Double(acc.count), hyperparameters: outcome.hyperparameters)
+        let average = try shard.sum(local).map { $0 / Double(shard.total) }
+        return TaskVectorContext(shard: shard, experts: local, pretrained: flat(pre), average: average, isParameter: isParameter,
+                                 parameters: o.parameters, seed: o.seed) { try score(unflatten($0, like: pre)) }
+    }
+
+    /// A flat Float64 backbone back into `like`'s named tensors (Float32).
+    static func unflatten(_ flat: [Double], like: [(name: String, value: Tensor)]) -> [(name: String, value: Tensor)] {
+        var offset = 0
+        return like.map { e in
+            defer { offset += e.value.count }
+            return (e.name, Tensor(shape: e.value.shape, storage: flat[offset..<(offset + e.value.count)].map { Float($0) }))
+        }
     }
 
     static func headOutputs(_ f: [Float], n: Int, width: Int, head: (weight: Tensor, bias: Tensor)) -> [Double] {

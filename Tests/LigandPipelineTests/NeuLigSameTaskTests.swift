@@ -137,8 +137,9 @@ final class NeuLigSameTaskTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("neulig-global.safetensors").path), "nothing written")
     }
 
-    /// The TIES row picks k and λ by the score and evaluates θ_pre + λ·TIES(τ) with MergeRun's rule.
-    func testTiesRowChoosesByScore() throws {
+    /// NeuLig's baselines run the task-vector methods on its experts: TIES picks k and λ by the score and returns
+    /// θ_pre + λ·TIES(τ); the average and the context are the same on a rank that holds no expert.
+    func testBaselinesContextFeedsTheTaskVectorMethods() throws {
         var rng = SeededRNG(seed: 5)
         let pre: [(name: String, value: Tensor)] = [("a.weight", Tensor.randomNormal([3, 4], rng: &rng)), ("a.bias", Tensor.randomNormal([3], rng: &rng))]
         let experts = (0..<3).map { _ in pre.map { e in (name: e.name, value: Tensor(shape: e.value.shape, storage: e.value.storage.map { $0 + Float(rng.normal()) })) } }
@@ -146,24 +147,26 @@ final class NeuLigSameTaskTests: XCTestCase {
         try o.parameters.set(TaskArithmetic.lambdas, numbers: [0.2, 0.6, 1.0])
         try o.parameters.set(TIES.keep, numbers: [0.2, 0.5])
         let preFlat = pre.flatMap { $0.value.storage.map(Double.init) }
-        let comm = InProcessCommunicator.single()
-        var tested: [Double] = []
-        let row = try NeuLigRun.tiesRow(pre: pre, experts: experts, averaged: pre, shard: ModelShard(total: 3, comm: comm), options: o) { t in
-            // Scores the kept fraction (changed coordinates); every λ ties, so the first λ of the best k wins.
-            let v = t.flatMap { $0.value.storage.map(Double.init) }
-            return Double(zip(v, preFlat).filter { $0 != $1 }.count)
-        } test: { t in
-            tested = t.flatMap { $0.value.storage.map(Double.init) }
-            return [0.5]
+        let expertFlats = experts.map { $0.flatMap { $0.value.storage.map(Double.init) } }
+        for size in [1, 4] {
+            let out = try InProcessCommunicator.run(size: size) { comm -> (TaskVectorOutcome, [Double]) in
+                let shard = ModelShard(total: 3, comm: comm)
+                let c = try NeuLigRun.taskVectorContext(pre: pre, experts: shard.local.map { experts[$0] }, shard: shard, options: o) { t in
+                    // Scores the kept fraction (changed coordinates); every λ ties, so the first λ of the best k wins.
+                    let v = t.flatMap { $0.value.storage.map(Double.init) }
+                    return Double(zip(v, preFlat).filter { $0 != $1 }.count)
+                }
+                return (try TIES.search(c, experts: c.experts).outcome, c.average)
+            }
+            for (ties, average) in out {
+                XCTAssertEqual(ties.hyperparameters["k"], "50%")
+                XCTAssertEqual(ties.hyperparameters["lambda"], "0.2")
+                let delta = try TIES.mergedTaskVector(localExperts: expertFlats, pretrained: preFlat, isParameter: [Bool](repeating: true, count: preFlat.count),
+                                                      keepFraction: 0.5, shard: ModelShard(total: 3, comm: InProcessCommunicator.single()))
+                XCTAssertEqual(ties.backbone, preFlat.indices.map { preFlat[$0] + 0.2 * delta[$0] }, "\(size) ranks")
+                XCTAssertEqual(average, preFlat.indices.map { j in (expertFlats[0][j] + expertFlats[1][j] + expertFlats[2][j]) / 3 }, "\(size) ranks")
+            }
         }
-        XCTAssertEqual(row.name, "TIES")
-        XCTAssertEqual(row.hyperparameters["k"], "50%")
-        XCTAssertEqual(row.hyperparameters["lambda"], "0.2")
-        let delta = try TIES.mergedTaskVector(localExperts: experts.map { $0.flatMap { $0.value.storage.map(Double.init) } }, pretrained: preFlat,
-                                              isParameter: [Bool](repeating: true, count: preFlat.count), keepFraction: 0.5, shard: ModelShard(total: 3, comm: comm))
-        let lambda = Double(row.hyperparameters["lambda"]!)!
-        for j in preFlat.indices { XCTAssertEqual(tested[j], Double(Float(preFlat[j] + lambda * delta[j])), accuracy: 0) }
-        XCTAssertEqual(row.mean, 0.5)
     }
 
     func testCountingCommunicatorCountsPayloadBytes() throws {
