@@ -17,7 +17,7 @@ public enum PortlandBenchmark {
         var config = base
         config.epochs = epochs
         let out = try InProcessCommunicator.run(size: ranks) { comm -> (Double, Int, Int) in
-            let local = blockRange(count: k, parts: ranks, part: comm.rank)
+            let local = ModelShard(total: k, comm: comm).local
             let tasks = (0..<k).map { t -> PortlandTask in
                 var rng = SeededRNG(seed: 9, stream: "bench-task-\(t)")
                 let head = (0..<(c * d)).map { _ in rng.normal() / Double(d).squareRoot() }

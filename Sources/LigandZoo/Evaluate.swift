@@ -111,8 +111,8 @@ public enum Evaluation {
     static func ensembleRound(count k: Int, data: LabeledImages, classes c: Int, comm: Communicator, progress: PhaseProgress? = nil,
                               network: (Int) throws -> Network<Float>) throws -> (models: [Double], softmax: Double, logits: Double) {
         let n = data.count
-        let mine = blockRange(count: k, parts: comm.size, part: comm.rank)
-        var contributions: [(index: Int, values: [Double])] = []
+        let shard = ModelShard(total: k, comm: comm), mine = shard.local
+        var contributions: [[Double]] = []
         for i in mine {
             defer { progress?.update(i - mine.lowerBound + 1) }
             let net = try network(i)
@@ -122,9 +122,9 @@ public enum Evaluation {
             var hits = [Double](repeating: 0, count: k)
             hits[i] = Double(correct(logits, classes: c, labels: data.labels))
             v += hits
-            contributions.append((i, v))
+            contributions.append(v)
         }
-        let sum = try deterministicSum(contributions: contributions, total: k, comm: comm)
+        let sum = try shard.sum(contributions)
         let nc = n * c
         let models = (0..<k).map { sum[2 * nc + $0] / Double(n) }
         return (models, accuracy(sum[0..<nc], classes: c, labels: data.labels), accuracy(sum[nc..<(2 * nc)], classes: c, labels: data.labels))
@@ -134,7 +134,7 @@ public enum Evaluation {
     public static func sameTask(files: [URL], names: [String], data: LabeledImages, suite: String?, split: String,
                                 comm: Communicator, progress style: PhaseProgress.Style = .quiet) throws -> EvalReport {
         let arch = try commonArchitecture(files)
-        let progress = PhaseProgress("evaluation (this rank's models)", total: blockRange(count: files.count, parts: comm.size, part: comm.rank).count,
+        let progress = PhaseProgress("evaluation (this rank's models)", total: ModelShard(total: files.count, comm: comm).local.count,
                                      style: comm.isRoot ? style : .quiet)
         let r = try ensembleRound(count: files.count, data: data, classes: arch.classes, comm: comm, progress: progress) { i in
             try ModelFile.load(files[i], expecting: arch).network
