@@ -373,45 +373,4 @@ extension LeastSquaresFusion {
         for (i, u) in units.enumerated() { stats[i].weigh(try fold(u, state).weight) }
         return stats
     }
-
-    /// Serial progressive fusion of experts (expert k on batches data[k]); sums in expert order, the same left
-    /// fold the distributed driver's rank-count-independent sum performs. Returns the fused backbone tensors.
-    public static func progressive(experts: [Network<Float>], data: [CalibrationBatches], relativeRidge: Double) throws -> StateDict {
-        guard let first = experts.first, experts.count == data.count else { throw FusionError.invalidInput("progressive fusion needs one batch set per expert") }
-        let plan = try FusionPlan(first.architecture)
-        let states = experts.map { $0.stateDictionary() }
-        var fusedState = try averagedBackbone(states, like: first)
-        for u in plan.units {
-            let fused = try network(like: first, backbone: fusedState)
-            var sum: ProgressiveStatistics?
-            var prior: FoldedLayer?
-            for (k, e) in experts.enumerated() {
-                let layer = try fold(u, states[k], model: "expert \(k)")
-                let c = try progressiveContribution(plan, u, fused: fused, expert: e, expertLayer: layer, data: data[k])
-                sum = try sum.map { s in try s.unpacked(zip(s.packed, c.packed).map { $0 + $1 }) } ?? c
-                prior = prior.map { FoldedLayer(weight: $0.weight + layer.weight, bias: zip($0.bias, layer.bias).map { $0 + $1 }) } ?? layer
-            }
-            let k = Double(experts.count)
-            let mean = FoldedLayer(weight: Matrix(rows: prior!.weight.rows, cols: prior!.weight.cols, data: prior!.weight.data.map { $0 / k }),
-                                   bias: prior!.bias.map { $0 / k })
-            let solved = try progressiveSolve(layer: u.name, statistics: sum!, prior: mean, relativeRidge: relativeRidge)
-            for (name, t) in unfold(u, solved) { fusedState[name] = t }
-        }
-        return fusedState
-    }
-
-    /// The experts' backbone tensors averaged (head excluded), in Float64.
-    static func averagedBackbone(_ states: [StateDict], like: Network<Float>) throws -> StateDict {
-        let head = Set(like.head.parameters.map(\.name))
-        var out: StateDict = [:]
-        for (name, t) in states[0] where !head.contains(name) {
-            var acc = [Double](repeating: 0, count: t.count)
-            for s in states {
-                guard let v = s[name], v.shape == t.shape else { throw FusionError.invalidInput("experts differ in tensor '\(name)'") }
-                for i in 0..<acc.count { acc[i] += Double(v[i]) }
-            }
-            out[name] = Tensor(shape: t.shape, storage: acc.map { Float($0 / Double(states.count)) })
-        }
-        return out
-    }
 }
