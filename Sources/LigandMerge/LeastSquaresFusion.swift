@@ -340,13 +340,6 @@ extension LeastSquaresFusion {
         return out
     }
 
-    /// A network of `like`'s architecture and head holding `backbone` (a backbone state dict).
-    public static func network(like: Network<Float>, backbone: StateDict) throws -> Network<Float> {
-        var tensors = backbone
-        for p in like.head.parameters { tensors[p.name] = p.value }
-        return try Network<Float>.loaded(like.architecture, tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
-    }
-
     /// Expert k's progressive statistics of `unit` on its task's batches: X̃ from the fused network, Y from the expert.
     public static func progressiveContribution(_ plan: FusionPlan, _ unit: WeightLayer, fused: Network<Float>, expert: Network<Float>,
                                                expertLayer: FoldedLayer, data: CalibrationBatches) throws -> ProgressiveStatistics {

@@ -234,6 +234,9 @@ public final class Network<S: FloatScalar> {
         batchNorms.map { ("\($0.name).num_batches_tracked", $0.numBatchesTracked) }
     }
 
+    /// The same counters by name, as `load` takes them.
+    public var batchCounterValues: [String: Int64] { Dictionary(uniqueKeysWithValues: batchCounters().map { ($0.name, $0.value) }) }
+
     /// Replaces every tensor; refuses missing, extra, mis-shaped or non-finite tensors by name.
     @_specialize(exported: true, where S == Float)
     public func load(_ tensors: [String: TensorOf<S>], counters: [String: Int64] = [:], allowExtra: Bool = false) throws {
@@ -259,7 +262,7 @@ public final class Network<S: FloatScalar> {
     /// A copy with the same weights in another scalar type (Float64 for gradient checks).
     public func converted<T: FloatScalar>(to: T.Type) throws -> Network<T> {
         try Network<T>.loaded(architecture, Dictionary(uniqueKeysWithValues: stateDict().map { ($0.name, $0.value.converted(to: T.self)) }),
-                              counters: Dictionary(uniqueKeysWithValues: batchCounters().map { ($0.name, $0.value) }))
+                              counters: batchCounterValues)
     }
 
     /// Checks an input batch's shape against the architecture.
@@ -267,5 +270,22 @@ public final class Network<S: FloatScalar> {
         guard x.rank == 4, Array(x.shape.dropFirst()) == architecture.input else {
             throw NetworkError.inputShape(expected: architecture.input, found: x.shape)
         }
+    }
+}
+
+extension Network where S == Float {
+    /// A network of this one's architecture holding `backbone` read through `head` (its class count from the head;
+    /// this network's own head when nil), with this one's BatchNorm counters: a merged or pretrained backbone under a
+    /// task's head.
+    public func with(backbone: [String: Tensor], head: (weight: Tensor, bias: Tensor)? = nil) throws -> Network<Float> {
+        var arch = architecture, tensors = backbone
+        if let head {
+            arch.classes = head.weight.shape[0]
+            tensors[self.head.weight.name] = head.weight
+            if let b = self.head.bias { tensors[b.name] = head.bias }
+        } else {
+            for p in self.head.parameters { tensors[p.name] = p.value }
+        }
+        return try .loaded(arch, tensors, counters: batchCounterValues)
     }
 }

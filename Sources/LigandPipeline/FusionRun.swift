@@ -97,7 +97,7 @@ public enum FusionRun {
         func progressive(ridge: Double, start: StateDict) throws -> StateDict {
             var fused = start
             for unit in units {
-                let fusedNet = try LeastSquaresFusion.network(like: like, backbone: fused)
+                let fusedNet = try like.with(backbone: fused)
                 let contributions = try MergeRun.agreeing(comm, "progressive statistics of layer '\(unit.name)'") {
                     try zip(local, nets).enumerated().map { j, pair -> [Double] in
                         let (i, net) = pair
@@ -163,7 +163,7 @@ public enum FusionRun {
                 for t in 0..<k where t % comm.size == comm.rank {
                     let classes = input.heads[t].weight.shape[0]
                     let logits = try evaluator.logits(model.flatMap { m in input.keys?.test(model: m, task: t) }) {
-                        let net = try Merging.network(backbone: backbone, like: pre, classes: classes, head: input.heads[t])
+                        let net = try pre.with(backbone: backbone, head: input.heads[t])
                         return Trainer.logits(net, data: sets[t], indices: Array(0..<sets[t].count)).storage
                     }
                     h[t] = Double(Evaluation.argmaxHits(ArraySlice(logits.map(Double.init)), classes: classes, labels: sets[t].labels)) / Double(max(1, sets[t].count))
@@ -284,9 +284,9 @@ public enum FusionRun {
         let k = input.names.count, arch = input.architectures[0]
         let plan: FusionPlan
         do { plan = try FusionPlan(arch) } catch { throw PipelineError(wrapping: error) }
-        let counters = try Network<Float>(arch, seed: 0).batchCounters()
+        let counters = try Network<Float>(arch, seed: 0).batchCounterValues
         let shard = ModelShard(total: k, comm: comm)
-        let nets = try MergeRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try MergeRun.network(arch, $0, counters: counters) } }
+        let nets = try MergeRun.agreeing(comm, "aligned models") { try aligned.alignedLocal.map { try Network<Float>.loaded(arch, $0, counters: counters) } }
         let states = nets.map { $0.stateDictionary() }
         let layout = FlatLayout(try Network<Float>(arch, seed: 0).stateDict())
         let selectionSet = selection.count > 0 ? selection : input.calibration
@@ -294,7 +294,7 @@ public enum FusionRun {
                         layout: layout, like: try Network<Float>(arch, seed: 0), batchSize: o.batchSize, calibration: { _ in input.calibration })
         let average = layout.unflatten(try c.sum(states.map { layout.flatten($0) }).map { $0 / Double(k) })
         func accuracy(_ state: StateDict, _ data: LabeledImages) throws -> Double {
-            let net = try MergeRun.agreeing(comm, "fused network") { try MergeRun.network(arch, state, counters: counters) }
+            let net = try MergeRun.agreeing(comm, "fused network") { try Network<Float>.loaded(arch, state, counters: counters) }
             return try MergeRun.hits(net, data, comm: comm) / Double(max(1, data.count))
         }
 
@@ -344,7 +344,7 @@ public enum FusionRun {
         report.calibrationScores = scores
         report.rows = rows
         report.seconds = timer.seconds
-        let fusedNet = try MergeRun.network(arch, best!.state, counters: counters)
+        let fusedNet = try Network<Float>.loaded(arch, best!.state, counters: counters)
         return MergeResult(report: report, fused: fusedNet, backbone: [], heads: [])
     }
 }

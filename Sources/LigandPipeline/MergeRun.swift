@@ -26,10 +26,6 @@ public enum MergeRun {
         return result!
     }
 
-    static func network(_ arch: Architecture, _ tensors: StateDict, counters: [(name: String, value: Int64)]) throws -> Network<Float> {
-        try Network<Float>.loaded(arch, tensors, counters: Dictionary(uniqueKeysWithValues: counters.map { ($0.name, $0.value) }))
-    }
-
     static func batch(_ data: LabeledImages, _ indices: [Int]) -> Tensor {
         var it = BatchIterator(data: data, indices: indices, batchSize: max(1, indices.count))
         return it.next()!.pixels
@@ -131,7 +127,7 @@ public enum MergeRun {
 
         let nets = try agreeing(comm, "loading the models") { try local.map { try input.load($0) } }
         let layout = FlatLayout(try nets.first.map { $0.stateDict() } ?? Network<Float>(arch, seed: 0).stateDict())
-        let counters = (try Network<Float>(arch, seed: 0)).batchCounters()
+        let counters = (try Network<Float>(arch, seed: 0)).batchCounterValues
         timer.lap("load")
 
         // Every model on the calibration and test sets: calibration hits, test hits, and the softmax ensemble.
@@ -181,9 +177,9 @@ public enum MergeRun {
         /// Averages the local models' (aligned) tensors over all models, then re-estimates BN on training data.
         func fuse(_ aligned: [StateDict]) throws -> Network<Float> {
             let sum = try shard.sum(aligned.map { layout.flatten($0) })
-            let net = try network(arch, layout.unflatten(sum, divisor: Double(k)), counters: counters)
+            let net = try Network<Float>.loaded(arch, layout.unflatten(sum, divisor: Double(k)), counters: counters)
             if o.batchNorm == .repair && !net.batchNorms.isEmpty {
-                let targets = try repairTargets(zip(local, aligned).map { ($0, try network(arch, $1, counters: counters)) },
+                let targets = try repairTargets(zip(local, aligned).map { ($0, try Network<Float>.loaded(arch, $1, counters: counters)) },
                                                 train: input.train, samples: o.bnSamples, total: k, channels: net.batchNorms.map(\.channels), comm: comm)
                 for (bn, t) in zip(net.batchNorms, targets) {
                     bn.weight.value = Tensor(shape: [bn.channels], storage: t.std.map { Float($0) })
@@ -269,7 +265,7 @@ public enum MergeRun {
         /// The logits of `backbone` (its flat form, built only when not already evaluated) under task t's head on `data`.
         func readLogits(_ key: Evaluator.Key?, task t: Int, _ data: LabeledImages, backbone: () -> StateDict) throws -> [Float] {
             try evaluator.logits(key) {
-                let net = try Merging.network(backbone: backbone(), like: pre, classes: input.heads[t].weight.shape[0], head: input.heads[t])
+                let net = try pre.with(backbone: backbone(), head: input.heads[t])
                 return Trainer.logits(net, data: data, indices: Array(0..<data.count)).storage
             }
         }

@@ -267,8 +267,7 @@ public enum NeuLigRun {
                     let merged = try WeightedFusion.fuse(localTensors: backbones, coefficients: Array(beta[(lo * k)..<(lo * k + k)]), localModels: local,
                                                          layout: backboneLayout, comm: comm)
                     if comm.isRoot {
-                        let net = try Merging.network(backbone: Dictionary(uniqueKeysWithValues: merged.map { ($0.name, $0.value) }), like: probe,
-                                                      classes: c, head: heads[ti])
+                        let net = try probe.with(backbone: Dictionary(uniqueKeysWithValues: merged.map { ($0.name, $0.value) }), head: heads[ti])
                         hits += try Trainer.accuracy(net, data: test, indices: rows) * Double(rows.count)
                     }
                 }
@@ -287,8 +286,7 @@ public enum NeuLigRun {
 
         /// Accuracy of backbone θ with task ti's head on task ti's set (this rank alone).
         func accuracy(_ backbone: [(name: String, value: Tensor)], task ti: Int, sets: [LabeledImages]) throws -> Double {
-            let net = try Merging.network(backbone: Dictionary(uniqueKeysWithValues: backbone.map { ($0.name, $0.value) }), like: probe,
-                                          classes: experts[ti].task.classes, head: heads[ti])
+            let net = try probe.with(backbone: Dictionary(uniqueKeysWithValues: backbone.map { ($0.name, $0.value) }), head: heads[ti])
             return try Trainer.accuracy(net, data: sets[ti], indices: Array(0..<sets[ti].count))
         }
         /// Accuracy of backbone θ with each task's head on that task's set, task ti on rank ti mod size.

@@ -73,8 +73,8 @@ extension NeuLigRun {
         let k = input.names.count, arch = input.architectures[0]
         let shard = ModelShard(total: k, comm: comm), local = shard.local
         let probe = try Network<Float>(arch, seed: 0)
-        let counters = probe.batchCounters()
-        let nets = try merged.alignedLocal.map { try MergeRun.network(arch, $0, counters: counters) }
+        let counters = probe.batchCounterValues
+        let nets = try merged.alignedLocal.map { try Network<Float>.loaded(arch, $0, counters: counters) }
         if o.align != nil && !BatchNormStatistics(probe).names.isEmpty {
             // The maps carried each model's running statistics along, exact only for permutations: re-estimate them where the model lives.
             let n = min(o.bnSamples, input.train.count)
@@ -133,7 +133,7 @@ extension NeuLigRun {
             tensors[name] = Tensor(shape: t.shape, storage: (offset..<(offset + t.count)).map { Float(sum[$0]) })
             offset += t.count
         }
-        let fused = try MergeRun.network(arch, tensors, counters: counters)
+        let fused = try Network<Float>.loaded(arch, tensors, counters: counters)
         try MergeRun.reestimateBatchNorm(fused, train: input.train, samples: o.bnSamples, batchSize: 128, comm: comm)
         let fusedAccuracy = try MergeRun.hits(fused, test, comm: comm) / Double(n)
         timer.lap("fused")

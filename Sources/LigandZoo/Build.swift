@@ -178,7 +178,7 @@ public enum ZooBuilder {
                     let shots = SuitePlan.shotIndices(labels: sets.train.labels, classes: task.classes, shots: spec.shots ?? 10,
                                                       seed: spec.seed, task: task.rawValue)
                     let head = try PrototypeHead.fit(backbone: pre, images: sets.train.subset(shots), logitScale: spec.logitScale ?? 10)
-                    net = try expertNetwork(pretrained: pre, classes: task.classes, head: head)
+                    net = try expertNetwork(pretrained: pre, head: head)
                     var c = spec.trainingConfig(for: job.architecture, seed: spec.seed &+ 100 &+ UInt64(jobs.firstIndex(of: job)!))
                     c.frozen = Set(net.head.parameters.map(\.name))
                     config = c
@@ -224,11 +224,11 @@ public enum ZooBuilder {
         return manifest
     }
 
-    /// The pretrained backbone under a new head of `classes` outputs.
-    public static func expertNetwork(pretrained: Network<Float>, classes: Int, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
+    /// The pretrained backbone under a new head (its class count the head's).
+    public static func expertNetwork(pretrained: Network<Float>, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
         let headNames = Set(pretrained.head.parameters.map(\.name))
         var backbone: [String: Tensor] = [:]
         for (name, value) in pretrained.stateDict() where !headNames.contains(name) { backbone[name] = value }
-        return try Merging.network(backbone: backbone, like: pretrained, classes: classes, head: head)
+        return try pretrained.with(backbone: backbone, head: head)
     }
 }

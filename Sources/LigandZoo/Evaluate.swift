@@ -169,7 +169,7 @@ public enum Evaluation {
             let data = try e.task.apply(test)
             testSets.append(data)
             let r = try ensembleRound(count: k, data: data, classes: e.task.classes, comm: comm) { i in
-                try ZooBuilder.expertNetwork(pretrained: loaded[i], classes: e.task.classes, head: heads[t])
+                try ZooBuilder.expertNetwork(pretrained: loaded[i], head: heads[t])
             }
             for i in 0..<k { expertRows[i].append(r.models[i]) }
             softmaxRow.append(r.softmax); logitsRow.append(r.logits)
@@ -193,8 +193,7 @@ public enum Evaluation {
             for (m, t) in mine.enumerated() {
                 for (j, l) in lambdas.enumerated() {
                     defer { lambdaProgress.update(m * lambdas.count + j + 1) }
-                    let net = try Merging.network(backbone: Merging.taskArithmetic(pretrained: preBackbone, experts: backbones, lambda: l),
-                                                  like: pre, classes: experts[t].task.classes, head: heads[t])
+                    let net = try pre.with(backbone: Merging.taskArithmetic(pretrained: preBackbone, experts: backbones, lambda: l), head: heads[t])
                     calHits[j] += Double(correct(Trainer.logits(net, data: calSets[t], indices: Array(0..<calSets[t].count)).storage,
                                                  classes: experts[t].task.classes, labels: calSets[t].labels))
                 }
@@ -209,7 +208,7 @@ public enum Evaluation {
             for t in mine {
                 let c = experts[t].task.classes
                 for (b, backbone) in [preBackbone, average, ta].enumerated() {
-                    let net = try Merging.network(backbone: backbone, like: pre, classes: c, head: heads[t])
+                    let net = try pre.with(backbone: backbone, head: heads[t])
                     hits[b * k + t] = Double(correct(Trainer.logits(net, data: testSets[t], indices: Array(0..<testSets[t].count)).storage,
                                                      classes: c, labels: testSets[t].labels))
                 }
@@ -258,13 +257,4 @@ public enum Merging {
         return out
     }
 
-    /// A network of `like`'s architecture (with `classes` outputs) holding `backbone` and `head`.
-    public static func network(backbone: [String: Tensor], like: Network<Float>, classes: Int, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
-        var arch = like.architecture
-        arch.classes = classes
-        var tensors = backbone
-        tensors[like.head.weight.name] = head.weight
-        if let b = like.head.bias { tensors[b.name] = head.bias }
-        return try Network<Float>.loaded(arch, tensors, counters: Dictionary(uniqueKeysWithValues: like.batchCounters().map { ($0.name, $0.value) }))
-    }
 }

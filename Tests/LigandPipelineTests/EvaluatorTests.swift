@@ -53,7 +53,7 @@ final class EvaluatorTests: XCTestCase {
                        Trainer.logits(net, data: data, indices: Array(0..<n)).storage.map(\.bitPattern))
         let other = (weight: Tensor(shape: [7, 16], storage: (0..<112).map { _ in Float(r.normal()) }), bias: Tensor(shape: [7], storage: (0..<7).map { _ in Float(r.normal()) }))
         let backbone = Dictionary(uniqueKeysWithValues: net.stateDict().filter { !$0.name.hasPrefix("fc.") && $0.name != net.head.weight.name && $0.name != net.head.bias!.name }.map { ($0.name, $0.value) })
-        let withOther = try Merging.network(backbone: backbone, like: net, classes: 7, head: other)
+        let withOther = try net.with(backbone: backbone, head: other)
         XCTAssertEqual(Trainer.headLogits(features, head: other, like: net).map(\.bitPattern),
                        Trainer.logits(withOther, data: data, indices: Array(0..<n)).storage.map(\.bitPattern))
     }
