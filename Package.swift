@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "LigandMerge", dependencies: ["LigandNN", "LigandNumerics", "LigandCollective", "LigandData"]),
         .target(name: "LigandNeuLig", dependencies: ["LigandNumerics", "LigandCollective", "LigandNN", "LigandFormats"]),
         .target(name: "LigandZoo", dependencies: [
-            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels",
+            "LigandNumerics", "LigandCollective", "LigandData", "LigandFormats", "LigandNN", "LigandModels", "LigandMerge",
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "LigandPipeline", dependencies: [

@@ -20,6 +20,9 @@ struct FlatLayout {
 
     func floats(_ d: StateDict) -> [Float] { names.flatMap { d[$0]!.storage } }
 
+    /// Each tensor's name and element count, in order.
+    var entries: [(name: String, count: Int)] { zip(names, shapes).map { ($0, $1.reduce(1, *)) } }
+
     /// Float(v / divisor) per element (the division of `averageStateDicts`), split back into named tensors.
     func unflatten(_ v: [Double], divisor: Double = 1) -> StateDict {
         var out: StateDict = [:], o = 0

@@ -174,7 +174,7 @@ public enum FusionRun {
             return h
         }
 
-        let averageFlat = try c.sum(expertFlats).map { $0 / Double(k) }
+        let averageFlat = try TaskVectors.average(expertFlats, shard: shard)
         let average = layout.unflatten(averageFlat)
         var scores: [String: Double] = [:]
         var rows: [ReportRow] = []
@@ -210,10 +210,8 @@ public enum FusionRun {
 
         // Task arithmetic beside them: the method's own λ search, on the same held-out calibration images.
         let preFlat = layout.flatten(pre.stateDictionary())
-        let isParameter = zip(layout.names, layout.shapes).flatMap { n, s in
-            [Bool](repeating: !(n.hasSuffix(".running_mean") || n.hasSuffix(".running_var")), count: s.reduce(1, *))
-        }
-        let taskVectors = TaskVectorContext(shard: shard, experts: expertFlats, pretrained: preFlat, average: averageFlat, isParameter: isParameter,
+        let taskVectors = TaskVectorContext(shard: shard, experts: expertFlats, pretrained: preFlat, average: averageFlat,
+                                            isParameter: TaskVectors.parameterMask(layout.entries),
                                             parameters: o.parameters, seed: o.seed) { mean(try evaluate(layout.unflatten($0), sets: selectionSets)) }
         let taskArithmetic = try TaskArithmetic.search(taskVectors, experts: expertFlats, label: "task-arithmetic ").outcome
         scores.merge(taskArithmetic.calibrationScores) { $1 }

@@ -250,12 +250,7 @@ public enum MergeRun {
         let headNames = Set(pre.head.parameters.map(\.name))
         let backboneLayout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
         let preFlat = backboneLayout.flatten(pre.stateDictionary())
-        // Task vectors cover parameters only; BN running statistics are averaged (they describe data, not training).
-        let isParameter = backboneLayout.names.flatMap { n -> [Bool] in
-            let c = backboneLayout.shapes[backboneLayout.names.firstIndex(of: n)!].reduce(1, *)
-            let stat = n.hasSuffix(".running_mean") || n.hasSuffix(".running_var")
-            return [Bool](repeating: !stat, count: c)
-        }
+        let isParameter = TaskVectors.parameterMask(backboneLayout.entries)
         let experts = try agreeing(comm, "loading the experts") { try local.map { backboneLayout.flatten(try input.load($0).stateDictionary()) } }
         timer.lap("load")
 
@@ -286,7 +281,7 @@ public enum MergeRun {
             try comm.allreduce(&h, op: .sum)
             return h
         }
-        let averageFlat = try shard.sum(experts).map { $0 / Double(k) }
+        let averageFlat = try TaskVectors.average(experts, shard: shard)
         let context = TaskVectorContext(shard: shard, experts: experts, pretrained: preFlat, average: averageFlat, isParameter: isParameter,
                                         parameters: o.parameters, seed: o.seed) { mean(try evaluate($0, sets: input.calibration)) }
         let outcome = try method.merge(context)

@@ -1,5 +1,6 @@
 import Foundation
 import LigandCollective
+import LigandMerge
 import LigandData
 import LigandFormats
 import LigandModels
@@ -394,10 +395,8 @@ public enum NeuLigRun {
                                   options o: NeuLigOptions, score: @escaping ([(name: String, value: Tensor)]) throws -> Double) throws -> TaskVectorContext {
         func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { t.flatMap { $0.value.storage.map(Double.init) } }
         let local = experts.map(flat)
-        let isParameter = pre.flatMap { e in
-            [Bool](repeating: !(e.name.hasSuffix(".running_mean") || e.name.hasSuffix(".running_var")), count: e.value.count)
-        }
-        let average = try shard.sum(local).map { $0 / Double(shard.total) }
+        let isParameter = TaskVectors.parameterMask(pre.map { ($0.name, $0.value.count) })
+        let average = try TaskVectors.average(local, shard: shard)
         return TaskVectorContext(shard: shard, experts: local, pretrained: flat(pre), average: average, isParameter: isParameter,
                                  parameters: o.parameters, seed: o.seed) { try score(unflatten($0, like: pre)) }
     }

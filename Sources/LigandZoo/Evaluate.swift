@@ -2,6 +2,7 @@ import Foundation
 import LigandCollective
 import LigandData
 import LigandFormats
+import LigandMerge
 import LigandModels
 import LigandNN
 import LigandNumerics
@@ -181,10 +182,31 @@ public enum Evaluation {
         var baselineRows: [EvalRow] = []
         if baselines {
             let pre = try ModelFile.load(pretrained).network
-            let names = Set(pre.stateDict().map(\.name)).subtracting(pre.head.parameters.map(\.name))
-            let backbones = loaded.map { Dictionary(uniqueKeysWithValues: $0.stateDict().filter { names.contains($0.name) }.map { ($0.name, $0.value) }) }
-            let preBackbone = Dictionary(uniqueKeysWithValues: pre.stateDict().filter { names.contains($0.name) }.map { ($0.name, $0.value) })
-            let average = Merging.average(backbones)
+            // The task-vector maths of every merge (TaskVectors); each rank holds every expert here, so its sums are serial.
+            let headNames = Set(pre.head.parameters.map(\.name))
+            let layout = pre.stateDict().filter { !headNames.contains($0.name) }.map { (name: $0.name, shape: $0.value.shape) }
+            func flat(_ net: Network<Float>) -> [Double] {
+                let d = Dictionary(uniqueKeysWithValues: net.stateDict().map { ($0.name, $0.value) })
+                return layout.flatMap { d[$0.name]!.storage.map(Double.init) }
+            }
+            func backbone(_ v: [Double]) -> [String: Tensor] {
+                var out: [String: Tensor] = [:], offset = 0
+                for e in layout {
+                    let n = e.shape.reduce(1, *)
+                    out[e.name] = Tensor(shape: e.shape, storage: v[offset..<(offset + n)].map { Float($0) })
+                    offset += n
+                }
+                return out
+            }
+            let serial = ModelShard(total: k, comm: InProcessCommunicator.single())
+            let expertFlats = loaded.map(flat), preFlat = flat(pre)
+            let averageFlat = try TaskVectors.average(expertFlats, shard: serial)
+            let delta = try TaskVectors.sum(expertFlats, pretrained: preFlat, shard: serial)
+            let mask = TaskVectors.parameterMask(layout.map { ($0.name, $0.shape.reduce(1, *)) })
+            func taskArithmetic(_ lambda: Double) -> [String: Tensor] {
+                backbone(TaskVectors.combine(pretrained: preFlat, delta: delta, lambda: lambda, isParameter: mask, average: averageFlat))
+            }
+            let preBackbone = backbone(preFlat), average = backbone(averageFlat)
             let calSets = try experts.map { try $0.task.apply(calibration) }
             let mine = blockRange(count: k, parts: comm.size, part: comm.rank)
             // Round 1: calibration hits of every λ on this rank's tasks, summed exactly (integers).
@@ -193,7 +215,7 @@ public enum Evaluation {
             for (m, t) in mine.enumerated() {
                 for (j, l) in lambdas.enumerated() {
                     defer { lambdaProgress.update(m * lambdas.count + j + 1) }
-                    let net = try pre.with(backbone: Merging.taskArithmetic(pretrained: preBackbone, experts: backbones, lambda: l), head: heads[t])
+                    let net = try pre.with(backbone: taskArithmetic(l), head: heads[t])
                     calHits[j] += Double(correct(Trainer.logits(net, data: calSets[t], indices: Array(0..<calSets[t].count)).storage,
                                                  classes: experts[t].task.classes, labels: calSets[t].labels))
                 }
@@ -202,7 +224,7 @@ public enum Evaluation {
             try comm.allreduce(&calHits, op: .sum)
             let bestJ = calHits.indices.max { calHits[$0] < calHits[$1] || (calHits[$0] == calHits[$1] && $0 > $1) } ?? 0
             let lambda = lambdas[bestJ]
-            let ta = Merging.taskArithmetic(pretrained: preBackbone, experts: backbones, lambda: lambda)
+            let ta = taskArithmetic(lambda)
             // Round 2: test hits of the three baselines per task.
             var hits = [Double](repeating: 0, count: 3 * k)
             for t in mine {
@@ -227,34 +249,4 @@ public enum Evaluation {
         return EvalReport(suite: suite, architecture: (try ModelFile.architecture(of: SafeTensorsFile(url: pretrained))).description + " backbone, task heads", split: "test",
                           images: test.count, columns: columns, rows: rows)
     }
-}
-
-/// The two merges the tasks suite's acceptance is measured with (the full library is LigandMerge).
-public enum Merging {
-    /// (1/K) Σ θ_k, accumulated in Float64.
-    public static func average(_ models: [[String: Tensor]]) -> [String: Tensor] {
-        combine(models, base: nil, weight: 1 / Double(models.count))
-    }
-
-    /// θ_pre + λ Σ_k (θ_k − θ_pre), accumulated in Float64.
-    public static func taskArithmetic(pretrained: [String: Tensor], experts: [[String: Tensor]], lambda: Double) -> [String: Tensor] {
-        combine(experts, base: pretrained, weight: lambda)
-    }
-
-    static func combine(_ models: [[String: Tensor]], base: [String: Tensor]?, weight: Double) -> [String: Tensor] {
-        var out: [String: Tensor] = [:]
-        for name in models[0].keys.sorted() {
-            let shape = models[0][name]!.shape
-            let b = base?[name]?.storage
-            var acc = [Double](repeating: 0, count: models[0][name]!.count)
-            for m in models {
-                let v = m[name]!.storage
-                if let b { for j in 0..<acc.count { acc[j] += Double(v[j]) - Double(b[j]) } }
-                else { for j in 0..<acc.count { acc[j] += Double(v[j]) } }
-            }
-            out[name] = Tensor(shape: shape, storage: acc.enumerated().map { j, a in Float((b.map { Double($0[j]) } ?? 0) + weight * a) })
-        }
-        return out
-    }
-
 }

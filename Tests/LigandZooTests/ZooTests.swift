@@ -242,13 +242,3 @@ final class SplitTests: XCTestCase {
         XCTAssertEqual(Set(idx.map { labels[$0] }).count, 10)
     }
 }
-
-final class MergingTests: XCTestCase {
-    func testAverageAndTaskArithmetic() {
-        let pre = ["w": Tensor(shape: [2], storage: [1, 1])]
-        let a = ["w": Tensor(shape: [2], storage: [2, 0])], b = ["w": Tensor(shape: [2], storage: [4, 1])]
-        XCTAssertEqual(Merging.average([a, b])["w"]!.storage, [3, 0.5])
-        XCTAssertEqual(Merging.taskArithmetic(pretrained: pre, experts: [a, b], lambda: 0.5)["w"]!.storage, [3, 0.5])
-        XCTAssertEqual(Merging.taskArithmetic(pretrained: pre, experts: [a, b], lambda: 1)["w"]!.storage, [5, 0])
-    }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import LigandCollective
+import LigandMerge
 
 /// A tasks-suite method that combines the experts' backbones θ_k with the pretrained θ_pre, one expert per rank
 /// (or a block); MergeRun.mergeTasks evaluates what it returns.
@@ -37,14 +38,14 @@ public final class TaskVectorContext {
     /// Mean calibration accuracy over the tasks of a fused backbone (each task read through its own head).
     public func score(_ backbone: [Double]) throws -> Double { try scoreOnCalibration(backbone) }
 
-    /// Σ_k τ_k = Σ_k (θ_k − θ_pre) over every expert, rank-count independent.
+    /// Σ_k τ_k = Σ_k (θ_k − θ_pre) over every expert, rank-count independent (`TaskVectors.sum`).
     public func taskVectorSum(_ localExperts: [[Double]]) throws -> [Double] {
-        try shard.sum(localExperts.map { e in (0..<e.count).map { e[$0] - pretrained[$0] } })
+        try TaskVectors.sum(localExperts, pretrained: pretrained, shard: shard)
     }
 
-    /// θ_pre + λ·delta on parameters, the experts' average on running statistics.
+    /// θ_pre + λ·delta on parameters, the experts' average on running statistics (`TaskVectors.combine`).
     public func combine(_ delta: [Double], _ lambda: Double) -> [Double] {
-        (0..<pretrained.count).map { isParameter[$0] ? pretrained[$0] + lambda * delta[$0] : average[$0] }
+        TaskVectors.combine(pretrained: pretrained, delta: delta, lambda: lambda, isParameter: isParameter, average: average)
     }
 
     /// The λ (of `lambdas`) whose θ_pre + λ·delta scores best on calibration; the first among equals.
