@@ -58,9 +58,6 @@ public struct NeuLigOptions {
     /// Seeds/splits suites: the alignment before NeuLig (multi-level); nil: the models as trained.
     public var align: (any MergeMethod.Type)? { parameters.align }
     public var bnSamples: Int { parameters.bnSamples }
-    /// The task-arithmetic and TIES baselines' grids (tasks suites).
-    public var lambdas: [Double] { parameters.numbers(TaskArithmetic.lambdas) }
-    public var tiesKeep: [Double] { parameters.numbers(TIES.keep) }
 }
 
 
@@ -339,7 +336,6 @@ public enum NeuLigRun {
             func backbone(_ flat: [Double]) -> [(name: String, value: Tensor)] { unflatten(flat, like: pre) }
             rows.append(row("pretrained + task heads", .baseline, try evaluate(pre, onTasks: all, sets: tests)))
             rows.append(row("weight averaging", .baseline, try evaluate(backbone(context.average), onTasks: all, sets: tests)))
-            guard !o.lambdas.isEmpty, !o.tiesKeep.isEmpty else { throw PipelineError("the baselines need a λ grid and a kept-fraction grid", everyRank: false) }
             let taskArithmetic = try TaskArithmetic.search(context, experts: context.experts).outcome
             rows.append(row("task arithmetic", .baseline, try evaluate(backbone(taskArithmetic.backbone), onTasks: all, sets: tests), taskArithmetic.hyperparameters))
             let ties = try TIES.search(context, experts: context.experts).outcome
