@@ -389,21 +389,18 @@ public enum NeuLigRun {
     /// summed over every model (every rank receives it), BN running statistics averaged rather than task-vectored.
     static func taskVectorContext(pre: [(name: String, value: Tensor)], experts: [[(name: String, value: Tensor)]], shard: ModelShard,
                                   options o: NeuLigOptions, score: @escaping ([(name: String, value: Tensor)]) throws -> Double) throws -> TaskVectorContext {
-        func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { t.flatMap { $0.value.storage.map(Double.init) } }
+        let layout = FlatLayout(pre)
+        func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { layout.flatten(Dictionary(uniqueKeysWithValues: t.map { ($0.name, $0.value) })) }
         let local = experts.map(flat)
-        let isParameter = TaskVectors.parameterMask(pre.map { ($0.name, $0.value.count) })
         let average = try TaskVectors.average(local, shard: shard)
-        return TaskVectorContext(shard: shard, experts: local, pretrained: flat(pre), average: average, isParameter: isParameter,
+        return TaskVectorContext(shard: shard, experts: local, pretrained: flat(pre), average: average, isParameter: TaskVectors.parameterMask(layout.entries),
                                  parameters: o.parameters, seed: o.seed) { try score(unflatten($0, like: pre)) }
     }
 
-    /// A flat Float64 backbone back into `like`'s named tensors (Float32).
+    /// A flat Float64 backbone back into `like`'s named tensors (Float32), in `like`'s order (FlatLayout's unflatten).
     static func unflatten(_ flat: [Double], like: [(name: String, value: Tensor)]) -> [(name: String, value: Tensor)] {
-        var offset = 0
-        return like.map { e in
-            defer { offset += e.value.count }
-            return (e.name, Tensor(shape: e.value.shape, storage: flat[offset..<(offset + e.value.count)].map { Float($0) }))
-        }
+        let d = FlatLayout(like).unflatten(flat)
+        return like.map { ($0.name, d[$0.name]!) }
     }
 
     static func headOutputs(_ f: [Float], n: Int, width: Int, head: (weight: Tensor, bias: Tensor)) -> [Double] {
