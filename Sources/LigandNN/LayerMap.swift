@@ -26,9 +26,11 @@ public struct WeightLayer: Equatable, Sendable {
     public let outChannels: Int
     public let hasBias: Bool
     /// Prefix of the BatchNorm that follows the layer (folded into it by least-squares fusion).
-    public let batchNorm: String?
-    /// The merge point of the output units (nil: the head's classes) and of the input units (nil: the image).
-    public let outPoint: String?, inPoint: String?
+    public internal(set) var batchNorm: String?
+    /// The merge point of the output units (nil: the head's classes; set when the walk reaches the layer's tap) and of
+    /// the input units (nil: the image).
+    public internal(set) var outPoint: String?
+    public let inPoint: String?
 
     public var isConv: Bool { kernel > 0 }
     public var weightName: String { name + ".weight" }
@@ -69,8 +71,8 @@ extension Network {
         var source = WeightLayer.Source.image, sourceShape = a.input, pools = 0, globalPool = false, taps = 0
         var point: String? = nil
         var (h, w, c) = (a.input[0], a.input[1], a.input[2])
-        // Layers whose output merge point is the next tap, and the BatchNorm each is waiting for.
-        var pending: [(layer: Int, batchNorm: String?)] = []
+        // Layers whose output merge point is the next tap.
+        var pending: [Int] = []
         func layer(_ name: String, from: WeightLayer.Source, shape: [Int], pools: Int = 0, globalPool: Bool = false, kernel: Int = 0,
                    stride: Int = 1, padding: Int = 0, in i: Int, out o: Int, bias: Bool, batchNorm: String? = nil,
                    outPoint: String?, inPoint: String?) -> WeightLayer {
@@ -83,12 +85,7 @@ extension Network {
                   in: l.inChannels, out: l.outChannels, bias: l.bias != nil, batchNorm: batchNorm, outPoint: out, inPoint: `in`)
         }
         func tapped(_ name: String) {
-            for p in pending {
-                let l = body[p.layer]
-                body[p.layer] = layer(l.name, from: l.source, shape: l.sourceShape, pools: l.pools, globalPool: l.globalPool, kernel: l.kernel,
-                                      stride: l.stride, padding: l.padding, in: l.inChannels, out: l.outChannels, bias: l.hasBias,
-                                      batchNorm: p.batchNorm, outPoint: name, inPoint: l.inPoint)
-            }
+            for i in pending { body[i].outPoint = name }
             pending = []
             source = .tap(taps); taps += 1
             sourceShape = sourceShape.count == 1 ? sourceShape : [h, w, c]
@@ -98,15 +95,15 @@ extension Network {
             switch node {
             case .flatten: break
             case .linear(let l):
-                pending.append((body.count, nil))
+                pending.append(body.count)
                 body.append(layer(prefix(l.weight), from: source, shape: sourceShape, pools: pools, globalPool: globalPool,
                                   in: l.inFeatures, out: l.outFeatures, bias: l.bias != nil, outPoint: nil, inPoint: point))
                 sourceShape = [l.outFeatures]
             case .conv(let l):
-                pending.append((body.count, nil))
+                pending.append(body.count)
                 body.append(conv(l, from: source, shape: sourceShape, pools: pools, batchNorm: nil, out: nil, in: point))
                 h = (h + 2 * l.padding - l.kernel) / l.stride + 1; w = (w + 2 * l.padding - l.kernel) / l.stride + 1; c = l.outChannels
-            case .batchNorm(let l): pending[pending.count - 1].batchNorm = l.name
+            case .batchNorm(let l): body[body.count - 1].batchNorm = l.name
             case .relu(_, let tap): tapped(tap)
             case .maxPool: h /= 2; w /= 2; pools += 1
             case .globalAvgPool: globalPool = true
