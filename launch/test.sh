@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (the README's test command, and what .ci/run runs):
 #   setup → release build (no warnings from Sources/) → swift test → MPI tests (mpirun -np 1..4)
-#   → model-zoo and eval tests (mpirun -np 1, 2, 4) → Python interoperability tests → launch smoke test
+#   → model-zoo and eval tests (mpirun -np 1, 2, 4) → the ViT through every shared-origin method (mpirun -np 1, 2, 4)
+#   → Python interoperability tests → launch smoke test
 #   → the README's demo tables against what the main command (launch/demo.sh) prints
 #   → libFuzzer over the file and recipe readers (launch/fuzz.sh, regression inputs replayed first).
 # Every stage runs even if an earlier one failed (stages that need the binary are marked failed
@@ -82,6 +83,7 @@ stage_script mpi-tests launch/mpi-tests.sh bash launch/mpi-tests.sh "$BIN"
 stage_script zoo-tests launch/zoo-tests.sh bash launch/zoo-tests.sh "$BIN"
 stage_script merge-tests launch/merge-tests.sh bash launch/merge-tests.sh "$BIN"
 stage_script neulig-tests launch/neulig-tests.sh bash launch/neulig-tests.sh "$BIN"
+stage_script vit-tests launch/vit-tests.sh bash launch/vit-tests.sh "$BIN"
 stage_script multihost launch/multihost-tests.sh bash launch/multihost-tests.sh "$BIN"
 stage_script python-tests launch/python-tests.sh env LIGAND_BIN="$BIN" bash launch/python-tests.sh
 stage_script smoke launch/smoke.sh env LIGAND_BIN="$BIN" bash launch/smoke.sh

@@ -158,7 +158,7 @@ public enum LeastSquaresFusion {
                 im2col(px.baseAddress! + images.lowerBound * g.height * g.width * g.channels, batch: images.count, geometry: g, into: col)
                 for r in 0..<count { for j in 0..<p { out[r * width + j] = Double(col[r * p + j]) } }
             } else {
-                let base = images.lowerBound * p
+                let base = images.lowerBound * unit.rowsPerSample * p
                 for r in 0..<count { for j in 0..<p { out[r * width + j] = Double(px[base + r * p + j]) } }
             }
         }

@@ -16,6 +16,8 @@ extension Network where S == Float {
 public struct TensorRole: Equatable, Sendable {
     public enum Kind: String, Sendable {
         case linearWeight, convWeight, bias, bnWeight, bnBias, runningMean, runningVar
+        /// A LayerNorm's γ and β, a transformer's class token and position embedding.
+        case normWeight, normBias, embedding
     }
     public let name: String
     public let kind: Kind
@@ -33,6 +35,9 @@ public struct TensorRole: Equatable, Sendable {
 public struct MergeGraph: Sendable {
     public let architecture: Architecture
     public let points: [MergePoint]
+    /// Why the models cannot be aligned unit by unit (nil: they can). A transformer's residual stream runs through
+    /// every block, so it needs one permutation for the whole stream and the attention heads their own: not yet done.
+    public let unalignable: String?
     /// In state_dict order.
     public let tensors: [TensorRole]
     private let index: [String: Int]
@@ -42,27 +47,41 @@ public struct MergeGraph: Sendable {
         do { net = try Network<Float>(architecture, seed: 0) } catch { throw MergeError.invalidInput("\(error)") }
         self.architecture = architecture
         points = net.mergePoints
+        unalignable = architecture.kind == .vit
+            ? "aligning transformers (one permutation of the residual stream through every block, and of the attention heads) is not implemented; weight averaging and the tasks-suite methods apply" : nil
         let rules = Self.pointRules(net.layerMap)
         let headPrefix = String(net.head.weight.name.dropLast(".weight".count)) + "."
         let state = net.stateDict()
         let names = Set(state.map(\.name))
+        let norms = Set(net.layerNorms.map(\.name))
         var roles: [TensorRole] = []
         for (name, value) in state {
-            guard let dot = name.lastIndex(of: ".") else { throw MergeError.invalidInput("merge graph: tensor '\(name)' has no layer prefix") }
-            let layer = String(name[..<dot]), field = String(name[name.index(after: dot)...])
-            let isBN = names.contains(layer + ".running_mean")
             let kind: TensorRole.Kind
-            switch (field, value.rank, isBN) {
-            case ("weight", 2, false): kind = .linearWeight
-            case ("weight", 4, false): kind = .convWeight
-            case ("weight", 1, true): kind = .bnWeight
-            case ("bias", 1, true): kind = .bnBias
-            case ("bias", 1, false): kind = .bias
-            case ("running_mean", 1, true): kind = .runningMean
-            case ("running_var", 1, true): kind = .runningVar
-            default: throw MergeError.invalidInput("merge graph: cannot classify tensor '\(name)' of shape \(value.shape)")
+            let rule: (out: String?, in: String?)
+            if !name.contains("."), value.rank == 3 {
+                // cls_token, pos_embed: on the residual stream, which no per-block merge point describes.
+                kind = .embedding; rule = (nil, nil)
+            } else {
+                guard let dot = name.lastIndex(of: ".") else { throw MergeError.invalidInput("merge graph: tensor '\(name)' has no layer prefix") }
+                let layer = String(name[..<dot]), field = String(name[name.index(after: dot)...])
+                let isBN = names.contains(layer + ".running_mean"), isNorm = norms.contains(layer)
+                switch (field, value.rank, isBN, isNorm) {
+                case ("weight", 2, false, false): kind = .linearWeight
+                case ("weight", 4, false, false): kind = .convWeight
+                case ("weight", 1, true, false): kind = .bnWeight
+                case ("bias", 1, true, false): kind = .bnBias
+                case ("bias", 1, false, false): kind = .bias
+                case ("running_mean", 1, true, false): kind = .runningMean
+                case ("running_var", 1, true, false): kind = .runningVar
+                case ("weight", 1, false, true): kind = .normWeight
+                case ("bias", 1, false, true): kind = .normBias
+                default: throw MergeError.invalidInput("merge graph: cannot classify tensor '\(name)' of shape \(value.shape)")
+                }
+                if isNorm { rule = (nil, nil) } else {
+                    guard let r = rules[layer] else { throw MergeError.invalidInput("merge graph: no rule for layer '\(layer)'") }
+                    rule = r
+                }
             }
-            guard let rule = rules[layer] else { throw MergeError.invalidInput("merge graph: no rule for layer '\(layer)'") }
             let role = TensorRole(name: name, kind: kind, shape: value.shape, outPoint: rule.out,
                                   inPoint: (kind == .linearWeight || kind == .convWeight) ? rule.in : nil,
                                   isHead: name.hasPrefix(headPrefix))

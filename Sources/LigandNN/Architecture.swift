@@ -2,7 +2,7 @@ import Foundation
 
 /// A self-describing model architecture; stored as JSON in a model file's `__metadata__["ligand.architecture"]`.
 public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Codable, Sendable, CaseIterable { case mlp, vgg, resnet20 }
+    public enum Kind: String, Codable, Sendable, CaseIterable { case mlp, vgg, resnet20, vit }
     /// One VGG item: a 3×3 convolution of that many channels, or a 2×2 max-pool.
     public enum VGGItem: Codable, Equatable, Sendable {
         case conv(Int), pool
@@ -27,17 +27,24 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     public var hidden: [Int]?
     /// VGG layer list, e.g. [32, 32, "M", 64, 64, "M"].
     public var config: [VGGItem]?
-    /// ResNet-20 width multiplier (1 → 16/32/64 channels).
+    /// ResNet-20 width multiplier (1 → 16/32/64 channels); a ViT's embedding width d.
     public var width: Int?
     /// VGG only: a BatchNorm after every convolution (torchvision's `vgg*_bn` layout); nil means none,
     /// so the JSON (and every cache key) of a plain VGG is unchanged.
     public var batchNorm: Bool?
+    /// ViT only: the side of a square patch, the number of transformer blocks and of attention heads, and the MLP's
+    /// hidden width as a multiple of d (timm's patch_size, depth, num_heads, mlp_ratio).
+    public var patch: Int?, depth: Int?, heads: Int?, mlpRatio: Double?
 
-    enum CodingKeys: String, CodingKey { case kind, input, classes, hidden, config, width, batchNorm = "batch_norm" }
+    enum CodingKeys: String, CodingKey {
+        case kind, input, classes, hidden, config, width, batchNorm = "batch_norm", patch, depth, heads, mlpRatio = "mlp_ratio"
+    }
 
-    public init(kind: Kind, input: [Int], classes: Int, hidden: [Int]? = nil, config: [VGGItem]? = nil, width: Int? = nil, batchNorm: Bool? = nil) {
+    public init(kind: Kind, input: [Int], classes: Int, hidden: [Int]? = nil, config: [VGGItem]? = nil, width: Int? = nil, batchNorm: Bool? = nil,
+                patch: Int? = nil, depth: Int? = nil, heads: Int? = nil, mlpRatio: Double? = nil) {
         self.kind = kind; self.input = input; self.classes = classes; self.hidden = hidden; self.config = config; self.width = width
         self.batchNorm = batchNorm == true ? true : nil
+        self.patch = patch; self.depth = depth; self.heads = heads; self.mlpRatio = mlpRatio
     }
 
     public init(from decoder: Decoder) throws {
@@ -45,7 +52,9 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         self.init(kind: try c.decode(Kind.self, forKey: .kind), input: try c.decode([Int].self, forKey: .input),
                   classes: try c.decode(Int.self, forKey: .classes), hidden: try c.decodeIfPresent([Int].self, forKey: .hidden),
                   config: try c.decodeIfPresent([VGGItem].self, forKey: .config), width: try c.decodeIfPresent(Int.self, forKey: .width),
-                  batchNorm: try c.decodeIfPresent(Bool.self, forKey: .batchNorm))
+                  batchNorm: try c.decodeIfPresent(Bool.self, forKey: .batchNorm), patch: try c.decodeIfPresent(Int.self, forKey: .patch),
+                  depth: try c.decodeIfPresent(Int.self, forKey: .depth), heads: try c.decodeIfPresent(Int.self, forKey: .heads),
+                  mlpRatio: try c.decodeIfPresent(Double.self, forKey: .mlpRatio))
     }
 
     /// True for a VGG with BatchNorm.
@@ -60,6 +69,24 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     }
     public static func resnet20(width: Int = 1, input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
         Architecture(kind: .resnet20, input: input, classes: classes, width: width)
+    }
+
+    /// A Vision Transformer (timm's `VisionTransformer` layout: class token, learned position embedding, pre-norm blocks).
+    public static func vit(patch: Int = 4, width: Int = 64, depth: Int = 4, heads: Int = 4, mlpRatio: Double = 2,
+                           input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
+        Architecture(kind: .vit, input: input, classes: classes, width: width, patch: patch, depth: depth, heads: heads, mlpRatio: mlpRatio)
+    }
+
+    /// A ViT's MLP hidden width, int(d · mlp_ratio) as timm computes it; nil for another kind or an invalid ratio.
+    public var vitHidden: Int? {
+        guard kind == .vit, let d = width, let r = mlpRatio, r.isFinite, r > 0, r <= 64, d > 0, d <= 1 << 20 else { return nil }
+        return Int(Double(d) * r)
+    }
+
+    /// A ViT's patch grid (rows, columns), or nil when the image is not a whole number of patches.
+    public var vitGrid: (h: Int, w: Int)? {
+        guard kind == .vit, input.count == 3, let p = patch, p > 0, input[0] % p == 0, input[1] % p == 0, input[0] >= p, input[1] >= p else { return nil }
+        return (input[0] / p, input[1] / p)
     }
 
     /// Most Float elements one input image may have; far above any image this project trains on.
@@ -124,6 +151,15 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
                 }
             }
             headIn = channels
+        case .vit:
+            guard let d = width, d > 0, let grid = vitGrid, let hidden = vitHidden, hidden > 0, let depth, depth >= 0, let p = patch,
+                  let tokens = Self.checkedProduct([grid.h, grid.w]).map({ $0 + 1 }) else { return nil }
+            guard add(d), add(tokens, d), add(d, input[2], p, p), add(d) else { return nil }
+            for _ in 0..<depth {
+                guard add(4, d), add(3, d, d), add(3, d), add(d, d), add(d), add(2, hidden, d), add(hidden), add(d) else { return nil }
+            }
+            guard add(2, d) else { return nil }
+            headIn = d
         }
         guard add(headIn, classes), add(classes) else { return nil }
         return total
@@ -157,10 +193,21 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
             if batchNorm != nil { e.append("batch_norm is a vgg option") }
             if (width ?? 0) <= 0 { e.append("width must be a positive multiplier, got \(width.map(String.init) ?? "nothing")") }
             if input.count == 3 && min(input[0], input[1]) < 4 { e.append("input is too small for resnet20's two stride-2 stages") }
+        case .vit:
+            if batchNorm != nil { e.append("batch_norm is a vgg option") }
+            let d = width ?? 0
+            if d <= 0 { e.append("width (the embedding dimension) must be positive, got \(width.map(String.init) ?? "nothing")") }
+            if (depth ?? -1) < 1 { e.append("depth must be at least 1, got \(depth.map(String.init) ?? "nothing")") }
+            if let h = heads, h > 0 { if d > 0 && d % h != 0 { e.append("width \(d) is not divisible by heads \(h)") } }
+            else { e.append("heads must be positive, got \(heads.map(String.init) ?? "nothing")") }
+            if (patch ?? 0) <= 0 { e.append("patch must be positive, got \(patch.map(String.init) ?? "nothing")") }
+            else if input.count == 3, vitGrid == nil { e.append("input \(input[0])×\(input[1]) is not a whole number of \(patch!)×\(patch!) patches") }
+            if d > 0, (vitHidden ?? 0) < 1 { e.append("mlp_ratio must make a hidden width of at least 1 (0 < mlp_ratio ≤ 64), got \(mlpRatio.map { "\($0)" } ?? "nothing")") }
         }
+        if kind != .vit, patch != nil || depth != nil || heads != nil || mlpRatio != nil { e.append("patch, depth, heads and mlp_ratio are vit options") }
         // Only a description whose fields are otherwise valid is sized; sizes are checked before anything is allocated.
         if e.isEmpty, (stateElementCount ?? .max) > Self.maxStateElements {
-            e.append("the network would hold more than \(Self.maxStateElements) parameters (sizes \(hidden.map { "hidden \($0)" } ?? width.map { "width \($0)" } ?? "config"), classes \(classes))")
+            e.append("the network would hold more than \(Self.maxStateElements) parameters (sizes \(hidden.map { "hidden \($0)" } ?? width.map { "width \($0)" + (depth.map { " depth \($0)" } ?? "") } ?? "config"), classes \(classes))")
         }
         return e
     }
@@ -180,6 +227,8 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         case .mlp: return "mlp \(([inputElements.map(String.init) ?? input.map(String.init).joined(separator: "×")] + (hidden ?? []).map(String.init) + [String(classes)]).joined(separator: "-"))"
         case .vgg: return "vgg [" + (config ?? []).map { if case .conv(let n) = $0 { return "\(n)" }; return "M" }.joined(separator: ",") + "]" + (hasBatchNorm ? " bn" : "") + " → \(classes)"
         case .resnet20: return "resnet20 width \(width ?? 1) → \(classes)"
+        case .vit:
+            return "vit patch \(patch ?? 0) width \(width ?? 0) depth \(depth ?? 0) heads \(heads ?? 0) mlp \(vitHidden ?? 0) → \(classes)"
         }
     }
 }

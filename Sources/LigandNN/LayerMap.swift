@@ -13,7 +13,7 @@ public struct WeightLayer: Equatable, Sendable {
     /// Layer prefix in the state dict, e.g. "layers.0", "features.3", "layer2.0.shortcut.0".
     public let name: String
     public let source: Source
-    /// Per-sample shape of the source: [h, w, c], or [features] for an MLP tap.
+    /// Per-sample shape of the source: [h, w, c], [features] for an MLP tap, or [tokens, features] for a transformer's.
     public let sourceShape: [Int]
     /// 2×2 max-pools between the source and this layer.
     public let pools: Int
@@ -53,8 +53,8 @@ public struct WeightLayer: Equatable, Sendable {
         return ConvGeometry(height: s[0], width: s[1], channels: s[2], kernelH: kernel, kernelW: kernel, stride: stride, padding: padding)
     }
 
-    /// Input rows each sample contributes (output positions of a convolution).
-    public var rowsPerSample: Int { geometry.map { $0.outHeight * $0.outWidth } ?? 1 }
+    /// Input rows each sample contributes (output positions of a convolution, a transformer's tokens).
+    public var rowsPerSample: Int { geometry.map { $0.outHeight * $0.outWidth } ?? (sourceShape.count == 2 ? sourceShape[0] : 1) }
 }
 
 /// The weight layers of a network in forward order (each after every layer its input depends on), and its head.
@@ -84,12 +84,17 @@ extension Network {
             layer(prefix(l.weight), from: from, shape: shape, pools: pools, kernel: l.kernel, stride: l.stride, padding: l.padding,
                   in: l.inChannels, out: l.outChannels, bias: l.bias != nil, batchNorm: batchNorm, outPoint: out, inPoint: `in`)
         }
-        func tapped(_ name: String) {
+        // `isPoint`: the tap is a merge point (a LayerNorm's output, the head's input in a ViT, is not).
+        func tapped(_ name: String, isPoint: Bool = true) {
             for i in pending { body[i].outPoint = name }
             pending = []
             source = .tap(taps); taps += 1
-            sourceShape = sourceShape.count == 1 ? sourceShape : [h, w, c]
-            pools = 0; point = name
+            sourceShape = sourceShape.count != 3 ? sourceShape : [h, w, c]
+            pools = 0; point = isPoint ? name : nil
+        }
+        func linear(_ l: Linear<S>, tap: Int, tokens: Int, out: String?, in: String?) -> WeightLayer {
+            layer(prefix(l.weight), from: .tap(tap), shape: [tokens, l.inFeatures], in: l.inFeatures, out: l.outFeatures, bias: l.bias != nil,
+                  outPoint: out, inPoint: `in`)
         }
         for node in nodes {
             switch node {
@@ -116,10 +121,43 @@ extension Network {
                 (h, w, c) = (oh, ow, b.conv2.outChannels)
                 taps += 1
                 tapped(stream)
+            case .tokens(let e):
+                // The residual stream runs through every block, so only the MLP's hidden units are per-block merge points.
+                body.append(conv(e.proj, from: source, shape: sourceShape, batchNorm: nil, out: nil, in: point))
+                sourceShape = [e.patches + 1, e.width]
+            case .transformer(let b, let stream):
+                let t = sourceShape[0], act = b.inputNames.fc2
+                body.append(linear(b.attn.qkv, tap: taps, tokens: t, out: nil, in: nil))
+                body.append(linear(b.attn.proj, tap: taps + 1, tokens: t, out: nil, in: nil))
+                body.append(linear(b.fc1, tap: taps + 2, tokens: t, out: act, in: nil))
+                body.append(linear(b.fc2, tap: taps + 3, tokens: t, out: nil, in: act))
+                taps += 4
+                tapped(stream, isPoint: false)
+            case .classToken: sourceShape = [sourceShape[sourceShape.count - 1]]
+            case .layerNorm(_, let tap): tapped(tap, isPoint: false)
             }
         }
         let head = layer(prefix(self.head.weight), from: source, shape: sourceShape, pools: pools, globalPool: globalPool,
                          in: self.head.inFeatures, out: self.head.outFeatures, bias: self.head.bias != nil, outPoint: nil, inPoint: point)
         return LayerMap(body: body, head: head)
     }
+}
+
+extension Network {
+    /// Multiply-add FLOPs of one sample's forward pass (2 per multiply-add): every weight layer and the head, and a
+    /// transformer's attention products (Q·Kᵀ and A·V: 4·T²·d per block). Elementwise work is left out.
+    public var forwardFLOPs: Double {
+        let map = layerMap
+        var total = (map.body + [map.head]).reduce(0.0) { $0 + 2 * Double($1.rowsPerSample * $1.columns * $1.outChannels) }
+        for node in nodes {
+            if case .transformer(let b, _) = node, let t = map.body.first(where: { $0.name == b.attn.qkv.weightPrefix })?.rowsPerSample {
+                total += 4 * Double(t * t * b.attn.width)
+            }
+        }
+        return total
+    }
+}
+
+extension Linear {
+    var weightPrefix: String { String(weight.name.dropLast(".weight".count)) }
 }

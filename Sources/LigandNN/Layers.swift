@@ -9,9 +9,11 @@ public final class Linear<S: FloatScalar> {
     private var input: TensorOf<S>?
     static var block: Int { 64 }
 
-    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, rng: inout SeededRNG) {
+    /// `std`: normal weights of that deviation (a transformer's 0.02, as timm draws them); nil: He normal.
+    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, std: Double? = nil, rng: inout SeededRNG) {
         self.inFeatures = inFeatures; self.outFeatures = outFeatures
-        weight = Parameter("\(name).weight", heNormal([outFeatures, inFeatures], fanIn: inFeatures, rng: &rng), decays: true)
+        let w: TensorOf<S> = std.map { normalWeights([outFeatures, inFeatures], std: $0, rng: &rng) } ?? heNormal([outFeatures, inFeatures], fanIn: inFeatures, rng: &rng)
+        weight = Parameter("\(name).weight", w, decays: true)
         self.bias = bias ? Parameter("\(name).bias", TensorOf<S>(zeros: [outFeatures]), decays: false) : nil
     }
 
@@ -84,10 +86,11 @@ public final class Conv2d<S: FloatScalar> {
     private var input: TensorOf<S>?
 
     public init(name: String, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, rng: inout SeededRNG) {
+                bias: Bool = true, std: Double? = nil, rng: inout SeededRNG) {
         self.inChannels = inChannels; self.outChannels = outChannels; self.kernel = kernel; self.stride = stride; self.padding = padding
-        let fanIn = inChannels * kernel * kernel
-        weight = Parameter("\(name).weight", heNormal([outChannels, inChannels, kernel, kernel], fanIn: fanIn, rng: &rng), decays: true)
+        let fanIn = inChannels * kernel * kernel, shape = [outChannels, inChannels, kernel, kernel]
+        let w: TensorOf<S> = std.map { normalWeights(shape, std: $0, rng: &rng) } ?? heNormal(shape, fanIn: fanIn, rng: &rng)
+        weight = Parameter("\(name).weight", w, decays: true)
         self.bias = bias ? Parameter("\(name).bias", TensorOf<S>(zeros: [outChannels]), decays: false) : nil
     }
 

@@ -12,6 +12,14 @@ enum Node<S: FloatScalar> {
     case flatten
     /// A residual block writing into residual stream `stream`.
     case block(BasicBlock<S>, stream: String)
+    /// Patch embedding, class token and position embedding: image → tokens [N, T, d].
+    case tokens(TokenEmbedding<S>)
+    /// A transformer block writing the residual stream `stream` (its linear layers' inputs are taps of their own).
+    case transformer(TransformerBlock<S>, stream: String)
+    /// The class token: [N, T, d] → [N, d].
+    case classToken
+    /// A LayerNorm whose output is the tap `tap`.
+    case layerNorm(LayerNorm<S>, tap: String)
 }
 
 public enum NetworkError: Error, CustomStringConvertible {
@@ -40,13 +48,13 @@ public struct MergePoint: Equatable, Sendable {
     public let channels: Int
 }
 
-/// An MLP, VGG-style CNN or ResNet-20 built from an `Architecture`, with PyTorch state_dict names.
+/// An MLP, VGG-style CNN, ResNet-20 or Vision Transformer built from an `Architecture`, with PyTorch (timm) state_dict names.
 public final class Network<S: FloatScalar> {
     public let architecture: Architecture
     let nodes: [Node<S>]
     public let head: Linear<S>
     public let mergePoints: [MergePoint]
-    private var flattenShape: [Int] = []
+    private var flattenShape: [Int] = [], tokenShape: [Int] = []
 
     /// A network of `arch` with He-normal weights drawn from `seed`.
     public convenience init(_ arch: Architecture, seed: UInt64) throws {
@@ -120,6 +128,20 @@ public final class Network<S: FloatScalar> {
             }
             nodes.append(.globalAvgPool(GlobalAvgPool()))
             head = Linear(name: "fc", inFeatures: channels, outFeatures: arch.classes, rng: &rng)
+        case .vit:
+            // timm's VisionTransformer: tokens, pre-norm blocks, final norm, the head on the class token (global_pool='token').
+            let d = arch.width!, grid = arch.vitGrid!, hidden = arch.vitHidden!
+            nodes.append(.tokens(TokenEmbedding(channels: c, patch: arch.patch!, grid: grid, width: d, rng: &rng)))
+            for i in 0..<arch.depth! {
+                let block = TransformerBlock<S>(name: "blocks.\(i)", width: d, heads: arch.heads!, hidden: hidden, rng: &rng)
+                nodes.append(.transformer(block, stream: "blocks.\(i)"))
+                points.append(MergePoint(name: block.inputNames.fc2, channels: hidden))
+                points.append(MergePoint(name: "blocks.\(i)", channels: d))
+            }
+            // Only the class token reaches the head, so the final norm is applied to it alone (per token, the same values).
+            nodes.append(.classToken)
+            nodes.append(.layerNorm(LayerNorm(name: "norm", features: d), tap: "norm"))
+            head = Linear(name: "head", inFeatures: d, outFeatures: arch.classes, std: 0.02, rng: &rng)
         }
         self.nodes = nodes
         self.mergePoints = points
@@ -148,9 +170,29 @@ public final class Network<S: FloatScalar> {
             case .block(let b, let stream):
                 a = b.forward(a, training: training, inner: tap.map { t in { h in t("\(b.name).inner", h.reshaped([-1, h.shape.last!])) } })
                 if let tap { tap(stream, a.reshaped([-1, a.shape.last!])) }
+            case .tokens(let e): a = e.forward(a, training: training)
+            case .transformer(let b, let stream):
+                a = b.forward(a, training: training, inputs: tap)
+                if let tap { tap(stream, a.reshaped([-1, a.shape.last!])) }
+            case .classToken:
+                tokenShape = a.shape
+                a = classTokenRows(a)
+            case .layerNorm(let l, let name):
+                a = l.forward(a, training: training)
+                if let tap { tap(name, a.reshaped([-1, a.shape.last!])) }
             }
         }
         return a
+    }
+
+    /// Token 0 of every sample: [N, T, d] → [N, d].
+    private func classTokenRows(_ x: TensorOf<S>) -> TensorOf<S> {
+        let n = x.shape[0], t = x.shape[1], d = x.shape[2]
+        var y = TensorOf<S>(zeros: [n, d])
+        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
+            for b in 0..<n { (py.baseAddress! + b * d).update(from: px.baseAddress! + b * t * d, count: d) }
+        } }
+        return y
     }
 
     /// Logits [N, classes] for NHWC input [N, H, W, C].
@@ -174,6 +216,17 @@ public final class Network<S: FloatScalar> {
             case .globalAvgPool(let l): d = l.backward(d)
             case .flatten: d = d.reshaped(flattenShape)
             case .block(let b, _): d = b.backward(d)
+            case .tokens(let e): d = e.backward(d)
+            case .transformer(let b, _): d = b.backward(d)
+            case .classToken:
+                // The gradient reaches token 0 only.
+                let (n, t, w) = (tokenShape[0], tokenShape[1], tokenShape[2])
+                var dx = TensorOf<S>(zeros: tokenShape)
+                d.withUnsafeBufferPointer { pd in dx.withUnsafeMutableBufferPointer { px in
+                    for b in 0..<n { (px.baseAddress! + b * t * w).update(from: pd.baseAddress! + b * w, count: w) }
+                } }
+                d = dx
+            case .layerNorm(let l, _): d = l.backward(d)
             }
         }
         return d
@@ -187,10 +240,24 @@ public final class Network<S: FloatScalar> {
             case .conv(let l): p += l.parameters
             case .batchNorm(let l): p += l.parameters
             case .block(let b, _): p += b.parameters
+            case .tokens(let e): p += e.parameters
+            case .transformer(let b, _): p += b.parameters
+            case .layerNorm(let l, _): p += l.parameters
             default: break
             }
         }
         return p + head.parameters
+    }
+
+    /// Every LayerNorm (a ViT's two per block and its final norm).
+    public var layerNorms: [LayerNorm<S>] {
+        nodes.flatMap { node -> [LayerNorm<S>] in
+            switch node {
+            case .transformer(let b, _): return b.layerNorms
+            case .layerNorm(let l, _): return [l]
+            default: return []
+            }
+        }
     }
 
     public var batchNorms: [BatchNorm2d<S>] {
@@ -223,6 +290,9 @@ public final class Network<S: FloatScalar> {
                 out += b.conv1.parameters.map { ($0.name, $0.value) }; bn(b.bn1)
                 out += b.conv2.parameters.map { ($0.name, $0.value) }; bn(b.bn2)
                 if let s = b.shortcut { out += s.conv.parameters.map { ($0.name, $0.value) }; bn(s.bn) }
+            case .tokens(let e): out += e.parameters.map { ($0.name, $0.value) }
+            case .transformer(let b, _): out += b.parameters.map { ($0.name, $0.value) }
+            case .layerNorm(let l, _): out += l.parameters.map { ($0.name, $0.value) }
             default: break
             }
         }

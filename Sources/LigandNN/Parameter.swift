@@ -42,3 +42,8 @@ func kaimingUniform<S: FloatScalar>(_ shape: [Int], fanIn: Int, rng: inout Seede
 func heNormal<S: FloatScalar>(_ shape: [Int], fanIn: Int, rng: inout SeededRNG) -> TensorOf<S> {
     rng.drawless ? TensorOf<S>(zeros: shape) : TensorOf<S>.randomNormal(shape, std: S((2.0 / Double(fanIn)).squareRoot()), rng: &rng)
 }
+
+/// Normal weights of a fixed deviation (timm's transformer initialisation uses 0.02).
+func normalWeights<S: FloatScalar>(_ shape: [Int], std: Double, rng: inout SeededRNG) -> TensorOf<S> {
+    rng.drawless ? TensorOf<S>(zeros: shape) : TensorOf<S>.randomNormal(shape, std: S(std), rng: &rng)
+}

@@ -14,6 +14,8 @@ public enum TrainingBenchmark {
         public let convBackwardGFLOPS: Double?
         /// Share of a step's time spent in convolutions.
         public let convTimeShare: Double?
+        /// The whole step's GFLOP/s, counting 3× the forward pass's multiply-adds (`Network.forwardFLOPs`).
+        public let modelGFLOPS: Double
     }
 
     public static func run(_ arch: Architecture, batchSize: Int = 128, steps: Int = 20, warmup: Int = 3, threads: Int) throws -> Result {
@@ -34,17 +36,19 @@ public enum TrainingBenchmark {
             opt.update(params, lr: 0.01)
         }
         for _ in 0..<warmup { step() }
+        // Only the convolutional networks are profiled per convolution (a ViT's one patch projection is not worth a column).
+        let conv = arch.kind == .vgg || arch.kind == .resnet20
         ConvProfiler.reset()
-        ConvProfiler.enabled = arch.kind != .mlp
+        ConvProfiler.enabled = conv
         let start = Date()
         for _ in 0..<steps { step() }
         let seconds = Date().timeIntervalSince(start)
         let f = ConvProfiler.forward, b = ConvProfiler.backward
-        let conv = arch.kind != .mlp
         return Result(architecture: arch.description, batchSize: batchSize, threads: threads, steps: steps,
                       imagesPerSecond: Double(steps * batchSize) / seconds,
                       convForwardGFLOPS: conv ? f.flops / f.seconds / 1e9 : nil,
                       convBackwardGFLOPS: conv ? b.flops / b.seconds / 1e9 : nil,
-                      convTimeShare: conv ? (f.seconds + b.seconds) / seconds : nil)
+                      convTimeShare: conv ? (f.seconds + b.seconds) / seconds : nil,
+                      modelGFLOPS: 3 * net.forwardFLOPs * Double(steps * batchSize) / seconds / 1e9)
     }
 }

@@ -6,6 +6,7 @@ where RawSignificand: FixedWidthInteger {
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
+    static func erf(_ x: Self) -> Self
 }
 
 extension Float: FloatScalar {
@@ -16,6 +17,7 @@ extension Float: FloatScalar {
     }
     @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.expf(x) }
     @inline(__always) public static func log(_ x: Float) -> Float { Foundation.logf(x) }
+    @inline(__always) public static func erf(_ x: Float) -> Float { Foundation.erff(x) }
 }
 
 extension Double: FloatScalar {
@@ -26,6 +28,7 @@ extension Double: FloatScalar {
     }
     @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
     @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
+    @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
 }
 
 /// The engine's working tensor.

@@ -122,6 +122,7 @@ public enum MergeRun {
         guard input.calibration.count >= 2 else { throw PipelineError("the calibration split holds \(input.calibration.count) images, at least 2 are needed") }
         let graph: MergeGraph
         do { graph = try MergeGraph(arch) } catch { throw PipelineError(wrapping: error) }
+        if method != Average.self, let why = graph.unalignable { throw PipelineError("--method \(method.name) on \(arch.kind.rawValue) models: \(why)") }
         let shard = ModelShard(total: k, comm: comm)
         let local = shard.local
 

@@ -35,6 +35,8 @@ public struct ArchitectureSpec: Codable, Equatable, Sendable {
     public var width: Int?
     /// VGG only: BatchNorm after every convolution (nil: none, and the recipe's hash is unchanged).
     public var batchNorm: Bool?
+    /// ViT only (nil: `Architecture.vit`'s defaults); `width` is then the embedding width.
+    public var patch: Int?, depth: Int?, heads: Int?, mlpRatio: Double?
     public var epochs: Int?
     public var lr: Double?
 
@@ -45,6 +47,10 @@ public struct ArchitectureSpec: Codable, Equatable, Sendable {
         case .vgg: return .vgg((config ?? [32, 32, 0, 64, 64, 0, 128, 128, 0]).map { $0 == 0 ? .pool : .conv($0) },
                                input: input, classes: classes, batchNorm: batchNorm == true)
         case .resnet20: return .resnet20(width: width ?? 1, input: input, classes: classes)
+        case .vit:
+            let d = Architecture.vit()
+            return .vit(patch: patch ?? d.patch!, width: width ?? d.width!, depth: depth ?? d.depth!, heads: heads ?? d.heads!,
+                        mlpRatio: mlpRatio ?? d.mlpRatio!, input: input, classes: classes)
         }
     }
 
@@ -251,13 +257,13 @@ public struct Recipe: Sendable {
     static func parseArchitecture(_ node: Any, file: String, path: String) throws -> ArchitectureSpec {
         if let name = node as? String {
             guard let kind = Architecture.Kind(rawValue: name) else {
-                throw RecipeError(file: file, path: path, message: "must be mlp, vgg or resnet20 (or a map with kind:), got '\(name)'")
+                throw RecipeError(file: file, path: path, message: "must be \(Architecture.Kind.allCases.map(\.rawValue).joined(separator: ", ")) (or a map with kind:), got '\(name)'")
             }
             return ArchitectureSpec(kind: kind)
         }
         let f = try Fields(node, file: file, path: path)
         let k = try f.string("kind", required: true)!
-        guard let kind = Architecture.Kind(rawValue: k) else { throw f.error("kind", "must be mlp, vgg or resnet20, got '\(k)'") }
+        guard let kind = Architecture.Kind(rawValue: k) else { throw f.error("kind", "must be \(Architecture.Kind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(k)'") }
         var spec = ArchitectureSpec(kind: kind)
         switch kind {
         case .mlp: spec.hidden = try f.intList("hidden", min: 1, max: L.maxWidth, maxCount: L.maxLayers)
@@ -273,6 +279,12 @@ public struct Recipe: Sendable {
             }
             spec.batchNorm = try f.bool("batch_norm") == true ? true : nil
         case .resnet20: spec.width = try f.int("width", min: 1, max: L.maxResNetWidth)
+        case .vit:
+            spec.width = try f.int("width", min: 1, max: L.maxWidth)
+            spec.patch = try f.int("patch", min: 1, max: 28)
+            spec.depth = try f.int("depth", min: 1, max: L.maxLayers)
+            spec.heads = try f.int("heads", min: 1, max: L.maxWidth)
+            spec.mlpRatio = try f.double("mlp_ratio", positive: true, below: 64.000001)
         }
         spec.epochs = try f.int("epochs", min: 1, max: L.maxEpochs)
         spec.lr = try f.double("lr", positive: true)

@@ -100,6 +100,9 @@ public enum RecipeLimits {
                 }
             }
             guard add(channels, arch.classes) else { return nil }
+        case .vit:
+            // Every tensor of the state dict: the embeddings and LayerNorms are small beside the blocks' matrices.
+            return arch.stateElementCount
         }
         return total
     }

@@ -7,14 +7,15 @@ import LigandZoo
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Training-step throughput (images/s) per architecture, and the fraction of sgemm peak the convolutions reach.",
+        abstract: "Training-step throughput (images/s) per architecture, and the fraction of sgemm peak the step and its convolutions reach.",
         discussion: """
-        A step is forward, cross-entropy, backward and an SGD update on a synthetic batch. The convolutions' \
+        A step is forward, cross-entropy, backward and an SGD update on a synthetic batch. The step's GFLOP/s count \
+        3× the forward pass's multiply-adds (weight layers and attention products). The convolutions' \
         GFLOP/s count 2·rows·patch·out FLOPs forward and twice that backward, im2col/col2im time included; \
         the peak is the best sgemm GFLOP/s at n = 1024 with the same threads.
         """)
 
-    @Option(help: "Architectures, comma-separated (mlp = 784-512-512-10, vgg = the default VGG-style net, resnet20 = width 1).")
+    @Option(help: "Architectures, comma-separated (mlp = 784-512-512-10, vgg = the default VGG-style net, resnet20 = width 1, vit = patch 4, width 64, depth 4, 4 heads, MLP ×2).")
     var archs: String = "mlp,vgg,resnet20"
     @Option(parsing: .unconditional, help: "OpenBLAS thread counts, comma-separated.")
     var threads = PositiveIntList([1, 2])
@@ -36,19 +37,21 @@ struct BenchTrain: ParsableCommand {
             return k
         }
         var results: [BenchResult] = []
-        print(pad("architecture", 26) + pad("threads", 9) + pad("img/s", 10) + pad("conv fwd", 10) + pad("conv bwd", 10) + pad("conv/peak", 11) + pad("conv time", 11))
+        print(pad("architecture", 26) + pad("threads", 9) + pad("img/s", 10) + pad("step/peak", 11) + pad("conv fwd", 10) + pad("conv bwd", 10) + pad("conv/peak", 11) + pad("conv time", 11))
         for t in threads.values {
             let peak = Benchmarks.benchmarkSgemm(size: 1024, threads: t, repeats: 3)
             for kind in kinds {
-                let arch: Architecture = kind == .mlp ? .mlp() : kind == .vgg ? .vgg() : .resnet20()
+                let arch: Architecture
+                switch kind { case .mlp: arch = .mlp(); case .vgg: arch = .vgg(); case .resnet20: arch = .resnet20(); case .vit: arch = .vit() }
                 let r = try TrainingBenchmark.run(arch, batchSize: batchSize, steps: steps, threads: t)
                 let convAll = r.convForwardGFLOPS.flatMap { f in r.convBackwardGFLOPS.map { b in (f, b) } }
                 let frac = convAll.map { (f, b) in "\(fixed(100 * f / peak, 0))/\(fixed(100 * b / peak, 0))%" } ?? "-"
-                print(pad(arch.description, 26) + pad("\(t)", 9) + pad(fixed(r.imagesPerSecond, 0), 10)
+                print(pad(String(arch.description.prefix(25)), 26) + pad("\(t)", 9) + pad(fixed(r.imagesPerSecond, 0), 10) + pad(fixed(100 * r.modelGFLOPS / peak, 0) + "%", 11)
                       + pad(r.convForwardGFLOPS.map { fixed($0, 1) } ?? "-", 10) + pad(r.convBackwardGFLOPS.map { fixed($0, 1) } ?? "-", 10)
                       + pad(frac, 11) + pad(r.convTimeShare.map { fixed(100 * $0, 0) + "%" } ?? "-", 11))
                 results.append(BenchResult(benchmark: "train \(kind.rawValue)", threads: t, repeats: steps,
                                            seconds: Double(batchSize) / r.imagesPerSecond, value: r.imagesPerSecond, unit: "images/s"))
+                results.append(BenchResult(benchmark: "step \(kind.rawValue)", threads: t, repeats: steps, seconds: 0, value: r.modelGFLOPS / peak, unit: "fraction of sgemm peak"))
                 if let f = r.convForwardGFLOPS, let b = r.convBackwardGFLOPS {
                     results.append(BenchResult(benchmark: "conv forward \(kind.rawValue)", threads: t, repeats: steps, seconds: 0, value: f / peak, unit: "fraction of sgemm peak"))
                     results.append(BenchResult(benchmark: "conv backward \(kind.rawValue)", threads: t, repeats: steps, seconds: 0, value: b / peak, unit: "fraction of sgemm peak"))

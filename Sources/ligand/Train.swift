@@ -8,7 +8,7 @@ import LigandZoo
 
 /// Architecture options shared by every command that builds a network.
 struct ArchitectureOptions: ParsableArguments {
-    @Option(help: "Architecture: mlp, vgg or resnet20.")
+    @Option(help: "Architecture: mlp, vgg, resnet20 or vit.")
     var arch: Architecture.Kind = .mlp
     @Option(help: "MLP hidden widths, comma-separated.")
     var hidden: String = "512,512"
@@ -16,11 +16,23 @@ struct ArchitectureOptions: ParsableArguments {
     var vggConfig: String = "32,32,M,64,64,M,128,128,M"
     @Flag(help: "VGG: a BatchNorm after every convolution (torchvision's vgg*_bn layout; default: none).")
     var batchNorm = false
-    @Option(parsing: .unconditional, help: "ResNet-20 width multiplier (1 → 16/32/64 channels).")
-    var width: Int = 1
+    @Option(parsing: .unconditional, help: "ResNet-20 width multiplier (1 → 16/32/64 channels; default 1); ViT embedding width d (default 64).")
+    var width: Int?
+    @Option(parsing: .unconditional, help: "ViT: side of the square patches (default 4; must divide the image side).")
+    var patch: Int?
+    @Option(parsing: .unconditional, help: "ViT: transformer blocks (default 4).")
+    var depth: Int?
+    @Option(parsing: .unconditional, help: "ViT: attention heads (default 4; must divide --width).")
+    var heads: Int?
+    @Option(parsing: .unconditional, help: "ViT: MLP hidden width as a multiple of --width (default 2).")
+    var mlpRatio: Double?
 
     func validate() throws {
-        try CountOption.check(width, "--width", min: 1, max: RecipeLimits.maxResNetWidth)
+        try CountOption.check(width, "--width", min: 1, max: arch == .vit ? RecipeLimits.maxWidth : RecipeLimits.maxResNetWidth)
+        try CountOption.check(patch, "--patch", min: 1, max: RecipeLimits.maxWidth)
+        try CountOption.check(depth, "--depth", min: 1, max: RecipeLimits.maxLayers)
+        try CountOption.check(heads, "--heads", min: 1, max: RecipeLimits.maxWidth)
+        if let r = mlpRatio, !(r.isFinite && r > 0 && r <= 64) { throw ValidationError("--mlp-ratio must be in (0, 64], got \(r)") }
     }
 
     func architecture(input: [Int], classes: Int) throws -> Architecture {
@@ -34,7 +46,11 @@ struct ArchitectureOptions: ParsableArguments {
     }
 
     private func parsedArchitecture(input: [Int], classes: Int) throws -> Architecture {
-        if batchNorm && arch != .vgg { throw ValidationError("--batch-norm applies to --arch vgg only (resnet20 always has BatchNorm, mlp has none)") }
+        if batchNorm && arch != .vgg { throw ValidationError("--batch-norm applies to --arch vgg only (resnet20 always has BatchNorm, mlp and vit have none)") }
+        if arch != .vit, patch != nil || depth != nil || heads != nil || mlpRatio != nil {
+            throw ValidationError("--patch, --depth, --heads and --mlp-ratio apply to --arch vit only")
+        }
+        if width != nil && ![.resnet20, .vit].contains(arch) { throw ValidationError("--width applies to --arch resnet20 or vit only") }
         switch arch {
         case .mlp:
             let h = try hidden.split(separator: ",").map { s -> Int in
@@ -55,7 +71,14 @@ struct ArchitectureOptions: ParsableArguments {
             guard items.count <= RecipeLimits.maxLayers else { throw ValidationError("--vgg-config: at most \(RecipeLimits.maxLayers) items, got \(items.count)") }
             return .vgg(items, input: input, classes: classes, batchNorm: batchNorm)
         case .resnet20:
-            return .resnet20(width: width, input: input, classes: classes)
+            return .resnet20(width: width ?? 1, input: input, classes: classes)
+        case .vit:
+            let d = Architecture.vit()
+            let a = Architecture.vit(patch: patch ?? d.patch!, width: width ?? d.width!, depth: depth ?? d.depth!, heads: heads ?? d.heads!,
+                                     mlpRatio: mlpRatio ?? d.mlpRatio!, input: input, classes: classes)
+            let problems = a.validationErrors()
+            guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+            return a
         }
     }
 }
@@ -84,27 +107,27 @@ struct Train: ParsableCommand {
     var evalImages: Int?
     @Option(parsing: .unconditional, help: "Seed for initialisation, shuffling, augmentation and the split.")
     var seed: UInt64 = 0
-    @Option(parsing: .unconditional, help: "Epochs (default: mlp 12, vgg 12, resnet20 15).")
+    @Option(parsing: .unconditional, help: "Epochs (default: mlp 12, vgg 12, resnet20 15, vit 15).")
     var epochs: Int?
     @Option(parsing: .unconditional, help: "Mini-batch size.")
     var batchSize: Int = 128
-    @Option(help: "Optimiser: sgd, adam or adamw.")
-    var optimizer: OptimizerKind = .sgd
+    @Option(help: "Optimiser: sgd, adam or adamw (default: adamw for vit, sgd otherwise).")
+    var optimizer: OptimizerKind?
     @Option(parsing: .unconditional, help: "Peak learning rate (default: sgd 0.05, resnet20 0.1, adam/adamw 1e-3).")
     var lr: Double?
     @Option(parsing: .unconditional, help: "SGD momentum.")
     var momentum: Double = 0.9
     @Flag(inversion: .prefixedNo, help: "Nesterov momentum for SGD.")
     var nesterov: Bool = true
-    @Option(parsing: .unconditional, help: "Weight decay (L2 for sgd/adam, decoupled for adamw).")
-    var weightDecay: Double = 5e-4
-    @Option(parsing: .unconditional, help: "Linear warm-up length in epochs.")
-    var warmup: Double = 0.5
+    @Option(parsing: .unconditional, help: "Weight decay (L2 for sgd/adam, decoupled for adamw; default: 0.05 for vit, 5e-4 otherwise).")
+    var weightDecay: Double?
+    @Option(parsing: .unconditional, help: "Linear warm-up length in epochs (default: 1 for vit, 0.5 otherwise).")
+    var warmup: Double?
     @Option(help: "Learning-rate decay after warm-up: constant, cosine or linear.")
     var schedule: LRSchedule.Decay = .cosine
     @Option(help: "Random horizontal flips (default: on for vgg and resnet20).")
     var flip: Bool?
-    @Option(parsing: .unconditional, help: "Random shifts of up to this many pixels (default: 0 for mlp, 2 otherwise).")
+    @Option(parsing: .unconditional, help: "Random shifts of up to this many pixels (default: 0 for mlp, 1 for vit, 2 otherwise).")
     var shift: Int?
     @Option(parsing: .unconditional, help: "Worker threads (default: $OPENBLAS_NUM_THREADS or all cores).")
     var threads: Int?
@@ -147,17 +170,20 @@ struct Train: ParsableCommand {
         let arch = try architecture.architecture(input: [trainSet.height, trainSet.width, trainSet.channels], classes: trainSet.classCount)
         var config = TrainingConfig()
         let kind = arch.kind
-        config.epochs = epochs ?? (kind == .resnet20 ? 15 : 12)
+        // A transformer trains with AdamW, decoupled decay 0.05 and a longer warm-up (timm's recipe, scaled down).
+        let vit = kind == .vit
+        let opt = optimizer ?? (vit ? .adamw : .sgd)
+        config.epochs = epochs ?? (kind == .resnet20 || vit ? 15 : 12)
         config.batchSize = batchSize
-        config.optimizer = optimizer
-        config.learningRate = lr ?? (optimizer == .sgd ? (kind == .resnet20 ? 0.1 : 0.05) : 1e-3)
+        config.optimizer = opt
+        config.learningRate = lr ?? (opt == .sgd ? (kind == .resnet20 ? 0.1 : 0.05) : 1e-3)
         config.momentum = momentum
         config.nesterov = nesterov
-        config.weightDecay = weightDecay
-        config.warmupEpochs = warmup
+        config.weightDecay = weightDecay ?? (vit ? 0.05 : 5e-4)
+        config.warmupEpochs = warmup ?? (vit ? 1 : 0.5)
         config.decay = schedule
         config.flip = flip ?? (kind != .mlp)
-        config.shift = shift ?? (kind == .mlp ? 0 : 2)
+        config.shift = shift ?? (kind == .mlp ? 0 : vit ? 1 : 2)
         config.seed = seed
         let problems = config.validationErrors()
         guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }

@@ -34,6 +34,33 @@ final class LeastSquaresFusionTests: XCTestCase {
 
     func relative(_ a: Matrix, _ b: Matrix) -> Double { (a - b).norm / max(b.norm, 1e-300) }
 
+    /// A ViT's units read the right taps: each block's fc1, applied to the plan's input rows of its own and
+    /// through GELU, is the block's MLP hidden activation (tap 5j + 3: norm1, heads, norm2, act, stream).
+    func testViTPlanInputsReproduceTheMLPHiddenActivations() throws {
+        let arch = Architecture.vit(patch: 2, width: 8, depth: 2, heads: 2, mlpRatio: 2, input: [4, 4, 1], classes: 3)
+        let net = try expert(arch, seed: 3)
+        for p in net.parameters { var rng = SeededRNG(seed: 7, stream: p.name); p.value = Tensor.randomNormal(p.value.shape, std: 0.5, rng: &rng) }
+        let plan = try FusionPlan(arch)
+        XCTAssertEqual(plan.units.map(\.name), ["patch_embed.proj"] + (0..<2).flatMap { b in ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"].map { "blocks.\(b).\($0)" } })
+        XCTAssertEqual(plan.head.source, .tap(10))
+        var rng = SeededRNG(seed: 4, stream: "x")
+        let x = Tensor.randomNormal([3] + arch.input, rng: &rng)
+        let taps = LeastSquaresFusion.taps(net, x)
+        XCTAssertEqual(taps.count, 11)
+        let state = net.stateDictionary()
+        let gelu = GELU<Double>()
+        for (b, u) in plan.units.filter({ $0.name.hasSuffix("fc1") }).enumerated() {
+            XCTAssertEqual(u.rowsPerSample, 5)
+            let (m, rows) = LeastSquaresFusion.rows(u, try plan.input(of: u, image: x, taps: taps), images: 1..<3, extra: 0)
+            let layer = try LeastSquaresFusion.fold(u, state)
+            let y = Matrix(rows: m, cols: u.columns, data: rows).multiplied(by: layer.weight, transOther: true)
+            let pre = TensorOf<Double>(shape: [m, u.outChannels], storage: (0..<(m * u.outChannels)).map { y[$0 / u.outChannels, $0 % u.outChannels] + layer.bias[$0 % u.outChannels] })
+            let expected = taps[5 * b + 3].storage.suffix(m * u.outChannels)
+            let worst = zip(gelu.forward(pre, training: false).storage, expected).map { abs($0 - Double($1)) }.max()!
+            XCTAssertLessThan(worst, 1e-4, u.name)
+        }
+    }
+
     /// For every unit whose output feeds a ReLU tap directly, relu(W·rows + b) from the plan's input and the
     /// folded layer equals that tap: the plan's sources, pools, im2col order and BatchNorm folding are right.
     func testPlanInputsAndFoldedLayersReproduceTheNetwork() throws {
@@ -51,6 +78,7 @@ final class LeastSquaresFusionTests: XCTestCase {
                 switch arch.kind {
                 case .mlp, .vgg: out = i
                 case .resnet20: out = u.name == "conv1" ? 0 : (u.name.hasSuffix(".conv1") ? 1 + 2 * blockIndex(u.name) : nil)
+                case .vit: out = nil
                 }
                 guard let tapIndex = out else { continue }
                 let input = try plan.input(of: u, image: x, taps: taps)

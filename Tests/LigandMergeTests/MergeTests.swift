@@ -105,6 +105,19 @@ final class MergeTests: XCTestCase {
         XCTAssertEqual(b.role(named: "classifier.weight")!.inPoint, "features.6")
     }
 
+    func testViTMergeGraphClassifiesEveryTensorAndRefusesAlignment() throws {
+        let arch = Architecture.vit(patch: 7, width: 8, depth: 2, heads: 2, mlpRatio: 2)
+        let g = try MergeGraph(arch)
+        XCTAssertEqual(g.role(named: "cls_token")!.kind, .embedding)
+        XCTAssertEqual(g.role(named: "blocks.0.norm2.bias")!.kind, .normBias)
+        XCTAssertEqual(g.role(named: "blocks.1.mlp.fc1.bias")!.outPoint, "blocks.1.mlp.act")
+        XCTAssertEqual(g.role(named: "blocks.1.mlp.fc2.weight")!.inPoint, "blocks.1.mlp.act")
+        XCTAssertTrue(g.role(named: "head.weight")!.isHead)
+        XCTAssertNotNil(g.unalignable)
+        XCTAssertNil(try MergeGraph(Self.resnet).unalignable)
+        XCTAssertThrowsError(try requireSameArchitecture([arch, Self.mlp])) { XCTAssertTrue("\($0)".contains("vit")) }
+    }
+
     // MARK: exactness of permutations
 
     func testPermutedModelComputesSameLogits() throws {

@@ -130,10 +130,13 @@ final class GradientTests: XCTestCase {
             .vgg([.conv(3), .pool, .conv(4)], input: [6, 6, 2], classes: 3),
             .vgg([.conv(3), .pool, .conv(4)], input: [6, 6, 2], classes: 3, batchNorm: true),
             .resnet20(width: 1, input: [8, 8, 1], classes: 3),
+            .vit(patch: 2, width: 8, depth: 2, heads: 2, mlpRatio: 1.5, input: [4, 6, 2], classes: 3),
         ]
         for arch in archs {
             let net = try Network<Double>(arch, seed: 11)
             var rng = SeededRNG(seed: 13)
+            // timm's 0.02 initialisation leaves a ViT nearly linear: random weights exercise every path.
+            if arch.kind == .vit { for p in net.parameters { p.value = T.randomNormal(p.value.shape, std: 0.5, rng: &rng) } }
             for bn in net.batchNorms {
                 bn.weight.value = T.randomNormal(bn.weight.value.shape, rng: &rng)
                 bn.bias.value = T.randomNormal(bn.bias.value.shape, rng: &rng)
@@ -157,6 +160,73 @@ final class GradientTests: XCTestCase {
                 XCTAssertLessThan(ep, 1e-4, "\(arch): dL/d\(p.name) relative error \(ep)")
             }
         }
+    }
+
+    func testLayerNorm() {
+        var rng = SeededRNG(seed: 21)
+        for (shape, eps) in [([3, 4, 5], 1e-6), ([6, 7], 1e-5), ([1, 1, 9], 1e-3)] {
+            let l = LayerNorm<Double>(name: "norm", features: shape.last!, eps: eps)
+            l.weight.value = T.randomNormal([shape.last!], rng: &rng)
+            l.bias.value = T.randomNormal([shape.last!], rng: &rng)
+            check(name: "LayerNorm \(shape) ε \(eps)", input: shape, params: l.parameters, seed: 22,
+                  forward: { l.forward($0, training: true) }, backward: { l.backward($0) })
+        }
+    }
+
+    func testLayerNormMatchesItsDefinition() {
+        let l = LayerNorm<Double>(name: "norm", features: 4, eps: 1e-6)
+        let y = l.forward(T(shape: [1, 4], storage: [1, 2, 3, 6]), training: false)
+        // μ = 3, σ² = (4 + 1 + 0 + 9)/4 = 3.5: biased variance, as PyTorch.
+        for (i, v) in [1.0, 2, 3, 6].enumerated() { XCTAssertEqual(y.storage[i], (v - 3) / (3.5 + 1e-6).squareRoot(), accuracy: 1e-12) }
+    }
+
+    func testGELUIsExactAndDifferentiable() {
+        let g = GELU<Double>()
+        check(name: "GELU", input: [4, 9], params: [], forward: { g.forward($0, training: true) }, backward: { g.backward($0) })
+        // x·Φ(x) at x = 1 and −2 (the erf form, not the tanh approximation: 0.841192 at 1).
+        let y = g.forward(T(shape: [2], storage: [1, -2]), training: false)
+        XCTAssertEqual(y.storage[0], 0.8413447460685429, accuracy: 1e-12)
+        XCTAssertEqual(y.storage[1], -2 * 0.022750131948179195, accuracy: 1e-12)
+    }
+
+    func testMultiHeadAttention() {
+        var rng = SeededRNG(seed: 23)
+        for (n, t, d, h) in [(2, 5, 8, 2), (1, 3, 6, 3), (3, 4, 4, 1)] {
+            let a = MultiHeadAttention<Double>(name: "attn", width: d, heads: h, std: 0.5, rng: &rng)
+            for p in a.parameters where p.name.hasSuffix("bias") { p.value = T.randomNormal(p.value.shape, rng: &rng) }
+            check(name: "attention \(h) heads, \(t) tokens of \(d)", input: [n, t, d], params: a.parameters, seed: 24,
+                  forward: { a.forward($0, training: true) }, backward: { a.backward($0) })
+        }
+    }
+
+    func testAttentionHeadsAreIndependentSoftmaxes() {
+        // With Q = K = 0 every head averages its values: the output is the mean token's value, projected.
+        var rng = SeededRNG(seed: 25)
+        let a = MultiHeadAttention<Double>(name: "attn", width: 4, heads: 2, std: 0.5, rng: &rng)
+        var w = a.qkv.weight.value
+        for r in 0..<8 { for c in 0..<4 { w.storage[r * 4 + c] = 0 } }
+        a.qkv.weight.value = w
+        a.qkv.bias!.value = T(zeros: [12])
+        var heads: T?
+        let x = T.randomNormal([1, 3, 4], rng: &rng)
+        _ = a.forward(x, training: false) { heads = $0 }
+        let v = a.qkv.forward(x.reshaped([3, 4]), training: false)
+        for j in 0..<4 {
+            let mean = (0..<3).map { v.storage[$0 * 12 + 8 + j] }.reduce(0, +) / 3
+            for r in 0..<3 { XCTAssertEqual(heads!.storage[r * 4 + j], mean, accuracy: 1e-12) }
+        }
+    }
+
+    func testTransformerBlockAndTokens() {
+        var rng = SeededRNG(seed: 26)
+        let b = TransformerBlock<Double>(name: "blocks.0", width: 6, heads: 3, hidden: 10, std: 0.5, rng: &rng)
+        for p in b.parameters where !p.name.contains("weight") || p.name.contains("norm") { p.value = T.randomNormal(p.value.shape, rng: &rng) }
+        check(name: "transformer block", input: [2, 4, 6], params: b.parameters, seed: 27,
+              forward: { b.forward($0, training: true) }, backward: { b.backward($0) })
+        let e = TokenEmbedding<Double>(channels: 2, patch: 2, grid: (2, 3), width: 5, std: 0.5, rng: &rng)
+        e.classToken.value = T.randomNormal([1, 1, 5], rng: &rng)
+        check(name: "token embedding", input: [2, 4, 6, 2], params: e.parameters, seed: 28,
+              forward: { e.forward($0, training: true) }, backward: { e.backward($0) })
     }
 
     func testLosses() {

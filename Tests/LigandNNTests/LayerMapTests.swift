@@ -48,4 +48,28 @@ final class LayerMapTests: XCTestCase {
         XCTAssertEqual(map.body.map(\.outPoint), ["layers.1", "layers.3"])
         XCTAssertEqual([map.head.name, map.head.inPoint], ["head", "layers.3"]); XCTAssertEqual(map.head.source, .tap(1))
     }
+
+    func testViTLinearLayersReadTheirOwnTapsOverTokens() throws {
+        let net = try Network<Float>(.vit(patch: 7, width: 8, depth: 2, heads: 2, mlpRatio: 2), rng: .drawless)
+        let map = net.layerMap
+        XCTAssertEqual(map.body.count, 1 + 2 * 4)
+        let embed = map.body[0]
+        XCTAssertEqual([embed.name, "\(embed.kernel)", "\(embed.stride)", "\(embed.rowsPerSample)"], ["patch_embed.proj", "7", "7", "16"])
+        XCTAssertEqual(embed.source, .image)
+        let fc1 = map.body[7], fc2 = map.body[8]
+        XCTAssertEqual(fc1.name, "blocks.1.mlp.fc1")
+        XCTAssertEqual(fc1.source, .tap(7))
+        XCTAssertEqual(fc1.sourceShape, [17, 8])
+        XCTAssertEqual(fc1.rowsPerSample, 17)
+        XCTAssertEqual(fc1.outPoint, "blocks.1.mlp.act")
+        XCTAssertEqual(fc2.inPoint, "blocks.1.mlp.act")
+        XCTAssertEqual(fc2.columns, 16)
+        XCTAssertNil(map.body[5].inPoint)
+        XCTAssertEqual(map.head.source, .tap(10))
+        XCTAssertEqual(map.head.sourceShape, [8])
+        XCTAssertNil(map.head.inPoint)
+        // 2·(tokens·in·out) per layer plus 4·T²·d of attention per block.
+        let layers = 2.0 * Double(16 * 49 * 8 + 2 * (17 * 8 * 24 + 17 * 8 * 8 + 17 * 8 * 16 + 17 * 16 * 8) + 8 * 10)
+        XCTAssertEqual(net.forwardFLOPs, layers + 2 * 4 * 17 * 17 * 8)
+    }
 }

@@ -14,7 +14,8 @@ final class ModelFileTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func testRoundTripEveryArchitectureGivesIdenticalLogits() throws {
-        for arch in [Architecture.mlp(hidden: [16, 8]), .vgg([.conv(4), .pool, .conv(8)]), .vgg([.conv(4), .pool, .conv(8)], batchNorm: true), .resnet20(width: 1)] {
+        for arch in [Architecture.mlp(hidden: [16, 8]), .vgg([.conv(4), .pool, .conv(8)]), .vgg([.conv(4), .pool, .conv(8)], batchNorm: true), .resnet20(width: 1),
+                     .vit(patch: 7, width: 12, depth: 2, heads: 3, mlpRatio: 1.5)] {
             let net = try Network<Float>(arch, seed: 3)
             var rng = SeededRNG(seed: 1)
             // One training step so BN running statistics and counters are not at their initial values.
@@ -89,10 +90,38 @@ final class ModelFileTests: XCTestCase {
 
     func testStateElementCountMatchesTheBuiltNetwork() throws {
         for arch in [Architecture.mlp(hidden: [16, 8]), .vgg([.conv(4), .pool, .conv(8)]), .vgg([.conv(4), .pool, .conv(8)], batchNorm: true),
-                     .resnet20(width: 1), .resnet20(width: 2, input: [8, 8, 3], classes: 7)] {
+                     .resnet20(width: 1), .resnet20(width: 2, input: [8, 8, 3], classes: 7), .vit(), .vit(patch: 2, width: 6, depth: 3, heads: 2, mlpRatio: 0.5, input: [8, 6, 3], classes: 4)] {
             let net = try Network<Float>(arch, seed: 0)
             XCTAssertEqual(arch.stateElementCount, net.stateDict().reduce(0) { $0 + $1.value.count }, "\(arch)")
         }
+    }
+
+    func testViTNamesAndShapesFollowTimm() throws {
+        let net = try Network<Float>(.vit(patch: 4, width: 8, depth: 2, heads: 2, mlpRatio: 4), seed: 0)
+        let state = net.stateDict()
+        XCTAssertEqual(Array(state.prefix(4).map(\.name)), ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"])
+        let shapes = Dictionary(uniqueKeysWithValues: state.map { ($0.name, $0.value.shape) })
+        XCTAssertEqual(shapes["cls_token"], [1, 1, 8])
+        XCTAssertEqual(shapes["pos_embed"], [1, 50, 8])
+        XCTAssertEqual(shapes["patch_embed.proj.weight"], [8, 1, 4, 4])
+        XCTAssertEqual(shapes["blocks.1.attn.qkv.weight"], [24, 8])
+        XCTAssertEqual(shapes["blocks.1.mlp.fc1.weight"], [32, 8])
+        XCTAssertEqual(shapes["blocks.1.mlp.fc2.weight"], [8, 32])
+        XCTAssertEqual(Array(state.suffix(4).map(\.name)), ["norm.weight", "norm.bias", "head.weight", "head.bias"])
+        XCTAssertEqual(state.count, 4 + 2 * 12 + 4)
+        XCTAssertEqual(net.mergePoints.map(\.name), ["blocks.0.mlp.act", "blocks.0", "blocks.1.mlp.act", "blocks.1"])
+        XCTAssertEqual(net.features(Tensor(zeros: [3, 28, 28, 1])).shape, [3, 8])
+    }
+
+    func testViTDescriptionsThatCannotBeBuiltAreRefusedByField() {
+        func problems(_ a: Architecture) -> String { a.validationErrors().joined(separator: "; ") }
+        XCTAssertTrue(problems(.vit(width: 10, heads: 4)).contains("not divisible by heads 4"))
+        XCTAssertTrue(problems(.vit(patch: 5)).contains("5×5 patches"))
+        XCTAssertTrue(problems(.vit(depth: 0)).contains("depth"))
+        XCTAssertTrue(problems(.vit(mlpRatio: 0.01)).contains("mlp_ratio"))
+        var mixed = Architecture.mlp(); mixed.heads = 2
+        XCTAssertTrue(problems(mixed).contains("vit options"))
+        XCTAssertThrowsError(try Network<Float>(.vit(width: 10, heads: 4), seed: 0))
     }
 
     func testMetadataClaimingAHugeNetworkIsRefusedBeforeAllocating() throws {
