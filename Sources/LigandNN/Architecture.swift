@@ -91,6 +91,9 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
 
     /// Most Float elements one input image may have; far above any image this project trains on.
     public static let maxInputElements = 1 << 26
+    /// Most attention weights (heads × tokens²) one image may need in a ViT: training keeps them for every image of
+    /// a batch (16 MiB per image at this bound; patch 1 on 28×28 with 4 heads fits).
+    public static let maxAttentionPerImage = 1 << 22
     /// Most state-dict elements (parameters and BatchNorm statistics) a network may have (1 GiB of Float32).
     public static let maxStateElements = 1 << 28
 
@@ -202,6 +205,9 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
             else { e.append("heads must be positive, got \(heads.map(String.init) ?? "nothing")") }
             if (patch ?? 0) <= 0 { e.append("patch must be positive, got \(patch.map(String.init) ?? "nothing")") }
             else if input.count == 3, vitGrid == nil { e.append("input \(input[0])×\(input[1]) is not a whole number of \(patch!)×\(patch!) patches") }
+            if let g = vitGrid, let h = heads, h > 0, let maps = Self.checkedProduct([g.h * g.w + 1, g.h * g.w + 1, h]), maps > Self.maxAttentionPerImage {
+                e.append("\(h) heads over \(g.h * g.w + 1) tokens make \(maps) attention weights per image, more than \(Self.maxAttentionPerImage) (use larger patches or fewer heads)")
+            }
             if d > 0, (vitHidden ?? 0) < 1 { e.append("mlp_ratio must make a hidden width of at least 1 (0 < mlp_ratio ≤ 64), got \(mlpRatio.map { "\($0)" } ?? "nothing")") }
         }
         if kind != .vit, patch != nil || depth != nil || heads != nil || mlpRatio != nil { e.append("patch, depth, heads and mlp_ratio are vit options") }

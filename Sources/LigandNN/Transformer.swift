@@ -156,13 +156,16 @@ public final class MultiHeadAttention<S: FloatScalar> {
         let n = x.shape[0], t = x.shape[1], d = width, h = heads, dh = d / h
         let q = qkv.forward(x.reshaped([n * t, d]), training: training)   // [N·T, 3d]
         var o = TensorOf<S>(zeros: [n * t, d])
-        var p = [S](repeating: 0, count: n * h * t * t)
+        // Training keeps every attention map for the backward pass; evaluation needs one map per pair at a time.
+        var p = [S](repeating: 0, count: training ? n * h * t * t : 0)
         let scale = S(1 / Double(dh).squareRoot())
         q.withUnsafeBufferPointer { pq in o.withUnsafeMutableBufferPointer { po in p.withUnsafeMutableBufferPointer { pp in
-            let qp = pq.baseAddress!, op = po.baseAddress!, ap = pp.baseAddress!
+            let qp = pq.baseAddress!, op = po.baseAddress!, ap = training ? pp.baseAddress : nil
             Parallel.forEach(n * h) { pair in
                 let b = pair / h, head = pair % h
-                let base = qp + b * t * 3 * d + head * dh, a = ap + pair * t * t
+                let scratch = ap == nil ? UnsafeMutablePointer<S>.allocate(capacity: t * t) : nil
+                defer { scratch?.deallocate() }
+                let base = qp + b * t * 3 * d + head * dh, a = ap.map { $0 + pair * t * t } ?? scratch!
                 // S = Q·Kᵀ/√d_h [T, T]
                 S.gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: base, lda: 3 * d,
                        b: base + d, ldb: 3 * d, beta: 0, c: a, ldc: t)

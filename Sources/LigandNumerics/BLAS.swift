@@ -15,6 +15,9 @@ public enum BLAS {
     public static let configured: Void = {
         Parallel.workers = max(1, Int(openblas_get_num_threads()))
         openblas_set_num_threads(1)
+        // Every layer allocates its outputs afresh: served from glibc's default mmap (128 KiB and up), each step's
+        // activations were fresh zero pages, a page fault apiece (12% of a ViT step).
+        ligand_keep_heap()
     }()
 
     /// C ← α·op(A)·op(B) + β·C, row-major; op(A) is m×k, op(B) is k×n, C is m×n.

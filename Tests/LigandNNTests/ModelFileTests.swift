@@ -119,6 +119,8 @@ final class ModelFileTests: XCTestCase {
         XCTAssertTrue(problems(.vit(patch: 5)).contains("5×5 patches"))
         XCTAssertTrue(problems(.vit(depth: 0)).contains("depth"))
         XCTAssertTrue(problems(.vit(mlpRatio: 0.01)).contains("mlp_ratio"))
+        XCTAssertTrue(problems(.vit(patch: 1, heads: 8)).contains("attention weights per image"))
+        XCTAssertEqual(problems(.vit(patch: 1, heads: 4)), "")
         var mixed = Architecture.mlp(); mixed.heads = 2
         XCTAssertTrue(problems(mixed).contains("vit options"))
         XCTAssertThrowsError(try Network<Float>(.vit(width: 10, heads: 4), seed: 0))
