@@ -19,8 +19,9 @@ def train(out, *extra, threads="1"):
 
 @needs_data
 @pytest.mark.parametrize("arch", [["--arch", "mlp", "--hidden", "64"],
-                                  ["--arch", "resnet20", "--width", "1", "--train-images", "256", "--batch-size", "64"]],
-                         ids=["mlp", "resnet20"])
+                                  ["--arch", "resnet20", "--width", "1", "--train-images", "256", "--batch-size", "64"],
+                                  ["--arch", "vit", "--width", "16", "--patch", "7", "--depth", "2", "--heads", "2", "--train-images", "512"]],
+                         ids=["mlp", "resnet20", "vit"])
 def test_training_twice_with_one_seed_is_bitwise_identical(tmp_path, arch):
     a, b, c = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "c.safetensors"
     for out, threads in [(a, "1"), (b, "1"), (c, "2")]:
@@ -44,7 +45,8 @@ def test_train_reports_a_missing_data_directory(tmp_path):
 
 def test_train_rejects_bad_options(tmp_path):
     out = tmp_path / "m.safetensors"
-    for bad in (["--lr", "-1"], ["--hidden", "64,x"], ["--calibration", "60000"], ["--train-images", "0"]):
+    for bad in (["--lr", "-1"], ["--hidden", "64,x"], ["--calibration", "60000"], ["--train-images", "0"],
+                ["--arch", "vit", "--width", "10", "--heads", "4"], ["--arch", "vit", "--patch", "5"], ["--arch", "mlp", "--depth", "2"]):
         r = train(out, *bad)
         assert r.returncode != 0, bad
         assert "Error" in r.stderr or "error" in r.stderr, r.stderr
