@@ -25,18 +25,7 @@ else fail "zoo build"; sed 's/^/    | /' "$tmp/build.out" | tail -20; echo "merg
 echo "--- every method: the same fused file for -np 1, 2 and 4"
 check_method() {   # check_method SUITE METHOD ARGS...
     local suite="$1" method="$2"; shift 2
-    for np in 1 2 4; do
-        run_np "$np" "$tmp/$method-$np.out" merge --method "$method" --suite "$suite" --out "$tmp/$method-$np" --quiet "$@" \
-            || { fail "$method -np $np"; sed 's/^/    | /' "$tmp/$method-$np.out" | tail; return; }
-    done
-    local f1="$tmp/$method-1/$method.safetensors"
-    table() { grep -v '^report:' "$1" | grep -v 'rank(s)'; }
-    if [[ -s "$f1" ]] && cmp -s "$f1" "$tmp/$method-2/$method.safetensors" && cmp -s "$f1" "$tmp/$method-4/$method.safetensors" \
-            && grep -q "fused: $method" "$tmp/$method-1.out" \
-            && diff <(table "$tmp/$method-1.out") <(table "$tmp/$method-2.out") >/dev/null \
-            && diff <(table "$tmp/$method-1.out") <(table "$tmp/$method-4.out") >/dev/null; then
-        ok "$method on $suite: bitwise-identical fused file and same table for -np 1, 2 and 4 ($(grep "fused: $method" "$tmp/$method-1.out" | tr -s ' '))"
-    else fail "$method: -np 1, 2 and 4 differ"; diff "$tmp/$method-1.out" "$tmp/$method-4.out" | head; fi
+    merge_on_ranks "$method" "$suite" "$method" "$method.safetensors" "fused: $method" "$@"
 }
 check_method tiny-seeds average
 check_method tiny-seeds weight-matching

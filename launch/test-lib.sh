@@ -7,6 +7,9 @@
 #   run_np NP OUT ARGS...   ligand under mpirun with NP ranks, stdout+stderr to OUT, 300 s limit
 #   tiny_recipe FILE        the tiny recipe the scripts build (a few thousand images, 1 epoch)
 #   rank_output FILE        FILE without mpirun's help banners (one can land inside a rank's line: the line is whole again)
+#   merge_on_ranks NAME SUITE METHOD FILE ROW ARGS...
+#                           `ligand merge --method METHOD --suite SUITE ARGS` under -np 1, 2 and 4 into $tmp/NAME-NP: FILE is
+#                           bitwise the same, ROW is in the table, and the tables agree (rank counts and timings aside)
 #   expect_error NAME PATTERN NP ARGS...
 #                           ligand ARGS under NP ranks must exit non-zero with exactly one line saying "error: ", PATTERN
 #                           (extended regex) in its output, and nothing at $tmp/bad-NAME (where callers point --out)
@@ -83,4 +86,21 @@ expect_error() {
         fail "$name: exit $rc, $n error line(s)$([[ -e "$tmp/bad-$name" ]] && echo ", $tmp/bad-$name was written")"
         sed 's/^/    | /' "$tmp/$name.out" | head -15
     fi
+}
+
+merge_on_ranks() {
+    local name="$1" suite="$2" method="$3" file="$4" row="$5"; shift 5
+    local np
+    for np in 1 2 4; do
+        run_np "$np" "$tmp/$name-$np.out" merge --method "$method" --suite "$suite" --out "$tmp/$name-$np" --quiet "$@" \
+            || { fail "$method on $suite -np $np"; sed 's/^/    | /' "$tmp/$name-$np.out" | tail; return; }
+    done
+    local f1="$tmp/$name-1/$file"
+    table() { grep -vE '^(report:|wall seconds|communication)' "$1" | grep -v 'rank(s)'; }
+    if [[ -s "$f1" ]] && cmp -s "$f1" "$tmp/$name-2/$file" && cmp -s "$f1" "$tmp/$name-4/$file" \
+            && grep -q "$row" "$tmp/$name-1.out" \
+            && diff <(table "$tmp/$name-1.out") <(table "$tmp/$name-2.out") >/dev/null \
+            && diff <(table "$tmp/$name-1.out") <(table "$tmp/$name-4.out") >/dev/null; then
+        ok "$method on $suite: bitwise-identical $file and same table for -np 1, 2 and 4 ($(grep -m1 "$row" "$tmp/$name-1.out" | tr -s ' '))"
+    else fail "$method on $suite: -np 1, 2 and 4 differ"; diff "$tmp/$name-1.out" "$tmp/$name-4.out" | head; fi
 }

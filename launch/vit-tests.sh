@@ -46,19 +46,7 @@ else fail "zoo build"; sed 's/^/    | /' "$tmp/build.out" | tail -20; echo "vit 
 
 echo "--- every shared-origin method: the same fused file and table for -np 1, 2 and 4"
 check_method() {   # check_method SUITE METHOD FILE ROW ARGS...
-    local suite="$1" method="$2" file="$3" row="$4"; shift 4
-    for np in 1 2 4; do
-        run_np "$np" "$tmp/$method-$suite-$np.out" merge --method "$method" --suite "$suite" --out "$tmp/$method-$suite-$np" --quiet "$@" \
-            || { fail "$method on $suite -np $np"; sed 's/^/    | /' "$tmp/$method-$suite-$np.out" | tail; return; }
-    done
-    local f1="$tmp/$method-$suite-1/$file"
-    table() { grep -vE '^(report:|wall seconds|communication)' "$1" | grep -v 'rank(s)'; }
-    if [[ -s "$f1" ]] && cmp -s "$f1" "$tmp/$method-$suite-2/$file" && cmp -s "$f1" "$tmp/$method-$suite-4/$file" \
-            && grep -q "$row" "$tmp/$method-$suite-1.out" \
-            && diff <(table "$tmp/$method-$suite-1.out") <(table "$tmp/$method-$suite-2.out") >/dev/null \
-            && diff <(table "$tmp/$method-$suite-1.out") <(table "$tmp/$method-$suite-4.out") >/dev/null; then
-        ok "$method on $suite: bitwise-identical $file and table for -np 1, 2 and 4 ($(grep -m1 "$row" "$tmp/$method-$suite-1.out" | tr -s ' '))"
-    else fail "$method on $suite: -np 1, 2 and 4 differ"; diff "$tmp/$method-$suite-1.out" "$tmp/$method-$suite-4.out" | head; fi
+    merge_on_ranks "$2-$1" "$@"
 }
 check_method tiny-vit-tasks average average.safetensors "fused: average"
 check_method tiny-vit-tasks task-arithmetic task-arithmetic.safetensors "fused: task-arithmetic" --lambdas 0.3,0.6,1
