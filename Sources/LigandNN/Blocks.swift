@@ -31,7 +31,7 @@ public final class BasicBlock<S: FloatScalar> {
         inner?(h)
         var out = bn2.forward(conv2.forward(h, training: training), training: training)
         let skip = shortcut.map { $0.bn.forward($0.conv.forward(x, training: training), training: training) } ?? x
-        out.withUnsafeMutableBufferPointer { po in skip.withUnsafeBufferPointer { ps in for i in 0..<po.count { po[i] += ps[i] } } }
+        add(&out, skip)
         return reluOut.forward(out, training: training)
     }
 
@@ -39,7 +39,7 @@ public final class BasicBlock<S: FloatScalar> {
         let d = reluOut.backward(dy)
         var dx = conv1.backward(bn1.backward(relu1.backward(conv2.backward(bn2.backward(d)))))
         let dskip = shortcut.map { $0.conv.backward($0.bn.backward(d)) } ?? d
-        dx.withUnsafeMutableBufferPointer { p in dskip.withUnsafeBufferPointer { q in for i in 0..<p.count { p[i] += q[i] } } }
+        add(&dx, dskip)
         return dx
     }
 }

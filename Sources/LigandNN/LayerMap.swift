@@ -149,15 +149,14 @@ extension Network {
     public var forwardFLOPs: Double {
         let map = layerMap
         var total = (map.body + [map.head]).reduce(0.0) { $0 + 2 * Double($1.rowsPerSample * $1.columns * $1.outChannels) }
+        var tokens = 0
         for node in nodes {
-            if case .transformer(let b, _) = node, let t = map.body.first(where: { $0.name == b.attn.qkv.weightPrefix })?.rowsPerSample {
-                total += 4 * Double(t * t * b.attn.width)
+            switch node {
+            case .tokens(let e): tokens = e.patches + 1
+            case .transformer(let b, _): total += 4 * Double(tokens * tokens * b.attn.width)
+            default: break
             }
         }
         return total
     }
-}
-
-extension Linear {
-    var weightPrefix: String { String(weight.name.dropLast(".weight".count)) }
 }
