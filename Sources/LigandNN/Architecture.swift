@@ -72,7 +72,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     }
 
     /// A Vision Transformer (timm's `VisionTransformer` layout: class token, learned position embedding, pre-norm blocks).
-    public static func vit(patch: Int = 4, width: Int = 64, depth: Int = 4, heads: Int = 4, mlpRatio: Double = 2,
+    public static func vit(patch: Int = 7, width: Int = 64, depth: Int = 4, heads: Int = 4, mlpRatio: Double = 2,
                            input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
         Architecture(kind: .vit, input: input, classes: classes, width: width, patch: patch, depth: depth, heads: heads, mlpRatio: mlpRatio)
     }

@@ -33,20 +33,27 @@ public enum Loss {
         return (0..<c).map { Double(row[$0]) - lz }
     }
 
-    /// Mean cross-entropy against integer labels.
+    /// Mean cross-entropy against integer labels, optionally label-smoothed (Szegedy et al. 2016, §7):
+    /// target q_j = (1 − ε)·[j = y] + ε/C, loss = −Σ_j q_j log p_j, dL/dz_j = (p_j − q_j) / B.
     @_specialize(exported: true, where S == Float)
     @_specialize(exported: true, where S == Double)
-    public static func crossEntropy<S: FloatScalar>(_ logits: TensorOf<S>, labels: [Int]) -> (loss: Double, grad: TensorOf<S>) {
+    public static func crossEntropy<S: FloatScalar>(_ logits: TensorOf<S>, labels: [Int], smoothing: Double = 0) -> (loss: Double, grad: TensorOf<S>) {
         let b = logits.shape[0], c = logits.shape[1]
         precondition(labels.count == b, "cross-entropy: \(labels.count) labels for \(b) rows")
+        precondition(smoothing >= 0 && smoothing < 1, "label smoothing must be in [0, 1), got \(smoothing)")
         var grad = TensorOf<S>(zeros: logits.shape)
         var loss = 0.0
+        let off = smoothing / Double(c), on = 1 - smoothing + off
         logits.withUnsafeBufferPointer { l in grad.withUnsafeMutableBufferPointer { g in
             for r in 0..<b {
                 let ls = logSoftmaxRow(l.baseAddress! + r * c, c)
                 precondition(labels[r] >= 0 && labels[r] < c, "label \(labels[r]) out of range 0..<\(c)")
-                loss -= ls[labels[r]]
-                for j in 0..<c { g[r * c + j] = S((_exp(ls[j]) - (j == labels[r] ? 1 : 0)) / Double(b)) }
+                if smoothing == 0 {
+                    loss -= ls[labels[r]]
+                } else {
+                    for j in 0..<c { loss -= (j == labels[r] ? on : off) * ls[j] }
+                }
+                for j in 0..<c { g[r * c + j] = S((_exp(ls[j]) - (j == labels[r] ? on : off)) / Double(b)) }
             }
         } }
         return (loss / Double(b), grad)

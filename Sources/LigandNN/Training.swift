@@ -16,6 +16,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Random horizontal flips and shifts of up to `shift` pixels, drawn from the seed.
     public var flip: Bool = false
     public var shift: Int = 0
+    /// Label smoothing ε of the cross-entropy (nil: none; kept optional so configurations without it encode as before).
+    public var labelSmoothing: Double?
     public var seed: UInt64 = 0
     /// Parameter names left untouched by the optimiser (e.g. a frozen classification head).
     public var frozen: Set<String> = []
@@ -31,6 +33,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if weightDecay < 0 { e.append("weight decay must be non-negative, got \(weightDecay)") }
         if warmupEpochs < 0 { e.append("warm-up epochs must be non-negative, got \(warmupEpochs)") }
         if shift < 0 { e.append("shift must be non-negative, got \(shift)") }
+        if let ls = labelSmoothing, !(ls >= 0 && ls < 1) { e.append("label smoothing must be in [0, 1), got \(ls)") }
         return e
     }
 }
@@ -97,7 +100,7 @@ public enum Trainer {
                 if config.flip || config.shift > 0 { augment(&x, flip: config.flip, shift: config.shift, rng: &augRNG) }
                 net.zeroGrad()
                 let logits = net.forward(x, training: true)
-                let (loss, grad) = Loss.crossEntropy(logits, labels: batch.labels)
+                let (loss, grad) = Loss.crossEntropy(logits, labels: batch.labels, smoothing: config.labelSmoothing ?? 0)
                 guard loss.isFinite else { throw TrainingError.diverged(epoch: epoch + 1, step: b + 1) }
                 net.backward(grad)
                 opt.update(params, lr: schedule.rate(at: step))

@@ -92,6 +92,8 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
     /// Augmentation (random flips; shifts of up to `shift` pixels); nil → the architecture's default.
     public var flip: Bool?
     public var shift: Int?
+    /// Label smoothing ε of the cross-entropy; nil → none (and the cache key of a suite without it unchanged).
+    public var labelSmoothing: Double?
     /// Use only this many images of the training split (a seeded subset); nil → all of it.
     public var trainImages: Int?
     /// seeds: models per architecture.
@@ -124,6 +126,7 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         c.optimizer = optimizer ?? .sgd
         c.flip = flip ?? false
         c.shift = shift ?? (arch.kind == .mlp ? 0 : 2)
+        c.labelSmoothing = labelSmoothing
         c.seed = seed
         return c
     }
@@ -191,6 +194,7 @@ public struct Recipe: Sendable {
         if let v: OptimizerKind = try f.choice("optimizer") {
             s.optimizer = v == .sgd ? nil : v   // the default, written out, keeps the cache key
         }
+        if let e = try f.double("label_smoothing", min: 0, below: 1) { s.labelSmoothing = e == 0 ? nil : e }
         switch kind {
         case .seeds:
             s.models = try f.int("models", min: 1, max: L.maxModels, required: true)

@@ -15,7 +15,7 @@ struct BenchTrain: ParsableCommand {
         the peak is the best sgemm GFLOP/s at n = 1024 with the same threads.
         """)
 
-    @Option(help: "Architectures, comma-separated (mlp = 784-512-512-10, vgg = the default VGG-style net, resnet20 = width 1, vit = patch 4, width 64, depth 4, 4 heads, MLP ×2).")
+    @Option(help: "Architectures, comma-separated (mlp = 784-512-512-10, vgg = the default VGG-style net, resnet20 = width 1, vit = patch 4 (50 tokens: the network of benchmarks/vit-vs-jax.sh), width 64, depth 4, 4 heads, MLP ×2).")
     var archs: String = "mlp,vgg,resnet20"
     @Option(parsing: .unconditional, help: "OpenBLAS thread counts, comma-separated.")
     var threads = PositiveIntList([1, 2])
@@ -42,7 +42,7 @@ struct BenchTrain: ParsableCommand {
             let peak = Benchmarks.benchmarkSgemm(size: 1024, threads: t, repeats: 3)
             for kind in kinds {
                 let arch: Architecture
-                switch kind { case .mlp: arch = .mlp(); case .vgg: arch = .vgg(); case .resnet20: arch = .resnet20(); case .vit: arch = .vit() }
+                switch kind { case .mlp: arch = .mlp(); case .vgg: arch = .vgg(); case .resnet20: arch = .resnet20(); case .vit: arch = .vit(patch: 4) }
                 let r = try TrainingBenchmark.run(arch, batchSize: batchSize, steps: steps, threads: t)
                 let convAll = r.convForwardGFLOPS.flatMap { f in r.convBackwardGFLOPS.map { b in (f, b) } }
                 let frac = convAll.map { (f, b) in "\(fixed(100 * f / peak, 0))/\(fixed(100 * b / peak, 0))%" } ?? "-"

@@ -236,6 +236,7 @@ final class GradientTests: XCTestCase {
         let target = Loss.softmax(T.randomNormal([b, c], rng: &rng))
         let cases: [(String, (T) -> (Double, T))] = [
             ("cross-entropy", { Loss.crossEntropy($0, labels: labels) }),
+            ("cross-entropy, label smoothing 0.1", { Loss.crossEntropy($0, labels: labels, smoothing: 0.1) }),
             ("entropy", { Loss.entropy($0) }),
             ("KL", { Loss.klDivergence(target: target, logits: $0) }),
         ]
@@ -250,5 +251,14 @@ final class GradientTests: XCTestCase {
         let z = T.randomNormal([3, c], rng: &rng)
         XCTAssertEqual(Loss.klDivergence(target: Loss.softmax(z), logits: z).loss, 0, accuracy: 1e-12)
         XCTAssertEqual(Loss.entropy(T(zeros: [2, c])).loss, Foundation.log(Double(c)), accuracy: 1e-12)
+        // Smoothing ε: the loss is (1 − ε)·CE + ε·(mean over classes of −log p); uniform logits give log C for any ε.
+        let ce = Loss.crossEntropy(z, labels: [0, 1, 2]).loss
+        let uniformPart = (0..<3).map { r -> Double in
+            let row = Array(z.storage[(r * c)..<(r * c + c)])
+            let lz = Foundation.log(row.map { Foundation.exp($0) }.reduce(0, +))
+            return row.map { lz - $0 }.reduce(0, +) / Double(c)
+        }.reduce(0, +) / 3
+        XCTAssertEqual(Loss.crossEntropy(z, labels: [0, 1, 2], smoothing: 0.2).loss, 0.8 * ce + 0.2 * uniformPart, accuracy: 1e-12)
+        XCTAssertEqual(Loss.crossEntropy(T(zeros: [2, c]), labels: [0, 3], smoothing: 0.3).loss, Foundation.log(Double(c)), accuracy: 1e-12)
     }
 }

@@ -176,6 +176,21 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(h, SuiteHash.compute(try sgd.suite(named: "s"), dataIdentity: "a:1"))
     }
 
+    func testLabelSmoothingKey() throws {
+        func parsed(_ line: String) throws -> SuiteSpec {
+            try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n\(line)"), path: "r.yaml").suite(named: "s")
+        }
+        let plain = try parsed("")
+        let smooth = try parsed("    label_smoothing: 0.1\n")
+        XCTAssertEqual(smooth.trainingConfig(for: smooth.architectures[0], seed: 0).labelSmoothing, 0.1)
+        XCTAssertNil(plain.trainingConfig(for: plain.architectures[0], seed: 0).labelSmoothing)
+        XCTAssertNotEqual(SuiteHash.compute(smooth, dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
+        // 0 is the default written out: the cache key stays.
+        XCTAssertEqual(SuiteHash.compute(try parsed("    label_smoothing: 0\n"), dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    label_smoothing: 1\n"))
+                        .hasPrefix("r.yaml: suites.s.label_smoothing:"))
+    }
+
     func testOptimizerKey() throws {
         let adam = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    optimizer: adam\n"), path: "r.yaml")
         let s = try adam.suite(named: "s")

@@ -46,7 +46,8 @@ def test_train_reports_a_missing_data_directory(tmp_path):
 def test_train_rejects_bad_options(tmp_path):
     out = tmp_path / "m.safetensors"
     for bad in (["--lr", "-1"], ["--hidden", "64,x"], ["--calibration", "60000"], ["--train-images", "0"],
-                ["--arch", "vit", "--width", "10", "--heads", "4"], ["--arch", "vit", "--patch", "5"], ["--arch", "mlp", "--depth", "2"]):
+                ["--arch", "vit", "--width", "10", "--heads", "4"], ["--arch", "vit", "--patch", "5"], ["--arch", "mlp", "--depth", "2"],
+                ["--label-smoothing", "1"], ["--label-smoothing", "-0.1"], ["--label-smoothing", "nan"]):
         r = train(out, *bad)
         assert r.returncode != 0, bad
         assert "Error" in r.stderr or "error" in r.stderr, r.stderr
