@@ -48,12 +48,11 @@ public enum Loss {
             for r in 0..<b {
                 let ls = logSoftmaxRow(l.baseAddress! + r * c, c)
                 precondition(labels[r] >= 0 && labels[r] < c, "label \(labels[r]) out of range 0..<\(c)")
-                if smoothing == 0 {
-                    loss -= ls[labels[r]]
-                } else {
-                    for j in 0..<c { loss -= (j == labels[r] ? on : off) * ls[j] }
+                for j in 0..<c {
+                    let q = j == labels[r] ? on : off   // without smoothing 1 and 0: the same bits as −log p_y
+                    loss -= q * ls[j]
+                    g[r * c + j] = S((_exp(ls[j]) - q) / Double(b))
                 }
-                for j in 0..<c { g[r * c + j] = S((_exp(ls[j]) - (j == labels[r] ? on : off)) / Double(b)) }
             }
         } }
         return (loss / Double(b), grad)
