@@ -34,6 +34,11 @@ check_method tiny-seeds cca --gammas 1e-3,1e-1,10
 check_method tiny-tasks task-arithmetic --lambdas 0.3,0.6,1
 check_method tiny-tasks ties --lambdas 0.5,1 --ties-k 20
 check_method tiny-tasks dare --lambdas 0.5,1 --drop 0.3,0.6
+check_method tiny-tasks tsv-m --scales 0.5,1
+check_method tiny-tasks iso-c --scales 1,2
+check_method tiny-tasks iso-cts --scales 1,2
+check_method tiny-tasks wudi --scales 0.5,1 --wudi-steps 20 --wudi-lr 1e-3
+check_method tiny-tasks fisher --fisher-samples 30 --calibration-samples 60
 # --tasks chooses the experts of every tasks-suite method (it used to be ignored outside neulig).
 if run_np 2 "$tmp/tasks-subset.out" merge --method average --suite tiny-tasks --tasks invert,rotate90 --out "$tmp/tasks-subset" --quiet \
         && grep -q "tasks: T1 = invert, T2 = rotate90$" "$tmp/tasks-subset.out" && ! grep -q "T3 =" "$tmp/tasks-subset.out"; then

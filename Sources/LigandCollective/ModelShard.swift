@@ -29,6 +29,26 @@ public struct ModelShard {
         return try deterministicSum(contributions: zip(local, localVectors).map { (index: $0, values: $1) }, total: total, comm: comm)
     }
 
+    /// Every model's vector on every rank, in model order (one vector per local model given, any lengths): copies,
+    /// no arithmetic, so the result is the same for any rank count.
+    public func gather(_ localVectors: [[Double]]) throws -> [[Double]] {
+        precondition(localVectors.count == local.count, "\(localVectors.count) vectors for \(local.count) local models")
+        // Each rank sends [length, values…] per local model; the blocks arrive in rank order, i.e. model order.
+        let send = localVectors.flatMap { [Double($0.count)] + $0 }
+        var out: [[Double]] = []
+        out.reserveCapacity(total)
+        for block in try comm.allgatherv(send) {
+            var i = 0
+            while i < block.count {
+                let n = Int(block[i])
+                out.append(Array(block[(i + 1)..<(i + 1 + n)]))
+                i += 1 + n
+            }
+        }
+        precondition(out.count == total, "gathered \(out.count) vectors for \(total) models")
+        return out
+    }
+
     /// Model i's values (given on its owner, ignored elsewhere) on every rank.
     public func broadcast(_ values: inout [Float], from model: Int) throws {
         try comm.broadcast(&values, root: owner(of: model))

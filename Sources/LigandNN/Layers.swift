@@ -224,6 +224,10 @@ public final class BatchNorm2d<S: FloatScalar> {
     private var mean: [S] = [], invStd: [S] = [], invStdDouble: [Double] = []
     /// Sees every forward's per-channel Σx, Σx² and row count (training and, when set, eval), so statistics can be re-estimated exactly after merging.
     public var statisticsObserver: ((_ sum: [Double], _ sumOfSquares: [Double], _ rows: Int) -> Void)?
+    /// A training forward normalises with the running statistics and leaves them alone, so gradients are those of the
+    /// model's inference behaviour (the Fisher information); the backward treats the statistics as constants.
+    public var frozen = false
+    private var frozenForward = false
 
     public init(name: String, channels: Int, momentum: Double = 0.1, eps: Double = 1e-5) {
         self.name = name; self.channels = channels; self.momentum = momentum; self.eps = eps
@@ -263,7 +267,7 @@ public final class BatchNorm2d<S: FloatScalar> {
         let c = channels, rows = x.count / c
         precondition(x.shape.last == c, "\(name): expected \(c) channels last, got \(x.shape)")
         var m = [Double](repeating: 0, count: c), inv = [Double](repeating: 0, count: c)
-        if training {
+        if training && !frozen {
             let (s1, s2) = x.withUnsafeBufferPointer { Self.channelSums($0.baseAddress!, nil, rows: rows, c: c) }
             statisticsObserver?(s1, s2, rows)
             let n = Double(rows)
@@ -293,7 +297,7 @@ public final class BatchNorm2d<S: FloatScalar> {
                 for r in lo..<hi { let o = r * c; for j in 0..<c { yp[o + j] = xp[o + j] * scp[j] + shp[j] } }
             }
         } } } }
-        if training { input = x; mean = m.map { S($0) }; invStd = inv.map { S($0) }; invStdDouble = inv }
+        if training { input = x; mean = m.map { S($0) }; invStd = inv.map { S($0) }; invStdDouble = inv; frozenForward = frozen }
         return y
     }
 
@@ -312,8 +316,9 @@ public final class BatchNorm2d<S: FloatScalar> {
         let n = Double(rows)
         // dx = γ·inv·(dy − mean(dy) − x̂·mean(dy·x̂)), with x̂ = (x − μ)·inv recomputed on the fly.
         let a = (0..<c).map { S(Double(weight.value[$0]) * invStdDouble[$0]) }
-        let k = (0..<c).map { S(sumDyXhat[$0] / n * invStdDouble[$0]) }
-        let b0 = (0..<c).map { S(sumDy[$0] / n) - mean[$0] * k[$0] }
+        // Frozen statistics are constants: dx = γ·inv·dy.
+        let k = (0..<c).map { frozenForward ? 0 : S(sumDyXhat[$0] / n * invStdDouble[$0]) }
+        let b0 = (0..<c).map { frozenForward ? 0 : S(sumDy[$0] / n) - mean[$0] * k[$0] }
         var dx = TensorOf<S>(zeros: dy.shape)
         dy.withUnsafeBufferPointer { pd in x.withUnsafeBufferPointer { px in dx.withUnsafeMutableBufferPointer { pdx in
             a.withUnsafeBufferPointer { pa in k.withUnsafeBufferPointer { pk in b0.withUnsafeBufferPointer { pb in

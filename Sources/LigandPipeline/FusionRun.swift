@@ -210,8 +210,7 @@ public enum FusionRun {
 
         // Task arithmetic beside them: the method's own λ search, on the same held-out calibration images.
         let preFlat = layout.flatten(pre.stateDictionary())
-        let taskVectors = TaskVectorContext(shard: shard, experts: expertFlats, pretrained: preFlat, average: averageFlat,
-                                            isParameter: TaskVectors.parameterMask(layout.entries),
+        let taskVectors = TaskVectorContext(shard: shard, experts: expertFlats, pretrained: preFlat, average: averageFlat, layout: layout,
                                             parameters: o.parameters, seed: o.seed) { mean(try evaluate(layout.unflatten($0), sets: selectionSets)) }
         let taskArithmetic = try TaskArithmetic.search(taskVectors, experts: expertFlats, label: "task-arithmetic ").outcome
         scores.merge(taskArithmetic.calibrationScores) { $1 }

@@ -251,7 +251,6 @@ public enum MergeRun {
         let headNames = Set(pre.head.parameters.map(\.name))
         let backboneLayout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
         let preFlat = backboneLayout.flatten(pre.stateDictionary())
-        let isParameter = TaskVectors.parameterMask(backboneLayout.entries)
         let experts = try agreeing(comm, "loading the experts") { try local.map { backboneLayout.flatten(try input.load($0).stateDictionary()) } }
         timer.lap("load")
 
@@ -283,8 +282,10 @@ public enum MergeRun {
             return h
         }
         let averageFlat = try TaskVectors.average(experts, shard: shard)
-        let context = TaskVectorContext(shard: shard, experts: experts, pretrained: preFlat, average: averageFlat, isParameter: isParameter,
+        let context = TaskVectorContext(shard: shard, experts: experts, pretrained: preFlat, average: averageFlat, layout: backboneLayout,
                                         parameters: o.parameters, seed: o.seed) { mean(try evaluate($0, sets: input.calibration)) }
+        context.taskData = TaskData(network: { i, flat in try pre.with(backbone: backboneLayout.unflatten(flat), head: input.heads[i]) },
+                                    calibration: { input.calibration[$0] }, log: (o.quiet || !comm.isRoot) ? { _ in } : log)
         let outcome = try method.merge(context)
         let fusedFlat = outcome.backbone, hyper = outcome.hyperparameters, scores = outcome.calibrationScores
         timer.lap("fit")
@@ -439,17 +440,17 @@ public enum MergeRun {
         var input = TasksInputs(suite: o.suite, tasks: experts.map(\.task.rawValue), architectures: archs,
                                 load: { try ModelFile.load(experts[$0].url).network }, heads: heads, pretrained: pre, calibration: cal, test: test)
         input.keys = TasksKeys(experts: experts, pretrained: dir.appendingPathComponent(preModel.file), dataDirectory: o.dataDirectory)
+        if let dump = o.dumpCalibration, comm.isRoot {
+            try FileManager.default.createDirectory(at: dump, withIntermediateDirectories: true)
+            for (e, c) in zip(experts, cal) {
+                let pixels = Tensor(shape: [c.count, c.height, c.width, c.channels], storage: c.pixels)
+                try SafeTensors.write([("pixels", .float32(pixels))], metadata: ["ligand.task": e.task.rawValue],
+                                      to: dump.appendingPathComponent("calibration-\(e.task.rawValue).safetensors"))
+            }
+        }
         if o.method.fuses {
             guard o.align == nil else { throw PipelineError("--align is for seeds and splits suites; suite '\(o.suite)' holds experts fine-tuned from one pretrained model") }
             let selection = try agreeing(comm, "task data") { try experts.map { try $0.task.apply(data.train.subset(selectionIdx)) } }
-            if let dump = o.dumpCalibration, comm.isRoot {
-                try FileManager.default.createDirectory(at: dump, withIntermediateDirectories: true)
-                for (e, c) in zip(experts, cal) {
-                    let pixels = Tensor(shape: [c.count, c.height, c.width, c.channels], storage: c.pixels)
-                    try SafeTensors.write([("pixels", .float32(pixels))], metadata: ["ligand.task": e.task.rawValue],
-                                          to: dump.appendingPathComponent("calibration-\(e.task.rawValue).safetensors"))
-                }
-            }
             result = try FusionRun.mergeTasks(input, selection: selection, options: o, comm: comm, log: log)
         } else {
             result = try mergeTasks(input, options: o, comm: comm, log: log)

@@ -393,7 +393,7 @@ public enum NeuLigRun {
         func flat(_ t: [(name: String, value: Tensor)]) -> [Double] { layout.flatten(Dictionary(uniqueKeysWithValues: t.map { ($0.name, $0.value) })) }
         let local = experts.map(flat)
         let average = try TaskVectors.average(local, shard: shard)
-        return TaskVectorContext(shard: shard, experts: local, pretrained: flat(pre), average: average, isParameter: TaskVectors.parameterMask(layout.entries),
+        return TaskVectorContext(shard: shard, experts: local, pretrained: flat(pre), average: average, layout: layout,
                                  parameters: o.parameters, seed: o.seed) { try score(unflatten($0, like: pre)) }
     }
 

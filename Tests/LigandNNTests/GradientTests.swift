@@ -105,6 +105,24 @@ final class GradientTests: XCTestCase {
         XCTAssertEqual(y.storage[1], 1 / (0.25 + 1e-5).squareRoot(), accuracy: 1e-12)
     }
 
+    /// A frozen BatchNorm (what the Fisher information differentiates) is the eval-mode affine map: its training
+    /// forward equals the eval forward, leaves the running statistics alone, and its backward is that map's.
+    func testFrozenBatchNorm() {
+        let l = BatchNorm2d<Double>(name: "bn", channels: 3)
+        var rng = SeededRNG(seed: 8)
+        l.weight.value = T.randomNormal([3], rng: &rng)
+        l.bias.value = T.randomNormal([3], rng: &rng)
+        l.runningMean.value = T.randomNormal([3], rng: &rng)
+        l.runningVar.value = T(shape: [3], storage: [0.5, 2, 1.5])
+        l.frozen = true
+        let x = T.randomNormal([2, 2, 3, 3], rng: &rng)
+        XCTAssertEqual(l.forward(x, training: true).storage, l.forward(x, training: false).storage)
+        XCTAssertEqual(l.runningVar.value.storage, [0.5, 2, 1.5])
+        XCTAssertEqual(l.numBatchesTracked, 0)
+        check(name: "frozen BatchNorm2d", input: [2, 2, 3, 3], params: l.parameters, seed: 9,
+              forward: { l.forward($0, training: true) }, backward: { l.backward($0) })
+    }
+
     func testReLUMaxPoolGlobalAvgPool() {
         let relu = ReLU<Double>()
         check(name: "ReLU", input: [3, 7], params: [], forward: { relu.forward($0, training: true) }, backward: { relu.backward($0) })

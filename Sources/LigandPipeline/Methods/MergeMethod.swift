@@ -52,6 +52,11 @@ public enum MethodRegistry {
         TaskArithmetic.self,
         TIES.self,
         DARE.self,
+        TSVM.self,
+        IsoC.self,
+        IsoCTS.self,
+        WUDI.self,
+        Fisher.self,
         RegMean.self,
         Progressive.self,
         WeightMatching.self,
@@ -149,6 +154,10 @@ public enum CommonParameters {
         "selection_samples", .integer(min: 0), default: .integer(1000),
         help: "calibration images per task held out (at most half the split) to choose α, the ridge and λ",
         requirement: "must be non-negative")
+    public static let scales = MethodParameter(
+        "scales", .numbers(check: { $0.isFinite }, scale: 1), default: .numbers((1...12).map { Double($0) / 4 }),
+        help: "scales α of the merged task vector (θ_pre + α·τ) of the per-layer spectral and interference merges, to choose from on calibration",
+        requirement: "every α must be finite")
 
     /// What every same-task alignment takes.
     public static let alignment: [MethodParameter] = [calibrationSamples, reference, bnSamples, batchNorm]

@@ -1,0 +1,200 @@
+"""The 2025 data-free merges (`tsv-m`, `iso-c`, `iso-cts`, `wudi`) against independent numpy implementations of
+their papers' formulas, on a tiny tasks suite (MLP 784-32-16, three tasks) built into a temporary cache.
+
+For each weight matrix (τ_k = θ_k − θ_pre per expert), numpy computes:
+  TSV-M   (Gargiulo et al., CVPR 2025): each τ_k's top ⌊min(m,n)/K⌋ singular triples stacked, U and Vᵀ replaced by
+          their polar factors, P_U·Σ·P_V; other tensors the mean task vector.
+  Iso-C   (Marczak et al., ICML 2025): Σ_k τ_k = UΣVᵀ → mean(σ)·U·Vᵀ; other tensors the mean task vector.
+  Iso-CTS (same paper): a common subspace from the top directions of Σ_k τ_k, each task's top directions of
+          (I − U_c U_cᵀ)τ_k, all stacked, orthogonalised, spectrum flattened; other tensors the mean.
+  WUDI    (Cheng et al., ICML 2025): Adam on Σ_k ‖(τ − τ_k)τ_kᵀ‖² / ‖τ_k‖² from Σ_k τ_k, the gradient written out by
+          hand; other tensors the sum.
+and compares θ_pre + α·that (α fixed by --scales) with the fused file, to 1e-5 relative.
+
+Fisher merging (Matena & Raffel, NeurIPS 2022): numpy back-propagates log p(y|x) through each expert (its own head) by
+hand for every calibration image the merge used (hidden --dump-calibration) and every class y, F = mean_x Σ_y p(y|x)·g²,
+and checks θ = Σ_k F_k θ_k / Σ_k F_k.
+"""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+LIGAND = os.environ.get("LIGAND_BIN", ".build/debug/ligand")
+DATA = os.environ.get("LIGAND_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
+                                reason="Fashion-MNIST not installed (bash launch/setup.sh)")
+
+RECIPE = """suites:
+  frontier-tasks:
+    kind: tasks
+    seed: 6
+    calibration: 300
+    train_images: 3000
+    architectures: [{kind: mlp, hidden: [32, 16]}]
+    tasks: [rotate90, invert, coarse]
+    pretrain: {images: 1000, epochs: 1}
+    expert_images: 1500
+    shots: 5
+    epochs: 1
+"""
+ALPHA = 0.75
+
+
+def polar(a):
+    u, _, vt = np.linalg.svd(a, full_matrices=False)
+    return u @ vt
+
+
+def top(a, r):
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    return u[:, :r], s[:r], vt[:r]
+
+
+def tsv_m(taus):
+    m, n = taus[0].shape
+    r = max(1, min(m, n) // len(taus))
+    parts = [top(t, r) for t in taus]
+    u = np.hstack([p[0] for p in parts])
+    s = np.concatenate([p[1] for p in parts])
+    vt = np.vstack([p[2] for p in parts])
+    return polar(u) @ np.diag(s) @ polar(vt)
+
+
+def iso_c(taus):
+    u, s, vt = np.linalg.svd(sum(taus), full_matrices=False)
+    return s.mean() * u @ vt
+
+
+def iso_cts(taus, fraction=0.8):
+    k = len(taus)
+    total = sum(taus)
+    r = min(total.shape)
+    common = int(r * fraction)
+    common = r - round((r - common) / k) * k
+    per_task = (r - common) // k
+    uc, sc, vc = top(total, common)
+    parts = [top(t - uc @ (uc.T @ t), per_task) for t in taus] + [(uc, sc, vc)]
+    u = np.hstack([p[0] for p in parts])
+    s = np.concatenate([p[1] for p in parts])
+    vt = np.vstack([p[2] for p in parts])
+    return s.mean() * polar(u) @ polar(vt)
+
+
+def wudi(taus, steps, lr):
+    tau = sum(taus)
+    m1 = np.zeros_like(tau)
+    m2 = np.zeros_like(tau)
+    for step in range(1, steps + 1):
+        grad = sum(2 * (tau - t) @ t.T @ t / np.sum(t * t) for t in taus)
+        m1 = 0.9 * m1 + 0.1 * grad
+        m2 = 0.999 * m2 + 0.001 * grad * grad
+        tau = tau - lr * (m1 / (1 - 0.9 ** step)) / (np.sqrt(m2 / (1 - 0.999 ** step)) + 1e-8)
+    return tau
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("frontier")
+    env = dict(os.environ, LIGAND_ZOO_CACHE=str(tmp / "cache"), LIGAND_QUIET="1")
+    recipe = tmp / "frontier.yaml"
+    recipe.write_text(RECIPE)
+    r = subprocess.run([LIGAND, "zoo", "build", str(recipe), "--quiet"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    suite_dir = next((tmp / "cache").glob("frontier-tasks-*"))
+    manifest = json.loads((suite_dir / "manifest.json").read_text())
+    pre = next(load_file(str(suite_dir / m["file"])) for m in manifest["models"] if "pretrained" in m["role"])
+    experts = [load_file(str(suite_dir / m["file"])) for m in manifest["models"] if "expert" in m["role"]]
+    tasks = [m["role"]["expert"]["task"] for m in manifest["models"] if "expert" in m["role"]]
+    assert len(experts) == 3
+    return tmp, env, pre, experts, tasks
+
+
+WUDI_ARGS = ["--wudi-steps", "25", "--wudi-lr", "1e-3"]
+
+
+@needs_data
+@pytest.mark.parametrize("method, matrix_rule, rest", [
+    ("tsv-m", tsv_m, "mean"),
+    ("iso-c", iso_c, "mean"),
+    ("iso-cts", iso_cts, "mean"),
+    ("wudi", lambda taus: wudi(taus, 25, 1e-3), "sum"),
+])
+def test_merge_matches_numpy(suite, method, matrix_rule, rest):
+    tmp, env, pre, experts, _ = suite
+    out = tmp / f"out-{method}"
+    extra = WUDI_ARGS if method == "wudi" else []
+    r = subprocess.run([LIGAND, "merge", "--method", method, "--suite", "frontier-tasks", "--scales", str(ALPHA),
+                        "--calibration-samples", "100", "--out", str(out), "--quiet", *extra],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    fused = load_file(str(out / f"{method}.safetensors"))
+    backbone = [k for k in pre if not k.startswith("head.")]
+    assert backbone and all(k in fused for k in backbone)
+    for name in backbone:
+        p = pre[name].astype(np.float64)
+        taus = [e[name].astype(np.float64) - p for e in experts]
+        if p.ndim >= 2 and name.endswith(".weight"):
+            merged = matrix_rule([t.reshape(t.shape[0], -1) for t in taus]).reshape(p.shape)
+            # A real per-layer merge: neither the mean nor the sum of the task vectors.
+            for plain in (sum(taus) / len(taus), sum(taus)):
+                assert np.linalg.norm(merged - plain) > 1e-3 * np.linalg.norm(plain), name
+        else:
+            merged = sum(taus) / (len(taus) if rest == "mean" else 1)
+        want = p + ALPHA * merged
+        got = fused[name].astype(np.float64)
+        rel = np.linalg.norm(got - want) / np.linalg.norm(want)
+        print(f"{method} {name}: relative difference {rel:.3g}")
+        assert rel < 1e-5, f"{method} {name}: relative difference {rel:.3g}"
+
+
+def mlp_fisher(state, images):
+    """Diagonal Fisher of a ReLU MLP (layers.0, layers.2, head) over `images`, exact over the classes."""
+    w0, b0 = state["layers.0.weight"].astype(np.float64), state["layers.0.bias"].astype(np.float64)
+    w2, b2 = state["layers.2.weight"].astype(np.float64), state["layers.2.bias"].astype(np.float64)
+    wh, bh = state["head.weight"].astype(np.float64), state["head.bias"].astype(np.float64)
+    f = {k: np.zeros_like(v) for k, v in [("layers.0.weight", w0), ("layers.0.bias", b0), ("layers.2.weight", w2), ("layers.2.bias", b2)]}
+    for x in images:
+        h1 = np.maximum(w0 @ x + b0, 0)
+        h2 = np.maximum(w2 @ h1 + b2, 0)
+        z = wh @ h2 + bh
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        for y in range(len(p)):
+            gz = -p.copy()
+            gz[y] += 1
+            g2 = (wh.T @ gz) * (h2 > 0)
+            g1 = (w2.T @ g2) * (h1 > 0)
+            for k, g in [("layers.2.weight", np.outer(g2, h1)), ("layers.2.bias", g2),
+                         ("layers.0.weight", np.outer(g1, x)), ("layers.0.bias", g1)]:
+                f[k] += p[y] * g * g
+    return {k: v / len(images) for k, v in f.items()}
+
+
+@needs_data
+def test_fisher_matches_numpy(suite):
+    tmp, env, pre, experts, tasks = suite
+    out, dump = tmp / "out-fisher", tmp / "dump-fisher"
+    r = subprocess.run([LIGAND, "merge", "--method", "fisher", "--suite", "frontier-tasks", "--fisher-samples", "40",
+                        "--calibration-samples", "100", "--out", str(out), "--quiet", "--dump-calibration", str(dump)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    fused = load_file(str(out / "fisher.safetensors"))
+    fishers = []
+    for state, task in zip(experts, tasks):
+        images = load_file(str(dump / f"calibration-{task}.safetensors"))["pixels"].astype(np.float64)
+        assert images.shape[0] == 100
+        fishers.append(mlp_fisher(state, images[:40].reshape(40, -1)))
+    for name in fishers[0]:
+        weights = np.stack([f[name] for f in fishers])
+        thetas = np.stack([e[name].astype(np.float64) for e in experts])
+        want = np.where(weights.sum(0) > 0, (weights * thetas).sum(0) / np.maximum(weights.sum(0), 1e-300), thetas.mean(0))
+        got = fused[name].astype(np.float64)
+        rel = np.linalg.norm(got - want) / np.linalg.norm(want)
+        print(f"fisher {name}: relative difference {rel:.3g}")
+        assert rel < 1e-5, f"fisher {name}: relative difference {rel:.3g}"
+        # Fisher weighting is not the plain average.
+        assert np.linalg.norm(want - thetas.mean(0)) > 1e-4 * np.linalg.norm(want), name
