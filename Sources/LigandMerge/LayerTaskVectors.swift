@@ -43,10 +43,8 @@ public enum LayerTaskVectors {
     /// Eq. 9): stack the tasks' low-rank factors U = [U_1 … U_K], Σ = diag(Σ_1 … Σ_K), Vᵀ = [V_1ᵀ; …; V_Kᵀ], replace U
     /// and Vᵀ by their nearest orthogonal matrices P_U, P_V (the polar factors, from their SVDs) and return P_U·Σ·P_V.
     public static func tsvMerge(_ factors: [Factors], rows m: Int, cols n: Int) throws -> Matrix {
-        let all = concatenated(factors, rows: m, cols: n)
-        guard all.rank > 0 else { return Matrix(zeros: m, n) }
-        let pu = try Linalg.orthogonalProcrustes(all.u), pv = try Linalg.orthogonalProcrustes(all.vt)
-        return pu.scalingColumns(by: all.s) * pv
+        guard let (pu, s, pv) = try orthogonalised(factors, rows: m, cols: n) else { return Matrix(zeros: m, n) }
+        return pu.scalingColumns(by: s) * pv
     }
 
     /// Iso-C (Marczak et al., "No Task Left Behind: Isotropic Model Merging with Common and Task-Specific Subspaces",
@@ -79,11 +77,9 @@ public enum LayerTaskVectors {
     /// Iso-CTS, step 3: the task-specific factors of every task then the common ones stacked, U and Vᵀ replaced by their
     /// polar factors and the spectrum flattened to its mean: σ̄·P_U·P_V.
     public static func isoCTSMerge(specific: [Factors], common: Factors, rows m: Int, cols n: Int) throws -> Matrix {
-        let all = concatenated(specific + [common], rows: m, cols: n)
-        guard all.rank > 0 else { return Matrix(zeros: m, n) }
-        let pu = try Linalg.orthogonalProcrustes(all.u), pv = try Linalg.orthogonalProcrustes(all.vt)
-        let mean = all.s.reduce(0, +) / Double(all.rank)
-        return pu.scalingColumns(by: [Double](repeating: mean, count: all.rank)) * pv
+        guard let (pu, s, pv) = try orthogonalised(specific + [common], rows: m, cols: n) else { return Matrix(zeros: m, n) }
+        let mean = s.reduce(0, +) / Double(s.count)
+        return pu.scalingColumns(by: [Double](repeating: mean, count: s.count)) * pv
     }
 
     /// WUDI's objective on one layer (Cheng et al., "Whoever Started the Interference Should End It: Guiding Data-Free
@@ -120,6 +116,14 @@ public enum LayerTaskVectors {
             }
         }
         return tau
+    }
+
+    /// The stacked factors with U and Vᵀ replaced by their polar factors (the nearest matrices with orthonormal columns,
+    /// rows): (P_U, s, P_V); nil when no factor has rank.
+    static func orthogonalised(_ factors: [Factors], rows m: Int, cols n: Int) throws -> (Matrix, [Double], Matrix)? {
+        let all = concatenated(factors, rows: m, cols: n)
+        guard all.rank > 0 else { return nil }
+        return (try Linalg.orthogonalProcrustes(all.u), all.s, try Linalg.orthogonalProcrustes(all.vt))
     }
 
     /// The factors side by side: U = [U_1 … U_K] (m × Σr), s concatenated, Vᵀ = [V_1ᵀ; …; V_Kᵀ] (Σr × n).

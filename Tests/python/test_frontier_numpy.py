@@ -15,32 +15,12 @@ Fisher merging (Matena & Raffel, NeurIPS 2022): numpy back-propagates log p(y|x)
 hand for every calibration image the merge used (hidden --dump-calibration) and every class y, F = mean_x Σ_y p(y|x)·g²,
 and checks θ = Σ_k F_k θ_k / Σ_k F_k.
 """
-import json
-import os
-import subprocess
-
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-LIGAND = os.environ.get("LIGAND_BIN", ".build/debug/ligand")
-DATA = os.environ.get("LIGAND_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
-needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
-                                reason="Fashion-MNIST not installed (bash launch/setup.sh)")
+from tiny_tasks import build, needs_data, run
 
-RECIPE = """suites:
-  frontier-tasks:
-    kind: tasks
-    seed: 6
-    calibration: 300
-    train_images: 3000
-    architectures: [{kind: mlp, hidden: [32, 16]}]
-    tasks: [rotate90, invert, coarse]
-    pretrain: {images: 1000, epochs: 1}
-    expert_images: 1500
-    shots: 5
-    epochs: 1
-"""
 ALPHA = 0.75
 
 
@@ -99,18 +79,9 @@ def wudi(taus, steps, lr):
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("frontier")
-    env = dict(os.environ, LIGAND_ZOO_CACHE=str(tmp / "cache"), LIGAND_QUIET="1")
-    recipe = tmp / "frontier.yaml"
-    recipe.write_text(RECIPE)
-    r = subprocess.run([LIGAND, "zoo", "build", str(recipe), "--quiet"], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
-    suite_dir = next((tmp / "cache").glob("frontier-tasks-*"))
-    manifest = json.loads((suite_dir / "manifest.json").read_text())
-    pre = next(load_file(str(suite_dir / m["file"])) for m in manifest["models"] if "pretrained" in m["role"])
-    experts = [load_file(str(suite_dir / m["file"])) for m in manifest["models"] if "expert" in m["role"]]
-    tasks = [m["role"]["expert"]["task"] for m in manifest["models"] if "expert" in m["role"]]
+    env, pre, experts = build(tmp, "frontier-tasks", seed=6, calibration=300)
     assert len(experts) == 3
-    return tmp, env, pre, experts, tasks
+    return tmp, env, pre, [e for _, e in experts], [t for t, _ in experts]
 
 
 WUDI_ARGS = ["--wudi-steps", "25", "--wudi-lr", "1e-3"]
@@ -127,10 +98,8 @@ def test_merge_matches_numpy(suite, method, matrix_rule, rest):
     tmp, env, pre, experts, _ = suite
     out = tmp / f"out-{method}"
     extra = WUDI_ARGS if method == "wudi" else []
-    r = subprocess.run([LIGAND, "merge", "--method", method, "--suite", "frontier-tasks", "--scales", str(ALPHA),
-                        "--calibration-samples", "100", "--out", str(out), "--quiet", *extra],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
+    run("merge", "--method", method, "--suite", "frontier-tasks", "--scales", str(ALPHA),
+        "--calibration-samples", "100", "--out", str(out), "--quiet", *extra, env=env)
     fused = load_file(str(out / f"{method}.safetensors"))
     backbone = [k for k in pre if not k.startswith("head.")]
     assert backbone and all(k in fused for k in backbone)
@@ -178,10 +147,8 @@ def mlp_fisher(state, images):
 def test_fisher_matches_numpy(suite):
     tmp, env, pre, experts, tasks = suite
     out, dump = tmp / "out-fisher", tmp / "dump-fisher"
-    r = subprocess.run([LIGAND, "merge", "--method", "fisher", "--suite", "frontier-tasks", "--fisher-samples", "40",
-                        "--calibration-samples", "100", "--out", str(out), "--quiet", "--dump-calibration", str(dump)],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
+    run("merge", "--method", "fisher", "--suite", "frontier-tasks", "--fisher-samples", "40",
+        "--calibration-samples", "100", "--out", str(out), "--quiet", "--dump-calibration", str(dump), env=env)
     fused = load_file(str(out / "fisher.safetensors"))
     fishers = []
     for state, task in zip(experts, tasks):

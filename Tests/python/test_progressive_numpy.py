@@ -6,40 +6,12 @@ statistics images (hidden --dump-calibration). numpy then fuses layer by layer f
 so far on task k's images, Y_k expert k's own pre-activations, ρ = ridge × the mean diagonal of Σ_k [X̃_k 1]ᵀ[X̃_k 1],
 solved by lstsq on the stacked rows [X̃ 1; √ρ I] (no normal equations), and compared with the fused file.
 """
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import numpy as np
-import pytest
 from safetensors.numpy import load_file
 
-LIGAND = os.environ.get("LIGAND_BIN", ".build/debug/ligand")
-DATA = os.environ.get("LIGAND_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
-needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")),
-                                reason="Fashion-MNIST not installed (bash launch/setup.sh)")
+from tiny_tasks import build, needs_data, run
 
-RECIPE = """suites:
-  lsq-tasks:
-    kind: tasks
-    seed: 4
-    calibration: 600
-    train_images: 3000
-    architectures: [{kind: mlp, hidden: [32, 16]}]
-    tasks: [rotate90, invert, coarse]
-    pretrain: {images: 1000, epochs: 1}
-    expert_images: 1500
-    shots: 5
-    epochs: 1
-"""
 RIDGE = 1e-2
-
-
-def run(*args, env):
-    r = subprocess.run([LIGAND, *args], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r
 
 
 def solve(inputs, targets, prior, ridge):
@@ -54,20 +26,12 @@ def solve(inputs, targets, prior, ridge):
 
 @needs_data
 def test_progressive_matches_numpy_least_squares(tmp_path):
-    env = dict(os.environ, LIGAND_ZOO_CACHE=str(tmp_path / "cache"), LIGAND_QUIET="1")
-    recipe = tmp_path / "lsq.yaml"
-    recipe.write_text(RECIPE)
-    run("zoo", "build", str(recipe), "--quiet", env=env)
+    env, _, experts = build(tmp_path, "lsq-tasks", seed=4, calibration=600)
     dump = tmp_path / "dump"
     out = tmp_path / "out"
     run("merge", "--method", "progressive", "--suite", "lsq-tasks", "--ridges", str(RIDGE), "--lambdas", "1",
         "--calibration-samples", "250", "--selection-samples", "100", "--out", str(out), "--quiet",
         "--dump-calibration", str(dump), env=env)
-
-    suite_dir = next((tmp_path / "cache").glob("lsq-tasks-*"))
-    manifest = json.loads((suite_dir / "manifest.json").read_text())
-    experts = [(m["role"]["expert"]["task"], load_file(str(suite_dir / m["file"])))
-               for m in manifest["models"] if "expert" in m["role"]]
     assert len(experts) == 3
     images = {t: load_file(str(dump / f"calibration-{t}.safetensors"))["pixels"].astype(np.float64) for t, _ in experts}
     assert all(x.shape == (250, 28, 28, 1) for x in images.values())

@@ -24,11 +24,10 @@ public enum Fisher: TaskVectorMerge {
         let wanted = c.parameters.integer(samples) ?? 256
         let offsets = Dictionary(uniqueKeysWithValues: c.tensors.map { ($0.name, $0) })
         let total = c.pretrained.count
-        var used = 0
         let local = try zip(c.shard.local, c.experts).map { i, expert -> [Double] in
             let net = try data.network(i, expert)
             let images = data.calibration(i)
-            used = min(wanted, images.count)
+            let used = min(wanted, images.count)
             let started = Date()
             let fisher = DiagonalFisher.compute(net, data: images, indices: Array(0..<used))
             data.log(String(format: "fisher: expert %d, %d images, %.1f s", i, used, Date().timeIntervalSince(started)))
