@@ -155,7 +155,7 @@ public enum CommonParameters {
         help: "calibration images per task held out (at most half the split) to choose α, the ridge and λ",
         requirement: "must be non-negative")
     public static let scales = MethodParameter(
-        "scales", .numbers(check: { $0.isFinite }, scale: 1), default: .numbers((1...12).map { Double($0) / 4 }),
+        "scales", .numbers(check: { $0.isFinite }, scale: 1), default: .numbers((1...12).map { Double($0) / 4 } + [3.5, 4, 4.5, 5]),
         help: "scales α of the merged task vector (θ_pre + α·τ) of the per-layer spectral and interference merges, to choose from on calibration",
         requirement: "every α must be finite")
 
