@@ -34,7 +34,7 @@ public enum Fisher: TaskVectorMerge {
             // [F·θ, F] in the backbone's flat order; the head's Fisher is not part of the backbone.
             var v = [Double](repeating: 0, count: 2 * total)
             for (name, f) in fisher {
-                guard let t = offsets[name], c.isParameter[t.offset] else { continue }
+                guard let t = offsets[name], t.count > 0, c.isParameter[t.offset] else { continue }
                 for j in 0..<t.count { v[t.offset + j] = f[j] * expert[t.offset + j]; v[total + t.offset + j] = f[j] }
             }
             return v

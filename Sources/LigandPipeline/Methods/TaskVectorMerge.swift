@@ -71,7 +71,7 @@ public final class TaskVectorContext {
     /// e.g. the mean task vector) on biases, norms, embeddings; zero on running statistics (`combine` averages those).
     public func layerwise(rest: [Double], matrix: (FlatTensor) throws -> Matrix) rethrows -> [Double] {
         var delta = [Double](repeating: 0, count: pretrained.count)
-        for t in tensors where isParameter[t.offset] {
+        for t in tensors where t.count > 0 && isParameter[t.offset] {
             if t.isMatrix {
                 let m = try matrix(t)
                 precondition(m.rows == t.rows && m.cols == t.cols, "\(t.name): merged \(m.rows)×\(m.cols), expected \(t.rows)×\(t.cols)")
