@@ -199,8 +199,10 @@ final class AlignRunTests: XCTestCase {
     func context(_ comm: Communicator, pretrained: [Double], experts: [[Double]], isParameter: [Bool]) throws -> TaskVectorContext {
         let shard = ModelShard(total: experts.count, comm: comm)
         let average = try shard.sum(shard.local.map { experts[$0] }).map { $0 / Double(experts.count) }
+        // One one-element tensor per coordinate; a running statistic where isParameter is false.
+        let layout = FlatLayout(isParameter.enumerated().map { (name: $1 ? "p\($0).bias" : "bn\($0).running_mean", value: Tensor(zeros: [1])) })
         return TaskVectorContext(shard: shard, experts: shard.local.map { experts[$0] }, pretrained: pretrained, average: average,
-                                 isParameter: isParameter, parameters: ParameterValues(), seed: 0) { _ in 0 }
+                                 layout: layout, parameters: ParameterValues(), seed: 0) { _ in 0 }
     }
 
     func testTaskArithmeticIdentities() throws {
