@@ -29,7 +29,7 @@ public enum LayerTaskVectors {
 
         /// The inverse of `packed` for an m × n matrix; nil when the length fits no rank.
         public init?(packed p: [Double], rows m: Int, cols n: Int) {
-            guard m + n + 1 > 0, p.count % (m + n + 1) == 0 else { return nil }
+            guard p.count % (m + n + 1) == 0 else { return nil }
             let r = p.count / (m + n + 1)
             self.init(u: Matrix(rows: m, cols: r, data: Array(p[0..<(m * r)])), s: Array(p[(m * r)..<(m * r + r)]),
                       vt: Matrix(rows: r, cols: n, data: Array(p[(m * r + r)...])))

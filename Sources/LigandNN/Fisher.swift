@@ -7,15 +7,14 @@ import LigandNumerics
 public enum DiagonalFisher {
     /// F per parameter name, for the rows `indices` of `data`. BatchNorm uses its running statistics (the model's
     /// inference behaviour), so every example is its own batch of one.
-    public static func compute(_ net: Network<Float>, data: LabeledImages, indices: [Int],
-                               progress: (Int) -> Void = { _ in }) -> [String: [Double]] {
+    public static func compute(_ net: Network<Float>, data: LabeledImages, indices: [Int]) -> [String: [Double]] {
         let parameters = net.parameters
         var fisher = parameters.map { [Double](repeating: 0, count: $0.value.count) }
         let frozen = net.batchNorms.map(\.frozen)
         for bn in net.batchNorms { bn.frozen = true }
         defer { for (bn, f) in zip(net.batchNorms, frozen) { bn.frozen = f } }
         let c = net.classes, size = data.sampleSize
-        for (done, i) in indices.enumerated() {
+        for i in indices {
             let x = Tensor(shape: [1, data.height, data.width, data.channels], storage: Array(data.pixels[(i * size)..<((i + 1) * size)]))
             let p = Loss.softmax(net.forward(x, training: false)).storage.map(Double.init)
             for y in 0..<c where p[y] > 0 {
@@ -29,7 +28,6 @@ public enum DiagonalFisher {
                     }
                 }
             }
-            progress(done + 1)
         }
         net.zeroGrad()
         let n = Double(max(1, indices.count))

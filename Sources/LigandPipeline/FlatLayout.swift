@@ -20,6 +20,15 @@ struct FlatLayout {
 
     func floats(_ d: StateDict) -> [Float] { names.flatMap { d[$0]!.storage } }
 
+    /// Each tensor with its offset in the flat vector, in order.
+    var tensors: [FlatTensor] {
+        var offset = 0
+        return zip(names, shapes).map { name, shape in
+            defer { offset += shape.reduce(1, *) }
+            return FlatTensor(name: name, shape: shape, offset: offset)
+        }
+    }
+
     /// Each tensor's name and element count, in order.
     var entries: [(name: String, count: Int)] { zip(names, shapes).map { ($0, $1.reduce(1, *)) } }
 

@@ -17,7 +17,7 @@ public enum IsoC: TaskVectorMerge {
     public static func merge(_ c: TaskVectorContext) throws -> TaskVectorOutcome {
         let sum = try c.taskVectorSum(c.experts)
         let delta = try c.layerwise(rest: sum.map { $0 / Double(c.shard.total) }) { t in
-            try LayerTaskVectors.isotropic(Matrix(rows: t.rows, cols: t.cols, data: Array(sum[t.offset..<(t.offset + t.count)])))
+            try LayerTaskVectors.isotropic(t.matrix(sum))
         }
         return try c.bestScale(delta)
     }

@@ -25,7 +25,7 @@ public enum IsoCTS: TaskVectorMerge {
         let sum = try c.taskVectorSum(c.experts)
         let delta = try c.layerwise(rest: sum.map { $0 / Double(k) }) { t in
             let d = LayerTaskVectors.isoCTSDimensions(rows: t.rows, cols: t.cols, tasks: k, fraction: fraction)
-            let common = try LayerTaskVectors.Factors(Matrix(rows: t.rows, cols: t.cols, data: Array(sum[t.offset..<(t.offset + t.count)])), rank: d.common)
+            let common = try LayerTaskVectors.Factors(t.matrix(sum), rank: d.common)
             let local = try c.experts.map { try LayerTaskVectors.taskSpecific(c.taskVector($0, t), common: common.u, rank: d.perTask).packed }
             let specific = try c.shard.gather(local).map { LayerTaskVectors.Factors(packed: $0, rows: t.rows, cols: t.cols)! }
             return try LayerTaskVectors.isoCTSMerge(specific: specific, common: common, rows: t.rows, cols: t.cols)

@@ -41,11 +41,7 @@ public final class TaskVectorContext {
          seed: UInt64, score: @escaping ([Double]) throws -> Double) {
         self.shard = shard; self.experts = experts; self.pretrained = pretrained; self.average = average
         isParameter = TaskVectors.parameterMask(layout.entries)
-        var offset = 0
-        tensors = zip(layout.names, layout.shapes).map { name, shape in
-            defer { offset += shape.reduce(1, *) }
-            return FlatTensor(name: name, shape: shape, offset: offset)
-        }
+        tensors = layout.tensors
         self.parameters = parameters; self.seed = seed; self.scoreOnCalibration = score
     }
 
@@ -126,4 +122,9 @@ public struct FlatTensor: Sendable {
     public var isMatrix: Bool { shape.count >= 2 && name.hasSuffix(".weight") && count > 0 }
     public var rows: Int { isMatrix ? shape[0] : 1 }
     public var cols: Int { isMatrix ? count / shape[0] : count }
+
+    /// This tensor's slice of a flat vector (e.g. the summed task vectors) as a rows × cols matrix.
+    public func matrix(_ flat: [Double]) -> Matrix {
+        Matrix(rows: rows, cols: cols, data: Array(flat[offset..<(offset + count)]))
+    }
 }

@@ -28,7 +28,7 @@ public enum WUDI: TaskVectorMerge {
         let sum = try c.taskVectorSum(c.experts)
         let delta = try c.layerwise(rest: sum) { t in
             let terms = try c.shard.sum(c.experts.map { LayerTaskVectors.interferenceTerms(c.taskVector($0, t)) })
-            let start = Matrix(rows: t.rows, cols: t.cols, data: Array(sum[t.offset..<(t.offset + t.count)]))
+            let start = t.matrix(sum)
             return LayerTaskVectors.wudi(start: start, terms: terms, steps: n, lr: rate)
         }
         return try c.bestScale(delta, hyperparameters: ["wudi_steps": "\(n)", "wudi_lr": MergeRun.formatted(rate)])
