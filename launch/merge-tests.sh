@@ -39,6 +39,7 @@ check_method tiny-tasks iso-c --scales 1,2
 check_method tiny-tasks iso-cts --scales 1,2
 check_method tiny-tasks wudi --scales 0.5,1 --wudi-steps 20 --wudi-lr 1e-3
 check_method tiny-tasks fisher --fisher-samples 30 --calibration-samples 60
+check_method tiny-tasks adamerging --adamerging-steps 20 --calibration-samples 60
 # --tasks chooses the experts of every tasks-suite method (it used to be ignored outside neulig).
 if run_np 2 "$tmp/tasks-subset.out" merge --method average --suite tiny-tasks --tasks invert,rotate90 --out "$tmp/tasks-subset" --quiet \
         && grep -q "tasks: T1 = invert, T2 = rotate90$" "$tmp/tasks-subset.out" && ! grep -q "T3 =" "$tmp/tasks-subset.out"; then

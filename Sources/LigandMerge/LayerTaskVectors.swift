@@ -102,18 +102,10 @@ public enum LayerTaskVectors {
         let g = Matrix(rows: n, cols: n, data: Array(terms[0..<(n * n)]))
         let t = Array(terms[(n * n)...])
         var tau = start
-        var first = [Double](repeating: 0, count: m * n), second = first
-        let b1 = 0.9, b2 = 0.999, eps = 1e-8
-        var p1 = 1.0, p2 = 1.0
+        var adam = Adam(count: m * n, lr: lr)
         for _ in 0..<max(0, steps) {
             let tg = tau * g
-            p1 *= b1; p2 *= b2
-            for j in 0..<(m * n) {
-                let grad = 2 * (tg.data[j] - t[j])
-                first[j] = b1 * first[j] + (1 - b1) * grad
-                second[j] = b2 * second[j] + (1 - b2) * grad * grad
-                tau.data[j] -= lr * (first[j] / (1 - p1)) / ((second[j] / (1 - p2)).squareRoot() + eps)
-            }
+            adam.step(&tau.data, (0..<(m * n)).map { 2 * (tg.data[$0] - t[$0]) })
         }
         return tau
     }

@@ -189,7 +189,7 @@ public enum LeastSquaresFusion {
     }
 
     static func checkRidge(_ r: Double) throws {
-        guard r.isFinite && r >= 0 else { throw FusionError.hyperparameter(name: "relative ridge", value: r, requirement: "must be finite and ≥ 0") }
+        guard r >= 0 else { throw FusionError.hyperparameter(name: "relative ridge", value: r, requirement: "must be ≥ 0 (inf: the prior itself)") }
     }
 
     /// Progressive least squares for one layer: [W b] = argmin Σ_k ‖Y_k − [W b]·[X̃_k; 1]‖² + ρ‖[W b] − [W̄ b̄]‖²,
@@ -197,6 +197,8 @@ public enum LeastSquaresFusion {
     /// ρ = relativeRidge × the mean diagonal of G. With K = 1 and X̃ = X the expert itself is the exact minimiser.
     public static func progressiveSolve(layer: String, statistics s: ProgressiveStatistics, prior: FoldedLayer, relativeRidge r: Double) throws -> FoldedLayer {
         try checkRidge(r)
+        // ρ = ∞: the minimiser is the prior.
+        if r == .infinity { return prior }
         let a = s.columns + 1, o = s.outputs
         var g = Matrix(rows: a, cols: a, data: s.gram)
         let rho = r * (0..<a).reduce(0.0) { $0 + g.data[$1 * a + $1] } / Double(a)
@@ -214,6 +216,7 @@ public enum LeastSquaresFusion {
     public static func regmeanSolve(layer: String, statistics s: RegMeanStatistics, prior: Matrix, alpha: Double, relativeRidge r: Double) throws -> Matrix {
         try checkRidge(r)
         guard alpha.isFinite && alpha >= 0 && alpha <= 1 else { throw FusionError.hyperparameter(name: "RegMean α", value: alpha, requirement: "must be in [0, 1]") }
+        if r == .infinity { return prior }
         let p = s.columns, o = s.outputs
         var g = Matrix(zeros: p, p)
         for i in 0..<p { for j in 0..<p { g.data[i * p + j] = (i == j ? 1 : alpha) * s.gram[i * p + j] } }

@@ -93,9 +93,18 @@ public enum FusionRun {
             return out
         }
 
-        /// Progressive least squares from `start` (the models' average): layer by layer from the input, X̃ from the fused layers so far.
-        func progressive(ridge: Double, start: StateDict) throws -> StateDict {
-            var fused = start
+        /// Progressive least squares from `start`: layer by layer from the input, X̃ from the fused layers so far, each
+        /// layer regularised toward `toward`'s (nil: the models' mean layer).
+        func progressive(ridge: Double, start: StateDict, toward: StateDict? = nil) throws -> StateDict {
+            try progressive(ridges: [ridge], start: start, toward: toward).fused
+        }
+
+        /// The same with each layer's ridge chosen from `ridges` in turn: the one whose network (later layers still
+        /// `start`'s) `score`s best; one statistics pass per layer serves every ridge. One ridge needs no score.
+        func progressive(ridges: [Double], start: StateDict, toward: StateDict? = nil,
+                         score: ((StateDict) throws -> Double)? = nil) throws -> (fused: StateDict, ridges: [Double]) {
+            precondition(ridges.count == 1 || score != nil, "a per-layer ridge choice needs a score")
+            var fused = start, chosen: [Double] = []
             for unit in units {
                 let fusedNet = try like.with(backbone: fused)
                 let contributions = try MergeRun.agreeing(comm, "progressive statistics of layer '\(unit.name)'") {
@@ -109,14 +118,46 @@ public enum FusionRun {
                 let total = try sum(contributions)
                 let template = ProgressiveStatistics(unit)
                 let n = template.packed.count
-                let solved = try solvedOnRoot("progressive solve at ridge = \(MergeRun.formatted(ridge))", shapes(unit)) {
-                    let stats = try template.unpacked(Array(total[..<n]))
-                    let prior = FoldedLayer(augmented: Matrix(rows: unit.outChannels, cols: unit.columns + 1, data: total[n...].map { $0 / Double(k) }))
-                    return LeastSquaresFusion.unfold(unit, try LeastSquaresFusion.progressiveSolve(layer: unit.name, statistics: stats, prior: prior, relativeRidge: ridge))
+                var best: (score: Double, ridge: Double, layer: StateDict)?
+                for ridge in ridges {
+                    let solved = try solvedOnRoot("progressive solve at ridge = \(MergeRun.formatted(ridge))", shapes(unit)) {
+                        let stats = try template.unpacked(Array(total[..<n]))
+                        let prior = try toward.map { try LeastSquaresFusion.fold(unit, $0, model: "the starting merge") }
+                            ?? FoldedLayer(augmented: Matrix(rows: unit.outChannels, cols: unit.columns + 1, data: total[n...].map { $0 / Double(k) }))
+                        return LeastSquaresFusion.unfold(unit, try LeastSquaresFusion.progressiveSolve(layer: unit.name, statistics: stats, prior: prior, relativeRidge: ridge))
+                    }
+                    guard let score else { best = (0, ridge, solved); break }
+                    var candidate = fused
+                    for (n, t) in solved { candidate[n] = t }
+                    let s = try score(candidate)
+                    if best == nil || s > best!.score { best = (s, ridge, solved) }
                 }
-                for (n, t) in solved { fused[n] = t }
+                for (n, t) in best!.layer { fused[n] = t }
+                chosen.append(best!.ridge)
             }
-            return fused
+            return (fused, chosen)
+        }
+
+        /// Progressive least squares with its ridge chosen on calibration (`score`): one ridge for every layer, each of
+        /// the grid tried in full, or (`perLayer`) each layer's in turn. Every candidate's score lands in `scores`.
+        func chosenProgressive(ridges: [Double], perLayer: Bool, start: StateDict, toward: StateDict?, score: (StateDict) throws -> Double,
+                               scores: inout [String: Double], log: (String) -> Void) throws -> (score: Double, ridge: String, fused: StateDict) {
+            if perLayer {
+                let (fused, chosen) = try withoutActuallyEscaping(score) { try progressive(ridges: ridges, start: start, toward: toward, score: $0) }
+                let s = try score(fused), label = chosen.map { MergeRun.formatted($0) }.joined(separator: ",")
+                scores["ridges=\(label)"] = s
+                log(String(format: "progressive, ridges per layer %@: calibration accuracy %.2f%%", label, 100 * s))
+                return (s, label, fused)
+            }
+            var best: (score: Double, ridge: String, fused: StateDict)?
+            for r in ridges {
+                let fused = try progressive(ridge: r, start: start, toward: toward)
+                let s = try score(fused)
+                scores["ridge=\(MergeRun.formatted(r))"] = s
+                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", MergeRun.formatted(r), 100 * s))
+                if best == nil || s > best!.score { best = (s, MergeRun.formatted(r), fused) }
+            }
+            return best!
         }
     }
 
@@ -181,37 +222,47 @@ public enum FusionRun {
         var hyper: [String: String] = [:]
 
         // RegMean: one statistics pass and one reduction serve the whole (α, ridge) grid.
-        let sums = try c.regmeanSums()
-        timer.lap("regmean-statistics")
-        var bestRegMean: (score: Double, alpha: Double, ridge: Double, backbone: StateDict)?
-        for r in o.parameters.numbers(Progressive.ridges) {
-            for a in o.parameters.numbers(RegMean.alphas) {
-                let candidate = try c.regmean(sums, alpha: a, ridge: r, base: average)
-                let s = mean(try evaluate(candidate, sets: selectionSets))
-                scores[(o.method == RegMean.self ? "" : "regmean ") + "alpha=\(MergeRun.formatted(a)),ridge=\(MergeRun.formatted(r))"] = s
-                if bestRegMean == nil || s > bestRegMean!.score { bestRegMean = (s, a, r, candidate) }
-            }
-        }
-        let rm = bestRegMean!
-        log(String(format: "RegMean: α = %@, ridge = %@, calibration accuracy %.2f%%", MergeRun.formatted(rm.alpha), MergeRun.formatted(rm.ridge), 100 * rm.score))
-        timer.lap("regmean-grid")
-
-        var progressive: (score: Double, ridge: Double, backbone: StateDict)?
-        if o.method == Progressive.self {
+        var regmean: (score: Double, alpha: Double, ridge: Double, backbone: StateDict)?
+        if o.method == RegMean.self {
+            let sums = try c.regmeanSums()
+            timer.lap("regmean-statistics")
             for r in o.parameters.numbers(Progressive.ridges) {
-                let fused = try c.progressive(ridge: r, start: average)
-                let s = mean(try evaluate(fused, sets: selectionSets))
-                scores["ridge=\(MergeRun.formatted(r))"] = s
-                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", MergeRun.formatted(r), 100 * s))
-                if progressive == nil || s > progressive!.score { progressive = (s, r, fused) }
+                for a in o.parameters.numbers(RegMean.alphas) {
+                    let candidate = try c.regmean(sums, alpha: a, ridge: r, base: average)
+                    let s = mean(try evaluate(candidate, sets: selectionSets))
+                    scores["alpha=\(MergeRun.formatted(a)),ridge=\(MergeRun.formatted(r))"] = s
+                    if regmean == nil || s > regmean!.score { regmean = (s, a, r, candidate) }
+                }
             }
+            log(String(format: "RegMean: α = %@, ridge = %@, calibration accuracy %.2f%%", MergeRun.formatted(regmean!.alpha), MergeRun.formatted(regmean!.ridge), 100 * regmean!.score))
+            timer.lap("regmean-grid")
+        }
+
+        let preFlat = layout.flatten(pre.stateDictionary())
+        let taskVectors = TaskVectorContext(shard: shard, experts: expertFlats, pretrained: preFlat, average: averageFlat, layout: layout,
+                                            parameters: o.parameters, seed: o.seed) { mean(try evaluate(layout.unflatten($0), sets: selectionSets)) }
+        var progressive: (score: Double, ridge: String, fused: StateDict)?
+        if o.method == Progressive.self {
+            // The start and prior: the experts' mean, or a data-free merge (its α or λ chosen on the same selection images).
+            var start = average, toward: StateDict?
+            let startName = o.parameters.text(Progressive.start) ?? "average"
+            if startName != "average" {
+                guard let m = MethodRegistry.method(named: startName) as? any TaskVectorMerge.Type else { throw PipelineError("progressive_start: '\(startName)' is not a task-vector merge") }
+                let outcome = try m.merge(taskVectors)
+                start = layout.unflatten(outcome.backbone)
+                toward = start
+                for (key, s) in outcome.calibrationScores { scores["start \(startName) \(key)"] = s }
+                hyper["start"] = ([startName] + outcome.hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }).joined(separator: " ")
+                log("progressive: starting from \(hyper["start"]!)")
+                timer.lap("progressive-start")
+            }
+            progressive = try c.chosenProgressive(ridges: o.parameters.numbers(Progressive.ridges), perLayer: o.parameters.flag(Progressive.perLayerRidge),
+                                                  start: start, toward: toward, score: { mean(try evaluate($0, sets: selectionSets)) },
+                                                  scores: &scores, log: log)
             timer.lap("progressive")
         }
 
         // Task arithmetic beside them: the method's own λ search, on the same held-out calibration images.
-        let preFlat = layout.flatten(pre.stateDictionary())
-        let taskVectors = TaskVectorContext(shard: shard, experts: expertFlats, pretrained: preFlat, average: averageFlat, layout: layout,
-                                            parameters: o.parameters, seed: o.seed) { mean(try evaluate(layout.unflatten($0), sets: selectionSets)) }
         let taskArithmetic = try TaskArithmetic.search(taskVectors, experts: expertFlats, label: "task-arithmetic ").outcome
         scores.merge(taskArithmetic.calibrationScores) { $1 }
         timer.lap("task-arithmetic")
@@ -236,18 +287,17 @@ public enum FusionRun {
         rows.append(row("weight averaging", .baseline, try evaluate(average, sets: input.test, model: input.keys?.average)))
         rows.append(row("task arithmetic", .baseline, try evaluate(layout.unflatten(taskArithmetic.backbone), sets: input.test), taskArithmetic.hyperparameters))
         let fused: StateDict
-        let rmHyper = ["alpha": MergeRun.formatted(rm.alpha), "ridge": MergeRun.formatted(rm.ridge)]
         if let p = progressive {
-            rows.append(row("regmean", .baseline, try evaluate(rm.backbone, sets: input.test), rmHyper))
-            hyper["ridge"] = MergeRun.formatted(p.ridge)
-            rows.append(row("fused: progressive", .fused, try evaluate(p.backbone, sets: input.test), hyper))
-            fused = p.backbone
+            hyper["ridge"] = p.ridge
+            rows.append(row("fused: progressive", .fused, try evaluate(p.fused, sets: input.test), hyper))
+            fused = p.fused
         } else {
-            hyper = rmHyper
+            let rm = regmean!
+            hyper = ["alpha": MergeRun.formatted(rm.alpha), "ridge": MergeRun.formatted(rm.ridge)]
             rows.append(row("fused: regmean", .fused, try evaluate(rm.backbone, sets: input.test), hyper))
             fused = rm.backbone
         }
-        hyper["ridge_scale"] = ridgeScale
+        hyper["ridge_scale"] = hyper["start"] == nil ? ridgeScale : "relative to the mean diagonal of the Gram matrix, toward the starting merge"
         hyper["selection"] = heldOut ? "\(selectionSets[0].count) held-out calibration images per task" : "the statistics images (no held-out calibration left)"
         if plan.units.contains(where: { $0.batchNorm != nil }) { hyper["batchnorm"] = "folded into the preceding convolution (identity BatchNorm in the fused file)" }
         timer.lap("evaluate")
@@ -299,13 +349,10 @@ public enum FusionRun {
         var hyper: [String: String] = [:]
         var best: (score: Double, state: StateDict)?
         if o.method == Progressive.self {
-            for r in o.parameters.numbers(Progressive.ridges) {
-                let fused = try c.progressive(ridge: r, start: average)
-                let s = try accuracy(fused, selectionSet)
-                scores["ridge=\(MergeRun.formatted(r))"] = s
-                log(String(format: "progressive, ridge = %@: calibration accuracy %.2f%%", MergeRun.formatted(r), 100 * s))
-                if best == nil || s > best!.score { best = (s, fused); hyper = ["ridge": MergeRun.formatted(r)] }
-            }
+            let p = try c.chosenProgressive(ridges: o.parameters.numbers(Progressive.ridges), perLayer: o.parameters.flag(Progressive.perLayerRidge),
+                                            start: average, toward: nil, score: { try accuracy($0, selectionSet) }, scores: &scores, log: log)
+            best = (p.score, p.fused)
+            hyper = ["ridge": p.ridge]
         } else {
             let sums = try c.regmeanSums()
             for r in o.parameters.numbers(Progressive.ridges) {

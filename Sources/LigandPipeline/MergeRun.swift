@@ -91,6 +91,7 @@ public enum MergeRun {
 
     static func formatted(_ x: Double) -> String {
         if x == 0 { return "0" }
+        guard x.isFinite else { return "\(x)" }
         let e = log10(abs(x))
         if e == e.rounded() { return "1e\(Int(e))" }
         return String(format: "%g", x)
@@ -288,6 +289,10 @@ public enum MergeRun {
                                     calibration: { input.calibration[$0] }, log: (o.quiet || !comm.isRoot) ? { _ in } : log)
         let outcome = try method.merge(context)
         let fusedFlat = outcome.backbone, hyper = outcome.hyperparameters, scores = outcome.calibrationScores
+        if let dump = o.dumpCalibration, comm.isRoot, !outcome.diagnostics.isEmpty {
+            try SafeTensors.write(outcome.diagnostics.map { ($0.name, .float64($0.values, shape: $0.shape)) }, metadata: outcome.diagnosticsMetadata,
+                                  to: dump.appendingPathComponent("\(o.method.name).safetensors"))
+        }
         timer.lap("fit")
 
         // Ensemble per task: mean over experts of softmax(h_t(f_k(x))); experts on their own tasks.

@@ -23,6 +23,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var ensemble: Double?
     /// Seeds/splits: the best single model; tasks: the experts, each on its own task.
     public var bestSingle: Double?
+    /// NeuLig's Portland ensemble (Σ_k β_k(x)·logits_k) of the same models, in NeuLig's records.
+    public var portlandEnsemble: Double?
     /// Every other row of the run's report (baselines, Portland ensemble, …) by name: mean accuracy.
     public var baselines: [String: Double]
     /// The recipe's settings and the hyper-parameters chosen on calibration.
@@ -34,12 +36,12 @@ public struct RunRecord: Codable, Sendable, Equatable {
 
     public init(suite: String, suiteKind: String, architecture: String, method: String, mode: String? = nil, k: Int, subset: [String],
                 subsetIndices: [Int], seed: UInt64, split: String = "test", columns: [String], accuracies: [Double], accuracy: Double,
-                ensemble: Double?, bestSingle: Double?, baselines: [String: Double] = [:], hyperparameters: [String: String] = [:],
-                wallSeconds: Double, bytesCommunicated: Int?, ranks: Int) {
+                ensemble: Double?, bestSingle: Double?, portlandEnsemble: Double? = nil, baselines: [String: Double] = [:],
+                hyperparameters: [String: String] = [:], wallSeconds: Double, bytesCommunicated: Int?, ranks: Int) {
         self.suite = suite; self.suiteKind = suiteKind; self.architecture = architecture; self.method = method; self.mode = mode
         self.k = k; self.subset = subset; self.subsetIndices = subsetIndices; self.seed = seed; self.split = split
         self.columns = columns; self.accuracies = accuracies; self.accuracy = accuracy; self.ensemble = ensemble
-        self.bestSingle = bestSingle; self.baselines = baselines; self.hyperparameters = hyperparameters
+        self.bestSingle = bestSingle; self.portlandEnsemble = portlandEnsemble; self.baselines = baselines; self.hyperparameters = hyperparameters
         self.wallSeconds = wallSeconds; self.bytesCommunicated = bytesCommunicated; self.ranks = ranks
     }
 
@@ -57,9 +59,9 @@ public struct RunRecord: Codable, Sendable, Equatable {
         let fused = rows.filter { $0.kind == .fused }
         let merged = method == "neulig" ? fused : Array(fused.prefix(1))
         let ensembleRow = rows.first { $0.kind == .ensemble }
-        let best = rows.first { $0.kind == .bestSingle }?.mean
+        let best = rows.first { $0.kind == .bestSingle }?.mean, portland = rows.first { $0.kind == .portlandEnsemble }?.mean
         var others: [String: Double] = [:]
-        for r in rows where !merged.contains(where: { $0.name == r.name }) && ![.ensemble, .bestSingle, .reference, .single].contains(r.kind) {
+        for r in rows where !merged.contains(where: { $0.name == r.name }) && ![.ensemble, .bestSingle, .portlandEnsemble, .reference, .single].contains(r.kind) {
             others[r.name] = r.mean
         }
         return merged.map { row in
@@ -69,7 +71,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
             for (key, v) in row.hyperparameters { hp[key] = v }
             return RunRecord(suite: suite, suiteKind: suiteKind, architecture: architecture, method: method, mode: mode, k: k, subset: subset,
                              subsetIndices: subsetIndices, seed: seed, columns: columns, accuracies: row.accuracies, accuracy: row.mean,
-                             ensemble: ensembleRow?.mean, bestSingle: best, baselines: others, hyperparameters: hp, wallSeconds: wallSeconds,
+                             ensemble: ensembleRow?.mean, bestSingle: best, portlandEnsemble: portland, baselines: others, hyperparameters: hp, wallSeconds: wallSeconds,
                              bytesCommunicated: bytes, ranks: ranks)
         }
     }
@@ -97,6 +99,7 @@ extension RunRecord {
         if let i = accuracies.firstIndex(where: { !fraction($0) }) { return ("accuracies[\(i)]", "\(what), got \(accuracies[i])") }
         if !fraction(ensemble) { return ("ensemble", "\(what), got \(ensemble!)") }
         if !fraction(bestSingle) { return ("bestSingle", "\(what), got \(bestSingle!)") }
+        if !fraction(portlandEnsemble) { return ("portlandEnsemble", "\(what), got \(portlandEnsemble!)") }
         if let (name, v) = baselines.sorted(by: { $0.key < $1.key }).first(where: { !fraction($0.value) }) { return ("baselines.\(name)", "\(what), got \(v)") }
         if !(wallSeconds.isFinite && wallSeconds >= 0) { return ("wallSeconds", "must be a finite number of seconds ≥ 0, got \(wallSeconds)") }
         if ranks < 1 { return ("ranks", "must be at least 1, got \(ranks)") }
@@ -155,6 +158,11 @@ public struct RunGroup: Codable, Sendable, Equatable {
     public var merged: MeanStd
     public var ensemble: MeanStd?
     public var bestSingle: MeanStd?
+    /// NeuLig's Portland ensemble of the same subsets (from the NeuLig runs of the same suite, K, subset and seed).
+    /// `ensemble` too is taken from another run of the same models when a run has none.
+    public var portlandEnsemble: MeanStd?
+    /// Merged over best single (tasks: over the experts' mean accuracy), per run, in [0, …].
+    public var normalised: MeanStd?
     /// Mean of (merged − ensemble) in percentage points.
     public var gapPoints: Double?
     public var wallSeconds: Double
@@ -196,31 +204,52 @@ public struct RunReport: Codable, Sendable {
             let rs = bySeries[key]!
             return Set(rs.map(\.k)).sorted().map { k in
                 let g = rs.filter { $0.k == k }
-                let ens = g.compactMap(\.ensemble), best = g.compactMap(\.bestSingle)
-                let gaps = g.compactMap { r in r.ensemble.map { 100 * (r.accuracy - $0) } }
+                // The ensembles are of the subset, not of the method: a run that does not compute one (RegMean, progressive)
+                // takes it from another run of the same suite, K, subset and seed.
+                func sameModels<T>(_ r: RunRecord, _ field: KeyPath<RunRecord, T?>) -> T? {
+                    r[keyPath: field] ?? records.first { $0[keyPath: field] != nil && $0.suite == r.suite && $0.k == r.k && $0.subsetIndices == r.subsetIndices && $0.seed == r.seed }?[keyPath: field]
+                }
+                let ens = g.compactMap { sameModels($0, \.ensemble) }, best = g.compactMap(\.bestSingle)
+                let portland = g.compactMap { sameModels($0, \.portlandEnsemble) }
+                let normalised = g.compactMap { r in r.bestSingle.flatMap { $0 > 0 ? r.accuracy / $0 : nil } }
+                let gaps = g.compactMap { r in sameModels(r, \.ensemble).map { 100 * (r.accuracy - $0) } }
                 return RunGroup(suite: g[0].suite, series: g[0].series, k: k, runs: g.count, merged: MeanStd(g.map(\.accuracy)),
                                 ensemble: ens.isEmpty ? nil : MeanStd(ens), bestSingle: best.isEmpty ? nil : MeanStd(best),
+                                portlandEnsemble: portland.isEmpty ? nil : MeanStd(portland), normalised: normalised.isEmpty ? nil : MeanStd(normalised),
                                 gapPoints: gaps.isEmpty ? nil : gaps.reduce(0, +) / Double(gaps.count),
                                 wallSeconds: g.reduce(0) { $0 + $1.wallSeconds })
             }
         }
     }
 
-    /// A Markdown table per suite: merged (mean ± std over subsets and seeds), ensemble, best single and the gap.
+    /// A Markdown table per suite. Seeds and splits: merged (mean ± std over subsets and seeds), ensemble, best single
+    /// and the gap. Tasks: merged, normalised (merged over the experts' mean), the experts, NeuLig's Portland ensemble and
+    /// the prediction ensemble: a per-task merge is measured against the experts, not only the prediction ensemble.
     public func markdown() -> String {
         var s = "# Results of \(markdownEscaped(recipe))\n\nTest accuracy in %, mean ± sample std over subsets and seeds; gap = merged − ensemble in points; "
-        s += "best single = the best model of the subset (seeds, splits) or the experts each on its own task (tasks). \(ranks) rank(s).\n"
+        s += "best single = the best model of the subset (seeds, splits); experts = each expert on its own task, normalised = merged / experts, "
+        s += "Portland ensemble = NeuLig's input-weighted ensemble of the same experts (tasks). \(ranks) rank(s).\n"
         let gs = groups
         var suites: [String] = []
         for g in gs where !suites.contains(g.suite) { suites.append(g.suite) }
         for suite in suites {
             let kind = records.first { $0.suite == suite }?.suiteKind ?? ""
             s += "\n## \(markdownEscaped(suite)) (\(markdownEscaped(kind)))\n\n"
-            s += "| method | K | runs | merged | ensemble | best single | gap (pts) | wall s |\n"
-            s += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            if kind == "tasks" {
+                s += "| method | K | runs | merged | normalised | experts | Portland ensemble | ensemble | wall s |\n"
+                s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+            } else {
+                s += "| method | K | runs | merged | ensemble | best single | gap (pts) | wall s |\n"
+                s += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            }
             for g in gs where g.suite == suite {
-                s += "| \(markdownEscaped(g.series)) | \(g.k) | \(g.runs) | \(g.merged.percent) | \(g.ensemble?.percent ?? "–") | \(g.bestSingle?.percent ?? "–") | "
-                s += (g.gapPoints.map { String(format: "%+.2f", $0) } ?? "–") + String(format: " | %.1f |\n", g.wallSeconds)
+                s += "| \(markdownEscaped(g.series)) | \(g.k) | \(g.runs) | \(g.merged.percent) | "
+                if kind == "tasks" {
+                    s += "\(g.normalised?.percent ?? "–") | \(g.bestSingle?.percent ?? "–") | \(g.portlandEnsemble?.percent ?? "–") | \(g.ensemble?.percent ?? "–") | "
+                } else {
+                    s += "\(g.ensemble?.percent ?? "–") | \(g.bestSingle?.percent ?? "–") | " + (g.gapPoints.map { String(format: "%+.2f", $0) } ?? "–") + " | "
+                }
+                s += String(format: "%.1f |\n", g.wallSeconds)
             }
         }
         return s

@@ -58,11 +58,17 @@ public struct RunMethod {
     public var method: any MergeMethod.Type
     public var parameters = ParameterValues()
     public var name: String { method.name }
-    /// The method's name in reports and run directories: its name, and a BatchNorm handling other than the default.
+    /// The method's name in reports and run directories: its name, and every tagged parameter the recipe sets to other
+    /// than its default ("cca (bn fold)", "progressive (start iso-c)").
     public var label: String {
-        guard parameters.isSet(CommonParameters.batchNorm), let bn = parameters.text(CommonParameters.batchNorm) else { return name }
-        return bn == "map" ? name : "\(name) (bn \(bn))"
+        let tags = method.parameters.compactMap { p -> String? in
+            guard let tag = p.tag, parameters.isSet(p), let v = parameters.value(p), v != p.defaultValue else { return nil }
+            if case .flag(let on) = v { return on ? tag : "no \(tag)" }
+            return "\(tag) \(v.description)"
+        }
+        return tags.isEmpty ? name : "\(name) (\(tags.joined(separator: ", ")))"
     }
+
     /// The settings as the recipe wrote them, for the report.
     public var settings: [String: String] = [:]
 

@@ -179,10 +179,29 @@ final class FusionRunTests: XCTestCase {
         XCTAssertLessThan(try error(fused), try error(average))
     }
 
-    /// The fused backbone with one task is that task's expert (progressive, K = 1), up to the solver's precision.
+    /// ρ = ∞ is the prior itself: with the mean as prior, progressive and RegMean return the experts' mean layers.
+    func testInfiniteRidgeIsThePrior() throws {
+        let (input, selection, experts) = try suite(Self.mlp, tasks: 3)
+        let mean = try averageStateDicts(experts.map { e in e.stateDictionary().filter { !$0.key.hasPrefix("head.") } })
+        for method: any MergeMethod.Type in [Progressive.self, RegMean.self] {
+            var o = options(method, ridges: [.infinity])
+            try o.parameters.set(Progressive.start, text: "average")
+            let r = try InProcessCommunicator.run(size: 1) { comm in try FusionRun.mergeTasks(input, selection: selection, options: o, comm: comm) }[0]
+            XCTAssertEqual(r.report.hyperparameters["ridge"], "inf", "\(method)")
+            for (name, t) in r.backbone {
+                let err = zip(t.storage, mean[name]!.storage).map { abs($0 - $1) }.max()!
+                XCTAssertLessThan(err, 1e-6, "\(method) \(name)")
+            }
+        }
+    }
+
+    /// The fused backbone with one task is that task's expert (progressive with the mean as prior, K = 1), up to the
+    /// solver's precision.
     func testOneTaskReturnsTheExpert() throws {
         let (input, selection, experts) = try suite(Self.mlp, tasks: 1)
-        let r = try InProcessCommunicator.run(size: 1) { comm in try FusionRun.mergeTasks(input, selection: selection, options: self.options(Progressive.self), comm: comm) }[0]
+        var o = options(Progressive.self)
+        try o.parameters.set(Progressive.start, text: "average")
+        let r = try InProcessCommunicator.run(size: 1) { comm in try FusionRun.mergeTasks(input, selection: selection, options: o, comm: comm) }[0]
         let expert = experts[0].stateDictionary()
         for (name, t) in r.backbone {
             let e = expert[name]!.storage

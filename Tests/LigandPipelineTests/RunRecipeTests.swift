@@ -229,6 +229,43 @@ final class RunRecipeTests: XCTestCase {
         XCTAssertEqual(back.records, sample.records)
     }
 
+    func testATaggedParameterNamesTheSeries() throws {
+        var m = RunMethod(method: Progressive.self)
+        XCTAssertEqual(m.label, "progressive")
+        try m.parameters.set(Progressive.start, text: "average")
+        try m.parameters.set(Progressive.ridges, numbers: [1])
+        XCTAssertEqual(m.label, "progressive (start average)", "an untagged parameter does not make a variant")
+        try m.parameters.set(Progressive.perLayerRidge, flag: true)
+        try m.parameters.set(CommonParameters.batchNorm, text: "fold")
+        XCTAssertEqual(m.label, "progressive (bn fold, per-layer ridge, start average)", "in the order the method declares them")
+        var c = RunMethod(method: CCA.self)
+        try c.parameters.set(CommonParameters.batchNorm, text: "map")
+        XCTAssertEqual(c.label, "cca", "the default, even when written, is the plain method")
+    }
+
+    func testTasksTableMeasuresAgainstTheExpertsAndThePortlandEnsemble() {
+        func tasks(_ method: String, _ subset: [Int], acc: Double, portland: Double? = nil, mode: String? = nil) -> RunRecord {
+            RunRecord(suite: "t", suiteKind: "tasks", architecture: "mlp", method: method, mode: mode, k: 2, subset: subset.map { "t\($0)" },
+                      subsetIndices: subset, seed: 0, columns: ["a", "b"], accuracies: [acc, acc], accuracy: acc, ensemble: 0.70,
+                      bestSingle: 0.80, portlandEnsemble: portland, wallSeconds: 1, bytesCommunicated: nil, ranks: 1)
+        }
+        var progressive = tasks("progressive", [0, 1], acc: 0.79)
+        progressive.ensemble = nil
+        let report = RunReport(recipe: "r.yaml", ranks: 1, records: [
+            tasks("neulig", [0, 1], acc: 0.76, portland: 0.74, mode: "global"), tasks("neulig", [2, 3], acc: 0.72, portland: 0.78, mode: "global"),
+            tasks("tsv-m", [0, 1], acc: 0.78), tasks("tsv-m", [2, 3], acc: 0.74), tasks("tsv-m", [4, 5], acc: 0.70), progressive])
+        let g = report.groups
+        XCTAssertEqual(g[1].normalised!.mean, 0.74 / 0.80, accuracy: 1e-12)
+        // A method without a Portland takes NeuLig's of the same subsets: two of its three runs have one.
+        XCTAssertEqual(g[1].portlandEnsemble!.mean, 0.76, accuracy: 1e-12)
+        XCTAssertEqual(g[1].portlandEnsemble!.count, 2)
+        let md = report.markdown()
+        XCTAssertTrue(md.contains("| method | K | runs | merged | normalised | experts | Portland ensemble | ensemble | wall s |"), md)
+        XCTAssertTrue(md.contains("| tsv-m | 2 | 3 | 74.00 ± 4.00 | 92.50 ± 5.00 | 80.00 ± 0.00 | 76.00 ± 2.83 | 70.00 ± 0.00 | 3.0 |"), md)
+        // A run without the prediction ensemble shows the one of the same models from another run.
+        XCTAssertTrue(md.contains("| progressive | 2 | 1 | 79.00 | 98.75 | 80.00 | 74.00 | 70.00 | 1.0 |"), md)
+    }
+
     func testRecordsFromReportRows() {
         let rows = [ReportRow(name: "ensemble (mean softmax)", kind: .ensemble, accuracies: [0.9], mean: 0.9),
                     ReportRow(name: "best single model (m1)", kind: .bestSingle, accuracies: [0.88], mean: 0.88),
@@ -237,14 +274,15 @@ final class RunRecipeTests: XCTestCase {
                     ReportRow(name: "m0", kind: .single, accuracies: [0.86], mean: 0.86),
                     ReportRow(name: "reference (m0)", kind: .reference, accuracies: [0.86], mean: 0.86),
                     ReportRow(name: "mean single model", kind: .baseline, accuracies: [0.87], mean: 0.87),
-                    // Read by kind: a renamed ensemble is still the ensemble, a Portland ensemble is a baseline figure.
+                    // Read by kind: a renamed ensemble is still the ensemble, a Portland ensemble its own field.
                     ReportRow(name: "Portland ensemble (Σ β(x)·logits)", kind: .portlandEnsemble, accuracies: [0.95], mean: 0.95)]
         let r = RunRecord.from(rows: rows, method: "cca", suite: "s", suiteKind: "seeds", architecture: "mlp", columns: ["accuracy"], k: 2,
                                subset: ["m0", "m1"], subsetIndices: [0, 1], seed: 0, settings: ["gammas": "0.01"], wallSeconds: 1, bytes: 5, ranks: 1)
         XCTAssertEqual(r.count, 1)
         XCTAssertEqual(r[0].accuracy, 0.87); XCTAssertEqual(r[0].ensemble, 0.9); XCTAssertEqual(r[0].bestSingle, 0.88)
         XCTAssertEqual(r[0].hyperparameters, ["gamma": "1e-2", "gammas": "0.01"])
-        XCTAssertEqual(r[0].baselines, ["weight averaging (no alignment)": 0.5, "mean single model": 0.87, "Portland ensemble (Σ β(x)·logits)": 0.95])
+        XCTAssertEqual(r[0].baselines, ["weight averaging (no alignment)": 0.5, "mean single model": 0.87])
+        XCTAssertEqual(r[0].portlandEnsemble, 0.95)
         let n = RunRecord.from(rows: [ReportRow(name: "NeuLig fused, task mode", kind: .fused, accuracies: [0.8, 0.9], mean: 0.85),
                                       ReportRow(name: "NeuLig fused, global mode (1 model)", kind: .fused, accuracies: [0.7, 0.8], mean: 0.75)],
                                method: "neulig", suite: "t", suiteKind: "tasks", architecture: "mlp", columns: ["a", "b"], k: 2, subset: ["a", "b"],

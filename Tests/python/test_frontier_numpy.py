@@ -14,9 +14,15 @@ and compares θ_pre + α·that (α fixed by --scales) with the fused file, to 1e
 Fisher merging (Matena & Raffel, NeurIPS 2022): numpy back-propagates log p(y|x) through each expert (its own head) by
 hand for every calibration image the merge used (hidden --dump-calibration) and every class y, F = mean_x Σ_y p(y|x)·g²,
 and checks θ = Σ_k F_k θ_k / Σ_k F_k.
+
+AdaMerging, layer-wise (Yang et al., ICLR 2024): the coefficient gradient Ligand computes by its backward pass
+(⟨∂L/∂θ_l, τ_k,l⟩, dumped at the first step) against central finite differences of the entropy loss
+L(λ) = Σ_t mean_x H(softmax(h_t(f_θ(λ)(x)))) evaluated by a numpy forward; and the fused file against
+θ_pre + Σ_k λ_k,l τ_k,l with the learned coefficients.
 """
 import numpy as np
 import pytest
+from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from tiny_tasks import build, needs_data, run
@@ -165,3 +171,61 @@ def test_fisher_matches_numpy(suite):
         assert rel < 1e-5, f"fisher {name}: relative difference {rel:.3g}"
         # Fisher weighting is not the plain average.
         assert np.linalg.norm(want - thetas.mean(0)) > 1e-4 * np.linalg.norm(want), name
+
+
+def mlp_logits(state, head, images):
+    """Logits of the ReLU MLP backbone `state` (layers.0, layers.2) under `head` = (weight, bias), Float64."""
+    h = images
+    for i in (0, 2):
+        h = np.maximum(h @ state[f"layers.{i}.weight"].T + state[f"layers.{i}.bias"], 0)
+    return h @ head[0].T + head[1]
+
+
+def mean_entropy(z):
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(np.exp(log_p) * log_p).sum(axis=1).mean())
+
+
+@needs_data
+def test_adamerging_gradient_matches_finite_differences(suite):
+    tmp, env, pre, experts, tasks = suite
+    out, dump = tmp / "out-adamerging", tmp / "dump-adamerging"
+    # A batch larger than the calibration set: every step sees all 100 images, so the loss below is the one stepped on.
+    run("merge", "--method", "adamerging", "--suite", "frontier-tasks", "--adamerging-steps", "3", "--adamerging-batch", "1000",
+        "--calibration-samples", "100", "--out", str(out), "--quiet", "--dump-calibration", str(dump), env=env)
+    with safe_open(str(dump / "adamerging.safetensors"), "np") as f:
+        layers = f.metadata()["ligand.layers"].split(",")
+        gradient, lam = f.get_tensor("gradient"), f.get_tensor("lambda")
+    assert gradient.shape == lam.shape == (len(experts), len(layers))
+    f64 = {k: v.astype(np.float64) for k, v in pre.items()}
+    taus = [{n: e[n].astype(np.float64) - f64[n] for n in layers} for e in experts]
+    images = [load_file(str(dump / f"calibration-{t}.safetensors"))["pixels"].astype(np.float64).reshape(100, -1) for t in tasks]
+    heads = [(e["head.weight"].astype(np.float64), e["head.bias"].astype(np.float64)) for e in experts]
+
+    def backbone(coefficients):
+        return {n: f64[n] + sum(coefficients[k, l] * taus[k][n] for k in range(len(experts))) for l, n in enumerate(layers)}
+
+    def loss(coefficients):
+        theta = backbone(coefficients)
+        return sum(mean_entropy(mlp_logits(theta, h, x)) for h, x in zip(heads, images))
+
+    # A small step: at 1e-4 a few ReLUs switch inside the interval and the difference is off by 1e-3.
+    prior, eps = np.full(gradient.shape, 0.3), 1e-6
+    numeric = np.zeros_like(gradient)
+    for k in range(gradient.shape[0]):
+        for l in range(gradient.shape[1]):
+            up, down = prior.copy(), prior.copy()
+            up[k, l] += eps
+            down[k, l] -= eps
+            numeric[k, l] = (loss(up) - loss(down)) / (2 * eps)
+    rel = np.linalg.norm(gradient - numeric) / np.linalg.norm(numeric)
+    print(f"adamerging coefficient gradient: relative difference {rel:.3g} (norm {np.linalg.norm(numeric):.3g})")
+    assert np.linalg.norm(numeric) > 1e-6 and rel < 1e-5, f"adamerging gradient: relative difference {rel:.3g}"
+
+    # The coefficients moved from the prior, and the fused file is θ_pre + Σ_k λ_k,l τ_k,l with them.
+    assert np.abs(lam - 0.3).max() > 1e-3
+    fused = load_file(str(out / "adamerging.safetensors"))
+    for n, want in backbone(lam).items():
+        rel = np.linalg.norm(fused[n].astype(np.float64) - want) / np.linalg.norm(want)
+        assert rel < 1e-5, f"adamerging {n}: relative difference {rel:.3g}"

@@ -57,6 +57,7 @@ public enum MethodRegistry {
         IsoCTS.self,
         WUDI.self,
         Fisher.self,
+        AdaMerging.self,
         RegMean.self,
         Progressive.self,
         WeightMatching.self,
@@ -149,14 +150,14 @@ public enum CommonParameters {
     public static let batchNorm = MethodParameter(
         "batch_norm", .choice(BatchNormHandling.allCases.map(\.rawValue)), default: .text("map"),
         help: "BatchNorm networks: map (BN vectors mapped like biases, statistics re-estimated), map-keep (not re-estimated), fold (BN folded into the convolution first) or repair (folded, then REPAIR's renormalisation)",
-        requirement: "must be map, map-keep, fold or repair")
+        requirement: "must be map, map-keep, fold or repair", tag: "bn")
     public static let selectionSamples = MethodParameter(
         "selection_samples", .integer(min: 0), default: .integer(1000),
         help: "calibration images per task held out (at most half the split) to choose α, the ridge and λ",
         requirement: "must be non-negative")
     public static let scales = MethodParameter(
         "scales", .numbers(check: { $0.isFinite }, scale: 1), default: .numbers((1...12).map { Double($0) / 4 } + [3.5, 4, 4.5, 5]),
-        help: "scales α of the merged task vector (θ_pre + α·τ) of the per-layer spectral and interference merges, to choose from on calibration",
+        help: "scales α of the merged task vector (θ_pre + α·τ) of the per-layer spectral and interference merges (and of progressive's start merge), to choose from on calibration",
         requirement: "every α must be finite")
 
     /// What every same-task alignment takes.

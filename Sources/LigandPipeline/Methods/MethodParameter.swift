@@ -51,9 +51,16 @@ public struct MethodParameter: Sendable, Hashable {
     public let help: String
     /// What a value must be, in the words of the error message ("every γ must be finite and > 0").
     public let requirement: String
+    /// A parameter that makes a different variant of the method: a value other than its default names the run's series
+    /// in `ligand run` reports ("cca (bn fold)", "progressive (start iso-c)").
+    public let tag: String?
+    /// Numbers: whether +inf (written `inf`) is a value, e.g. a ridge's limit, the prior itself; never NaN or -inf.
+    public let acceptsInfinity: Bool
 
-    public init(_ key: String, _ kind: Kind, default value: ParameterValue?, help: String, requirement: String) {
-        self.key = key; self.kind = kind; self.defaultValue = value; self.help = help; self.requirement = requirement
+    public init(_ key: String, _ kind: Kind, default value: ParameterValue?, help: String, requirement: String, tag: String? = nil,
+                acceptsInfinity: Bool = false) {
+        self.key = key; self.kind = kind; self.defaultValue = value; self.help = help; self.requirement = requirement; self.tag = tag
+        self.acceptsInfinity = acceptsInfinity
     }
 
     public var flag: String { "--" + key.replacingOccurrences(of: "_", with: "-") }
@@ -69,6 +76,7 @@ public struct MethodParameter: Sendable, Hashable {
 
     /// 1e-06 → "1e-6", 0.25 → "0.25": short, exact for the grids in use.
     public static func format(_ x: Double) -> String {
+        guard x.isFinite else { return "\(x)" }
         if x != 0, abs(x) < 1e-3 || abs(x) >= 1e5 {
             let e = log10(abs(x))
             if e == e.rounded() { return (x < 0 ? "-" : "") + "1e\(Int(e))" }
@@ -81,7 +89,7 @@ public struct MethodParameter: Sendable, Hashable {
     /// The declaration's checks, one place for the CLI and recipes alike: what is wrong with a value (nil: nothing);
     /// `shown` is the value as the user wrote it.
     func problem(number v: Double, _ check: (Double) -> Bool, shown: String) -> String? {
-        v.isFinite && check(v) ? nil : "\(requirement), got \(shown)"
+        (v.isFinite || (acceptsInfinity && v == .infinity)) && check(v) ? nil : "\(requirement), got \(shown)"
     }
     func problem(choice s: String, _ options: [String]) -> String? {
         options.contains(s) ? nil : "\(requirement.isEmpty ? "must be one of \(options.joined(separator: ", "))" : requirement), got '\(s)'"

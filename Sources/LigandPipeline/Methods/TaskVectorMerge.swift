@@ -16,6 +16,9 @@ public struct TaskVectorOutcome {
     public var backbone: [Double]
     public var hyperparameters: [String: String] = [:]
     public var calibrationScores: [String: Double] = [:]
+    /// What the hidden `--dump-calibration` also writes (as `<method>.safetensors`, Float64) for the Python checks.
+    public var diagnostics: [(name: String, shape: [Int], values: [Double])] = []
+    public var diagnosticsMetadata: [String: String] = [:]
 }
 
 /// This rank's experts, flattened in the backbone's state-dict order (Float64), and the shared machinery.
