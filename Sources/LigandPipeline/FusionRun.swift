@@ -105,13 +105,16 @@ public enum FusionRun {
                          score: ((StateDict) throws -> Double)? = nil) throws -> (fused: StateDict, ridges: [Double]) {
             precondition(ridges.count == 1 || score != nil, "a per-layer ridge choice needs a score")
             var fused = start, chosen: [Double] = []
+            // ρ = ∞ is the prior alone: no pass over the calibration data when no finite ridge will read the statistics.
+            let needsStatistics = ridges.contains { $0 != .infinity }
             for unit in units {
-                let fusedNet = try like.with(backbone: fused)
+                let fusedNet = needsStatistics ? try like.with(backbone: fused) : nil
                 let contributions = try MergeRun.agreeing(comm, "progressive statistics of layer '\(unit.name)'") {
                     try zip(local, nets).enumerated().map { j, pair -> [Double] in
                         let (i, net) = pair
                         let layer = try LeastSquaresFusion.fold(unit, states[j], model: names[i])
-                        let s = try LeastSquaresFusion.progressiveContribution(plan, unit, fused: fusedNet, expert: net, expertLayer: layer, data: batches(calibration(i)))
+                        let s = try fusedNet.map { try LeastSquaresFusion.progressiveContribution(plan, unit, fused: $0, expert: net, expertLayer: layer, data: batches(calibration(i))) }
+                            ?? ProgressiveStatistics(unit)
                         return s.packed + layer.augmented.data
                     }
                 }
