@@ -20,7 +20,7 @@ let package = Package(
         .target(name: "CLigandMPI", dependencies: ["CMPI"]),
         .target(name: "LigandNumerics", dependencies: ["CBLAS"]),
         .target(name: "LigandCollective", dependencies: ["CLigandMPI", "CMPI", "LigandNumerics"]),
-        .target(name: "LigandData", dependencies: ["LigandNumerics", "CZlib"]),
+        .target(name: "LigandData", dependencies: ["LigandNumerics", "LigandFormats", "CZlib"]),
         .target(name: "LigandFormats", dependencies: ["LigandNumerics"]),
         .target(name: "LigandNN", dependencies: ["LigandNumerics", "LigandData"]),
         .target(name: "LigandModels", dependencies: ["LigandNN", "LigandFormats", "LigandNumerics", "LigandData"]),

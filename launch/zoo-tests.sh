@@ -77,8 +77,8 @@ seed_file="$(ls "$tmp"/c1/tiny-seeds-*/mlp-seed0.safetensors)"
 other_file="$(ls "$tmp"/c1/tiny-tasks-*/mlp-pretrained.safetensors)"
 expect_error eval-mixed-architectures "mlp-pretrained.safetensors: holds a mlp 784-32-10, but .* is a mlp 784-16-10" 2 \
     eval "$seed_file" "$other_file"
-expect_error eval-missing-data "$tmp/no-data/.*file not found" 2 eval tiny-seeds --cache "$tmp/c1" --data "$tmp/no-data"
-expect_error build-missing-data "$tmp/no-data/.*file not found" 2 zoo build "$tmp/tiny.yaml" --cache "$tmp/c9" --data "$tmp/no-data"
+expect_error eval-missing-data "$tmp/no-data: data set: the directory does not exist" 2 eval tiny-seeds --cache "$tmp/c1" --data "$tmp/no-data"
+expect_error build-missing-data "$tmp/no-data: data set: the directory does not exist" 2 zoo build "$tmp/tiny.yaml" --cache "$tmp/c9" --data "$tmp/no-data"
 if [[ "$(snapshot)" == "$cache_before" && ! -e "$tmp/c9" ]]; then ok "the failed commands left the caches as they were"
 else fail "a failed command changed a cache"; fi
 

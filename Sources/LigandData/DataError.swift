@@ -16,6 +16,8 @@ public enum DataError: Error, Equatable, Sendable {
     case labelOutOfRange(path: String, index: Int, label: Int, classCount: Int)
     case recordLength(path: String, length: Int, recordSize: Int)
     case invalidArgument(name: String, reason: String)
+    /// A field of a data file (an array of an `.npz`, a PNG's header, a class folder) that is wrong, and why.
+    case format(path: String, field: String, reason: String)
 }
 
 extension DataError: CustomStringConvertible, LocalizedError {
@@ -50,6 +52,8 @@ extension DataError: CustomStringConvertible, LocalizedError {
             return "\(path): length \(length) bytes is not a positive multiple of the record size \(recordSize)"
         case let .invalidArgument(name, reason):
             return "\(name): \(reason)"
+        case let .format(path, field, reason):
+            return "\(path): \(field): \(reason)"
         }
     }
 

@@ -31,6 +31,24 @@ public enum MNISTFamily {
         throw DataError.missingFile(path: gz.path, hint: "Neither it nor \(raw.path) exists. " + missingHint)
     }
 
+    static let files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+    /// Names and sizes of the four IDX files (cheap: nothing is read); a missing file is an error naming it.
+    static func identity(directory: URL) throws -> String {
+        var parts: [String] = []
+        for name in files {
+            var found = false
+            for candidate in [name + ".gz", name] {
+                let path = directory.appendingPathComponent(candidate).path
+                if let attrs = try? FileManager.default.attributesOfItem(atPath: path), let size = attrs[.size] as? NSNumber {
+                    parts.append("\(candidate):\(size.int64Value)"); found = true; break
+                }
+            }
+            if !found { throw DataError.missingFile(path: directory.appendingPathComponent(name + ".gz").path, hint: missingHint) }
+        }
+        return parts.joined(separator: ",")
+    }
+
     public static func load(directory: URL = defaultDirectory, split: Split, classCount: Int = 10) throws -> LabeledImages {
         let imagesURL = try locate(directory, "\(split.prefix)-images-idx3-ubyte")
         let labelsURL = try locate(directory, "\(split.prefix)-labels-idx1-ubyte")

@@ -44,7 +44,7 @@ public struct FusionPlan: Sendable {
         let n = x.shape[0]
         var t: Tensor
         switch unit.source {
-        case .image: t = x
+        case .image: t = architecture.normalize.map { $0.apply(x) } ?? x
         case .tap(let i):
             guard i < taps.count else { throw FusionError.invalidInput("layer '\(unit.name)' reads tap \(i) but the network produced \(taps.count)") }
             t = taps[i]

@@ -1,4 +1,5 @@
 import Foundation
+import LigandNumerics
 
 /// A self-describing model architecture; stored as JSON in a model file's `__metadata__["ligand.architecture"]`.
 public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertible {
@@ -35,13 +36,37 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     /// ViT only: the side of a square patch, the number of transformer blocks and of attention heads, and the MLP's
     /// hidden width as a multiple of d (timm's patch_size, depth, num_heads, mlp_ratio).
     public var patch: Int?, depth: Int?, heads: Int?, mlpRatio: Double?
+    /// The input contract beyond pixels / 255: (x − mean[c]) / std[c] per channel before the first layer, as
+    /// torchvision's `Normalize` (nil: the network takes pixels / 255 as they are, and the JSON is unchanged).
+    public var normalize: Normalization?
+
+    /// Per-channel input normalisation, applied by the network itself so every command that feeds it images agrees.
+    public struct Normalization: Codable, Equatable, Sendable {
+        public var mean: [Double]
+        public var std: [Double]
+        public init(mean: [Double], std: [Double]) { self.mean = mean; self.std = std }
+
+        /// Problems for an image of `channels` channels, each naming the field.
+        public func validationErrors(channels: Int) -> [String] {
+            var e: [String] = []
+            if mean.count != channels || std.count != channels {
+                e.append("normalize needs one mean and one std per input channel (\(channels)), got \(mean.count) and \(std.count)")
+            }
+            if let m = mean.first(where: { !$0.isFinite }) { e.append("normalize.mean must be finite, got \(m)") }
+            if let s = std.first(where: { !($0.isFinite && $0 > 0 && 1 / $0 < Double(Float.greatestFiniteMagnitude)) }) {
+                e.append("normalize.std must be positive and finite, got \(s)")
+            }
+            return e
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case kind, input, classes, hidden, config, width, batchNorm = "batch_norm", patch, depth, heads, mlpRatio = "mlp_ratio"
+        case kind, input, classes, hidden, config, width, batchNorm = "batch_norm", patch, depth, heads, mlpRatio = "mlp_ratio", normalize
     }
 
     public init(kind: Kind, input: [Int], classes: Int, hidden: [Int]? = nil, config: [VGGItem]? = nil, width: Int? = nil, batchNorm: Bool? = nil,
-                patch: Int? = nil, depth: Int? = nil, heads: Int? = nil, mlpRatio: Double? = nil) {
+                patch: Int? = nil, depth: Int? = nil, heads: Int? = nil, mlpRatio: Double? = nil, normalize: Normalization? = nil) {
+        self.normalize = normalize
         self.kind = kind; self.input = input; self.classes = classes; self.hidden = hidden; self.config = config; self.width = width
         self.batchNorm = batchNorm == true ? true : nil
         self.patch = patch; self.depth = depth; self.heads = heads; self.mlpRatio = mlpRatio
@@ -54,7 +79,8 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
                   config: try c.decodeIfPresent([VGGItem].self, forKey: .config), width: try c.decodeIfPresent(Int.self, forKey: .width),
                   batchNorm: try c.decodeIfPresent(Bool.self, forKey: .batchNorm), patch: try c.decodeIfPresent(Int.self, forKey: .patch),
                   depth: try c.decodeIfPresent(Int.self, forKey: .depth), heads: try c.decodeIfPresent(Int.self, forKey: .heads),
-                  mlpRatio: try c.decodeIfPresent(Double.self, forKey: .mlpRatio))
+                  mlpRatio: try c.decodeIfPresent(Double.self, forKey: .mlpRatio),
+                  normalize: try c.decodeIfPresent(Normalization.self, forKey: .normalize))
     }
 
     /// True for a VGG with BatchNorm.
@@ -101,15 +127,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     public var inputElements: Int? { Self.checkedProduct(input) }
 
     /// Product of non-negative sizes, or nil on overflow.
-    static func checkedProduct(_ sizes: [Int]) -> Int? {
-        var p = 1
-        for d in sizes {
-            let (q, o) = p.multipliedReportingOverflow(by: d)
-            if o { return nil }
-            p = q
-        }
-        return p
-    }
+    public static func checkedProduct(_ sizes: [Int]) -> Int? { CheckedSize.product(sizes) }
 
     /// How many Float elements the network's state dict holds (every parameter and BatchNorm statistic,
     /// not the integer batch counters), computed with overflow checks; nil on overflow or for a
@@ -211,6 +229,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
             if d > 0, (vitHidden ?? 0) < 1 { e.append("mlp_ratio must make a hidden width of at least 1 (0 < mlp_ratio ≤ 64), got \(mlpRatio.map { "\($0)" } ?? "nothing")") }
         }
         if kind != .vit, patch != nil || depth != nil || heads != nil || mlpRatio != nil { e.append("patch, depth, heads and mlp_ratio are vit options") }
+        if let normalize, input.count == 3 { e += normalize.validationErrors(channels: input[2]) }
         // Only a description whose fields are otherwise valid is sized; sizes are checked before anything is allocated.
         if e.isEmpty, (stateElementCount ?? .max) > Self.maxStateElements {
             e.append("the network would hold more than \(Self.maxStateElements) parameters (sizes \(hidden.map { "hidden \($0)" } ?? width.map { "width \($0)" + (depth.map { " depth \($0)" } ?? "") } ?? "config"), classes \(classes))")
@@ -228,7 +247,9 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         try JSONDecoder().decode(Architecture.self, from: Data(json.utf8))
     }
 
-    public var description: String {
+    public var description: String { baseDescription + (normalize.map { " on (x − \($0.mean)) / \($0.std)" } ?? "") }
+
+    private var baseDescription: String {
         switch kind {
         case .mlp: return "mlp \(([inputElements.map(String.init) ?? input.map(String.init).joined(separator: "×")] + (hidden ?? []).map(String.init) + [String(classes)]).joined(separator: "-"))"
         case .vgg: return "vgg [" + (config ?? []).map { if case .conv(let n) = $0 { return "\(n)" }; return "M" }.joined(separator: ",") + "]" + (hasBatchNorm ? " bn" : "") + " → \(classes)"

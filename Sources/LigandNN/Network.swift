@@ -153,7 +153,7 @@ public final class Network<S: FloatScalar> {
     /// The input of the classification head; `tap` sees every merge-point activation as [samples, channels].
     @_specialize(exported: true, where S == Float)
     public func features(_ x: TensorOf<S>, training: Bool = false, tap: ((String, TensorOf<S>) -> Void)? = nil) -> TensorOf<S> {
-        var a = x
+        var a = architecture.normalize.map { $0.apply(x) } ?? x
         for node in nodes {
             switch node {
             case .linear(let l): a = l.forward(a, training: training)
@@ -229,7 +229,7 @@ public final class Network<S: FloatScalar> {
             case .layerNorm(let l, _): d = l.backward(d)
             }
         }
-        return d
+        return architecture.normalize.map { $0.backward(d) } ?? d
     }
 
     public var parameters: [Parameter<S>] {
@@ -340,6 +340,27 @@ public final class Network<S: FloatScalar> {
         guard x.rank == 4, Array(x.shape.dropFirst()) == architecture.input else {
             throw NetworkError.inputShape(expected: architecture.input, found: x.shape)
         }
+    }
+}
+
+extension Architecture.Normalization {
+    /// (x − mean[c]) / std[c] over the last (channel) axis of an NHWC batch.
+    public func apply<S: FloatScalar>(_ x: TensorOf<S>) -> TensorOf<S> { affine(x, shift: mean.map { S($0) }) }
+
+    /// dL/dx = dL/dy / std[c]: the gradient through `apply`.
+    func backward<S: FloatScalar>(_ d: TensorOf<S>) -> TensorOf<S> { affine(d, shift: nil) }
+
+    private func affine<S: FloatScalar>(_ x: TensorOf<S>, shift: [S]?) -> TensorOf<S> {
+        let scale = std.map { S(1 / $0) }, c = scale.count
+        var y = x
+        y.withUnsafeMutableBufferPointer { p in
+            var i = 0
+            while i < p.count {
+                for k in 0..<c { p[i + k] = (p[i + k] - (shift?[k] ?? 0)) * scale[k] }
+                i += c
+            }
+        }
+        return y
     }
 }
 

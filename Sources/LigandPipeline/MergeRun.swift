@@ -362,6 +362,11 @@ public enum MergeRun {
             var meta = ["ligand.method": o.method.name, "ligand.suite": o.suite, "ligand.models": report.models.joined(separator: ",")]
             for (key, v) in report.hyperparameters { meta["ligand.\(key)"] = v }
             if let r = report.reference { meta["ligand.reference"] = r }
+            // Imported models that share an import record pass it on, so `ligand export` writes the fusion in their layout.
+            if let files = o.modelFiles {
+                let records = files.map { (try? SafeTensorsFile(url: $0))?.metadata[ImportRecord.metadataKey] }
+                if let first = records.first, let r = first, records.allSatisfy({ $0 == r }) { meta[ImportRecord.metadataKey] = r }
+            }
             if let net = result.fused {
                 try ModelFile.save(net, to: file, metadata: meta)
             } else {

@@ -17,30 +17,12 @@ public struct ZooData {
     public let train: LabeledImages
     public let test: LabeledImages
 
-    static let files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-
-    /// Names and sizes of the four IDX files (cheap: nothing is read); a missing file is an error naming it.
-    public static func identity(directory: URL) throws -> String {
-        var parts: [String] = []
-        for name in files {
-            var found = false
-            for candidate in [name + ".gz", name] {
-                let path = directory.appendingPathComponent(candidate).path
-                if let attrs = try? FileManager.default.attributesOfItem(atPath: path), let size = attrs[.size] as? NSNumber {
-                    parts.append("\(candidate):\(size.int64Value)"); found = true; break
-                }
-            }
-            if !found {
-                throw DataError.missingFile(path: directory.appendingPathComponent(name + ".gz").path,
-                                            hint: "Fashion-MNIST comes with Debian's dataset-fashion-mnist; or set \(MNISTFamily.environmentVariable) to a directory holding the IDX files.")
-            }
-        }
-        return parts.joined(separator: ",")
-    }
+    /// The data set's files and sizes (cheap: nothing is read); a missing file is an error naming it.
+    public static func identity(directory: URL) throws -> String { try ImageDataset.identity(directory: directory) }
 
     public static func load(directory: URL) throws -> ZooData {
-        ZooData(directory: directory, train: try MNISTFamily.load(directory: directory, split: .train),
-                test: try MNISTFamily.load(directory: directory, split: .test))
+        ZooData(directory: directory, train: try ImageDataset.load(directory: directory, split: .train),
+                test: try ImageDataset.load(directory: directory, split: .test))
     }
 }
 

@@ -17,7 +17,7 @@ struct FuzzTarget {
 }
 
 enum FuzzTargets {
-    static let all: [FuzzTarget] = [safetensors, model, idx, recipe]
+    static let all: [FuzzTarget] = [safetensors, model, idx, arrays, png, recipe]
 
     static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 
@@ -91,6 +91,23 @@ enum FuzzTargets {
         [("images", [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2] + (0..<8).map { UInt8($0 * 30) }),
          ("labels", [0, 0, 8, 1, 0, 0, 0, 4, 3, 1, 4, 1])]
     })
+
+    // Data-set arrays: the same bytes as an .npz archive and as a bare .npy (Tests/fuzz/corpus/arrays holds archives).
+    static let arrays = FuzzTarget(name: "arrays", run: { bytes in
+        withScratchFile(bytes, suffix: "npz") { url in
+            _ = try? DataFileReaders.npz(url)
+            _ = try? DataFileReaders.npy(url)
+        }
+    }, seeds: {
+        let header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 2), }"
+        let npy: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8) + [0, 50, 100, 150, 200, 250, 1, 2]
+        return [("npy", npy)]
+    })
+
+    // PNG images of image-folder data sets (Tests/fuzz/corpus/png holds grey, RGB, palette and 16-bit images).
+    static let png = FuzzTarget(name: "png", run: { bytes in
+        withScratchFile(bytes, suffix: "png") { url in _ = try? DataFileReaders.png(url) }
+    }, seeds: { [] })
 
     // Run recipes name their zoo recipe by path: fuzz.sh runs from the repository root, where the
     // seeds' recipes/*.yaml exist. A recipe is planned too, as `ligand run` does right after parsing.

@@ -7,6 +7,9 @@ enum LigandCommands {
         Train.self,
         Init.self,
         Predict.self,
+        Import.self,
+        Export.self,
+        Split.self,
         Merge.self,
         Methods.self,
         Run.self,
@@ -40,4 +43,11 @@ enum CountOption {
 
     /// Worker threads: more than this is a typo, and each costs a stack.
     static let maxThreads = 1_024
+}
+
+/// `--data`, as every command that reads images declares it.
+enum DataOption {
+    static let help = ArgumentHelp(
+        "Data set directory: IDX files, train/test .npz, .npy or .safetensors arrays, or train/ and test/ folders of PNGs per class (docs/model-files.md \"Data sets\"; default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).",
+        valueName: "dir")
 }

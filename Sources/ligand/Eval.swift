@@ -20,7 +20,7 @@ struct Eval: ParsableCommand {
     @Argument(help: "Model files, or a suite name / suite directory.")
     var models: [String]
     @OptionGroup var cacheOption: CacheOption
-    @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
+    @Option(help: DataOption.help)
     var data: String?
     @Option(parsing: .unconditional, help: "Evaluate on the first N test images only (default: all).")
     var testImages: Int?
@@ -80,7 +80,7 @@ struct Eval: ParsableCommand {
                 if let json { _ = try FileChecks.resolveOutput(json) }
             }
             _ = try ZooData.identity(directory: dir)
-            var t = try MNISTFamily.load(directory: dir, split: .test)
+            var t = try ImageDataset.load(directory: dir, split: .test)
             if let n = testImages, n < t.count { t = t.subset(Array(0..<n)) }
             guard t.count > 0 else { throw InputError.noImages(path: dir.path) }
             for (file, input) in inputs where [t.height, t.width, t.channels] != input {
@@ -88,7 +88,7 @@ struct Eval: ParsableCommand {
             }
             test = t
             if case .suite(_, let m) = target, m.kind == .tasks {
-                let train = try MNISTFamily.load(directory: dir, split: .train)
+                let train = try ImageDataset.load(directory: dir, split: .train)
                 let splits = try SuitePlan.splits(m.spec, labels: train.labels)
                 calibration = train.subset(Array(splits.calibration.prefix(calibrationImages)))
             }

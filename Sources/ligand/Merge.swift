@@ -45,7 +45,7 @@ struct Merge: ParsableCommand {
     var json: String?
     @Option(help: "Zoo cache root (default: $LIGAND_ZOO_CACHE or cache/zoo).")
     var cache: String?
-    @Option(help: "Directory with the Fashion-MNIST IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
+    @Option(help: DataOption.help)
     var data: String?
     @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false

@@ -25,7 +25,7 @@ struct Run: ParsableCommand {
     var out: String?
     @Option(help: ArgumentHelp("Zoo cache root (default: the recipe's `cache`, else $LIGAND_ZOO_CACHE or cache/zoo).", valueName: "dir"))
     var cache: String?
-    @Option(help: ArgumentHelp("Directory with the Fashion-MNIST IDX files (default: the recipe's `data`, else $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist; a models experiment's own `data` wins).", valueName: "dir"))
+    @Option(help: ArgumentHelp("Data set directory, in any layout of docs/model-files.md \"Data sets\" (default: the recipe's `data`, else $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist; a models experiment's own `data` wins).", valueName: "dir"))
     var data: String?
     @Flag(help: "Print the planned runs and exit without building or merging (default: off).")
     var dryRun = false

@@ -97,7 +97,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
+    @Option(help: DataOption.help)
     var data: String?
     @Option(parsing: .unconditional, help: "Training images held out as the calibration split (stratified).")
     var calibration: Int = 5000
@@ -157,8 +157,8 @@ struct Train: ParsableCommand {
         _ = BLAS.configured
         if let threads { Parallel.setWorkers(threads) }
         let dir = data.map { URL(fileURLWithPath: $0) } ?? MNISTFamily.defaultDirectory
-        let trainSet = try MNISTFamily.load(directory: dir, split: .train)
-        let testSet = try MNISTFamily.load(directory: dir, split: .test)
+        let trainSet = try ImageDataset.load(directory: dir, split: .train)
+        let testSet = try ImageDataset.load(directory: dir, split: .test)
         guard calibration >= 0 && calibration < trainSet.count else {
             throw ValidationError("--calibration must be in 0..<\(trainSet.count), got \(calibration)")
         }

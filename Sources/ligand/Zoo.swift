@@ -42,7 +42,7 @@ struct ZooBuild: ParsableCommand {
     @Option(help: "Build only this suite (default: every suite of the recipe).")
     var suite: String?
     @OptionGroup var cacheOption: CacheOption
-    @Option(help: "Directory with the IDX files (default: $LIGAND_FASHION_MNIST or /usr/share/datasets/fashion-mnist).")
+    @Option(help: DataOption.help)
     var data: String?
     @Flag(help: "No progress output (default: off, progress on stderr).")
     var quiet = false

@@ -64,7 +64,11 @@ final class LeastSquaresFusionTests: XCTestCase {
     /// For every unit whose output feeds a ReLU tap directly, relu(W·rows + b) from the plan's input and the
     /// folded layer equals that tap: the plan's sources, pools, im2col order and BatchNorm folding are right.
     func testPlanInputsAndFoldedLayersReproduceTheNetwork() throws {
-        for arch in [Self.mlp, Self.vgg, Self.vggBN, Self.resnet] {
+        // The last two carry an input normalisation, which the first layer's input must include.
+        var (mlpN, vggN) = (Self.mlp, Self.vgg)
+        mlpN.normalize = .init(mean: [0.3], std: [0.4])
+        vggN.normalize = .init(mean: [0.2, -0.1], std: [0.5, 2])
+        for arch in [Self.mlp, Self.vgg, Self.vggBN, Self.resnet, mlpN, vggN] {
             let net = try expert(arch, seed: 3)
             let plan = try FusionPlan(arch)
             var rng = SeededRNG(seed: 4, stream: "x")
