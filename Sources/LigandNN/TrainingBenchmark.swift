@@ -14,11 +14,15 @@ public enum TrainingBenchmark {
         public let convBackwardGFLOPS: Double?
         /// Share of a step's time spent in convolutions.
         public let convTimeShare: Double?
-        /// The whole step's GFLOP/s, counting 3× the forward pass's multiply-adds (`Network.forwardFLOPs`).
+        /// The whole step's GFLOP/s, counting 3× (training) or 1× (forward) the forward pass's FLOPs (`Network.forwardFLOPs`).
         public let modelGFLOPS: Double
     }
 
-    public static func run(_ arch: Architecture, batchSize: Int = 128, steps: Int = 20, warmup: Int = 3, threads: Int) throws -> Result {
+    /// What a timed step is: a training step (forward, loss, backward, SGD update) or an evaluation-mode forward pass,
+    /// the pass every fusion method spends its time in (features, statistics, candidates scored on calibration).
+    public enum Mode: String, Sendable { case train, forward }
+
+    public static func run(_ arch: Architecture, batchSize: Int = 128, steps: Int = 20, warmup: Int = 3, threads: Int, mode: Mode = .train) throws -> Result {
         _ = BLAS.configured
         let saved = Parallel.workers
         Parallel.setWorkers(threads)
@@ -30,6 +34,7 @@ public enum TrainingBenchmark {
         let opt = Optimizer<Float>(.sgd, momentum: 0.9, nesterov: true, weightDecay: 5e-4)
         let params = net.parameters
         func step() {
+            if mode == .forward { _ = net.forward(x, training: false); return }
             net.zeroGrad()
             let logits = net.forward(x, training: true)
             net.backward(Loss.crossEntropy(logits, labels: labels).grad)
@@ -49,6 +54,6 @@ public enum TrainingBenchmark {
                       convForwardGFLOPS: conv ? f.flops / f.seconds / 1e9 : nil,
                       convBackwardGFLOPS: conv ? b.flops / b.seconds / 1e9 : nil,
                       convTimeShare: conv ? (f.seconds + b.seconds) / seconds : nil,
-                      modelGFLOPS: 3 * net.forwardFLOPs * Double(steps * batchSize) / seconds / 1e9)
+                      modelGFLOPS: (mode == .train ? 3 : 1) * net.forwardFLOPs * Double(steps * batchSize) / seconds / 1e9)
     }
 }

@@ -14,7 +14,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the building blocks: sgemm, allreduce and training-step throughput.",
         discussion: "Each subcommand prints a table on rank 0 and, with --json FILE, writes the same figures as JSON.",
-        subcommands: [BenchGemm.self, BenchAllreduce.self, BenchTrain.self, BenchPortland.self]
+        subcommands: [BenchGemm.self, BenchAllreduce.self, BenchTrain.self, BenchForward.self, BenchPortland.self]
     )
 }
 

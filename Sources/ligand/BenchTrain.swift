@@ -32,18 +32,68 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
+        try ThroughputBench.run(mode: .train, archs: archs, threads: threads, batchSizes: [batchSize], steps: steps, output: output)
+    }
+}
+
+/// `ligand bench forward`: the evaluation-mode forward pass alone, as every fusion method runs it.
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Forward-pass throughput (images/s, evaluation mode) per architecture, batch size and thread count, and the fraction of sgemm peak.",
+        discussion: """
+        The pass every fusion method spends its time in: features and statistics on calibration images, each \
+        candidate scored, the test evaluation. GFLOP/s count the forward pass's FLOPs (weight layers and attention \
+        products); the peak is the best sgemm GFLOP/s at n = 1024 with the same threads.
+        """)
+
+    @Option(help: "Architectures, comma-separated (as `bench train`: mlp = 784-512-512-10, vgg, resnet20 = width 1, vit = patch 4, width 64, depth 4, 4 heads).")
+    var archs: String = "mlp,vgg,resnet20,vit"
+    @Option(parsing: .unconditional, help: "OpenBLAS thread counts, comma-separated.")
+    var threads = PositiveIntList([1, 2])
+    @Option(parsing: .unconditional, help: "Batch sizes, comma-separated.")
+    var batchSizes = PositiveIntList([128, 1024])
+    @Option(parsing: .unconditional, help: "Timed passes per configuration (after 3 warm-up passes).")
+    var steps = 20
+    @OptionGroup var output: BenchOutput
+
+    func validate() throws {
+        try CountOption.check(threads, "--threads", max: CountOption.maxThreads)
+        try CountOption.check(batchSizes, "--batch-sizes", max: RecipeLimits.maxBatchSize)
+        try CountOption.check(steps, "--steps", min: 1, max: 10_000)
+    }
+
+    func run() throws {
+        try ThroughputBench.run(mode: .forward, archs: archs, threads: threads, batchSizes: batchSizes.values, steps: steps, output: output)
+    }
+}
+
+/// The table and JSON of `bench train` and `bench forward`, one row per (threads, architecture, batch size).
+enum ThroughputBench {
+    static func run(mode: TrainingBenchmark.Mode, archs: String, threads: PositiveIntList, batchSizes: [Int], steps: Int, output: BenchOutput) throws {
         let kinds = try archs.split(separator: ",").map { s -> Architecture.Kind in
             guard let k = Architecture.Kind(rawValue: String(s)) else { throw ValidationError("--archs: unknown architecture '\(s)'") }
             return k
         }
+        let train = mode == .train
         var results: [BenchResult] = []
-        print(pad("architecture", 26) + pad("threads", 9) + pad("img/s", 10) + pad("step/peak", 11) + pad("conv fwd", 10) + pad("conv bwd", 10) + pad("conv/peak", 11) + pad("conv time", 11))
+        print(pad("architecture", 26) + pad("threads", 9) + (train ? "" : pad("batch", 7)) + pad("img/s", 10) + pad(train ? "step/peak" : "pass/peak", 11)
+              + (train ? pad("conv fwd", 10) + pad("conv bwd", 10) + pad("conv/peak", 11) + pad("conv time", 11) : ""))
         for t in threads.values {
             let peak = Benchmarks.benchmarkSgemm(size: 1024, threads: t, repeats: 3)
-            for kind in kinds {
+            for kind in kinds { for batchSize in batchSizes {
                 let arch: Architecture
                 switch kind { case .mlp: arch = .mlp(); case .vgg: arch = .vgg(); case .resnet20: arch = .resnet20(); case .vit: arch = .vit(patch: 4) }
-                let r = try TrainingBenchmark.run(arch, batchSize: batchSize, steps: steps, threads: t)
+                let r = try TrainingBenchmark.run(arch, batchSize: batchSize, steps: steps, threads: t, mode: mode)
+                if !train {
+                    print(pad(String(arch.description.prefix(25)), 26) + pad("\(t)", 9) + pad("\(batchSize)", 7) + pad(fixed(r.imagesPerSecond, 0), 10)
+                          + pad(fixed(100 * r.modelGFLOPS / peak, 0) + "%", 11))
+                    results.append(BenchResult(benchmark: "forward \(kind.rawValue) batch \(batchSize)", threads: t, repeats: steps,
+                                               seconds: Double(batchSize) / r.imagesPerSecond, value: r.imagesPerSecond, unit: "images/s"))
+                    results.append(BenchResult(benchmark: "pass \(kind.rawValue) batch \(batchSize)", threads: t, repeats: steps, seconds: 0,
+                                               value: r.modelGFLOPS / peak, unit: "fraction of sgemm peak"))
+                    continue
+                }
                 let convAll = r.convForwardGFLOPS.flatMap { f in r.convBackwardGFLOPS.map { b in (f, b) } }
                 let frac = convAll.map { (f, b) in "\(fixed(100 * f / peak, 0))/\(fixed(100 * b / peak, 0))%" } ?? "-"
                 print(pad(String(arch.description.prefix(25)), 26) + pad("\(t)", 9) + pad(fixed(r.imagesPerSecond, 0), 10) + pad(fixed(100 * r.modelGFLOPS / peak, 0) + "%", 11)
@@ -56,9 +106,9 @@ struct BenchTrain: ParsableCommand {
                     results.append(BenchResult(benchmark: "conv forward \(kind.rawValue)", threads: t, repeats: steps, seconds: 0, value: f / peak, unit: "fraction of sgemm peak"))
                     results.append(BenchResult(benchmark: "conv backward \(kind.rawValue)", threads: t, repeats: steps, seconds: 0, value: b / peak, unit: "fraction of sgemm peak"))
                 }
-            }
+            } }
             print("  (sgemm peak at n = 1024, \(t) thread\(t == 1 ? "" : "s"): \(fixed(peak, 1)) GFLOP/s)")
         }
-        try output.emit(BenchReport(benchmark: "train", method: "mean over timed steps after warm-up", host: localHostName(), results: results))
+        try output.emit(BenchReport(benchmark: mode.rawValue, method: "mean over timed \(train ? "steps" : "passes") after warm-up", host: localHostName(), results: results))
     }
 }

@@ -46,6 +46,8 @@ def test_train_counts_are_checked_before_any_work(tmp_path, flag, value, message
     (["bench", "gemm", "--sizes", "100000"], "--sizes must be at most 8192, got 100000"),
     (["bench", "allreduce", "--sizes", "99999999999"], "--sizes must be at most 1024, got 99999999999"),
     (["bench", "train", "--steps", "-4"], "--steps must be a positive integer, got -4"),
+    (["bench", "forward", "--steps", "-4"], "--steps must be a positive integer, got -4"),
+    (["bench", "forward", "--batch-sizes", "99999999"], "--batch-sizes must be at most"),
     (["info", "--models", "-3"], "--models must be a non-negative integer, got -3"),
 ])
 def test_other_commands_name_the_flag_of_a_bad_count(args, message):

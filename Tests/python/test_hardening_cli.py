@@ -158,3 +158,14 @@ def test_eval_json_report_may_not_replace_a_model(tmp_path, model):
     r = ligand("eval", model, second, "--data", data_dir(tmp_path / "d", 3), "--quiet", "--json", second)
     refused(r, second, "same file as the input")
     assert second.read_bytes() == before
+
+
+def test_bench_forward_reports_images_per_second_and_the_fraction_of_peak(tmp_path):
+    out = tmp_path / "forward.json"
+    r = ligand("bench", "forward", "--archs", "mlp,vit", "--threads", "1", "--batch-sizes", "4,8", "--steps", "1", "--json", out)
+    assert r.returncode == 0, r.stderr
+    results = json.loads(out.read_text())["results"]
+    names = [x["benchmark"] for x in results]
+    assert names == ["forward mlp batch 4", "pass mlp batch 4", "forward mlp batch 8", "pass mlp batch 8",
+                     "forward vit batch 4", "pass vit batch 4", "forward vit batch 8", "pass vit batch 8"]
+    assert all(x["value"] > 0 for x in results)
