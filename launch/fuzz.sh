@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the readers of untrusted files with libFuzzer: safetensors (LigandFormats), model files
-# with their metadata (LigandModels), IDX images/labels incl. gzip, .npz/.npy arrays and PNG images (LigandData) and zoo/run recipes
+# with their metadata and `ligand import`'s layouts (LigandModels), IDX images/labels incl. gzip, .npz/.npy arrays and PNG images (LigandData) and zoo/run recipes
 # (LigandZoo, LigandPipeline). Sources/ligand-fuzz is the harness; it is built instrumented
 # (`swift build --sanitize fuzzer`) into .build/fuzz.
 #   1. replays every regression input in Tests/fuzz/crashers/TARGET/ and Tests/fuzz/corpus/TARGET/
@@ -12,7 +12,7 @@
 # and is only reported. A new crashing input is copied to Tests/fuzz/crashers/TARGET/ so it is
 # replayed from then on; commit it with the fix.
 #
-#   bash launch/fuzz.sh [SECONDS] [TARGET...]    (default 60 s; targets: safetensors model idx arrays png recipe)
+#   bash launch/fuzz.sh [SECONDS] [TARGET...]    (default 60 s; targets: safetensors model import idx arrays png recipe)
 #   bash launch/fuzz.sh 600                      the long run (10 minutes per target)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -21,7 +21,7 @@ cd "$LIGAND_ROOT" || exit 1
 seconds="${1:-60}"
 [[ "$seconds" =~ ^[0-9]+$ ]] || ligand_die "SECONDS must be a whole number, got '$seconds'"
 shift $(( $# > 0 ? 1 : 0 ))
-all_targets=(safetensors model idx arrays png recipe)
+all_targets=(safetensors model import idx arrays png recipe)
 targets=("${@:-${all_targets[@]}}")
 for t in "${targets[@]}"; do
     [[ " ${all_targets[*]} " == *" $t "* ]] || ligand_die "unknown target '$t' (targets: ${all_targets[*]})"

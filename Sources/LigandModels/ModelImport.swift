@@ -305,6 +305,9 @@ public enum ModelImport {
                     throw fail("cls_token \(cls), pos_embed \(pos), patch_embed.proj.weight \(proj) are not timm's shapes")
                 }
                 let d = cls[2], p = proj[2], tokens = pos[1] - 1
+                guard tokens >= 1, tokens <= 1 << 24, p >= 1, p <= 1 << 12 else {
+                    throw fail("pos_embed \(pos) and patch_embed.proj.weight \(proj) do not describe patch tokens of a plausible image")
+                }
                 var depth = 0
                 while shapes["blocks.\(depth).attn.qkv.weight"] != nil { depth += 1 }
                 guard let heads = o.heads else {

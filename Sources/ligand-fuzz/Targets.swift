@@ -17,7 +17,7 @@ struct FuzzTarget {
 }
 
 enum FuzzTargets {
-    static let all: [FuzzTarget] = [safetensors, model, idx, arrays, png, recipe]
+    static let all: [FuzzTarget] = [safetensors, model, importer, idx, arrays, png, recipe]
 
     static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 
@@ -80,6 +80,30 @@ enum FuzzTargets {
             try? FileManager.default.removeItem(at: dir)
         }
         return out
+    })
+
+    // `ligand import`: any safetensors file read as each layout the importer knows.
+    static let importer = FuzzTarget(name: "import", run: { bytes in
+        withScratchFile(bytes, suffix: "safetensors") { url in
+            guard let file = try? SafeTensorsFile(url: url) else { return }
+            var o = ModelImport.Options()
+            o.heads = 2
+            _ = try? ModelImport.convert(file, o)
+            o.layout = .flax
+            o.input = [4, 4, 1]
+            _ = try? ModelImport.convert(file, o)
+        }
+    }, seeds: {
+        func t(_ shape: [Int]) -> TensorPayload { .float32(Tensor(shape: shape, repeating: 0.5)) }
+        let vit: [(String, [Int])] = [("cls_token", [1, 1, 4]), ("pos_embed", [1, 5, 4]), ("patch_embed.proj.weight", [4, 1, 2, 2]), ("patch_embed.proj.bias", [4]),
+            ("blocks.0.norm1.weight", [4]), ("blocks.0.norm1.bias", [4]), ("blocks.0.attn.qkv.weight", [12, 4]), ("blocks.0.attn.qkv.bias", [12]),
+            ("blocks.0.attn.proj.weight", [4, 4]), ("blocks.0.attn.proj.bias", [4]), ("blocks.0.norm2.weight", [4]), ("blocks.0.norm2.bias", [4]),
+            ("blocks.0.mlp.fc1.weight", [8, 4]), ("blocks.0.mlp.fc1.bias", [8]), ("blocks.0.mlp.fc2.weight", [4, 8]), ("blocks.0.mlp.fc2.bias", [4]),
+            ("norm.weight", [4]), ("norm.bias", [4]), ("head.weight", [3, 4]), ("head.bias", [3])]
+        return [("sequential", try SafeTensors.serialize([("1.weight", t([5, 16])), ("1.bias", t([5])), ("3.weight", t([3, 5])), ("3.bias", t([3]))])),
+                ("flax", try SafeTensors.serialize([("params/Dense_0/kernel", t([16, 5])), ("params/Dense_0/bias", t([5])),
+                                                    ("params/Dense_1/kernel", t([5, 3])), ("params/Dense_1/bias", t([3]))])),
+                ("timm-vit", try SafeTensors.serialize(vit.map { ($0.0, t($0.1)) }))]
     })
 
     static let idx = FuzzTarget(name: "idx", run: { bytes in

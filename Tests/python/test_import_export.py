@@ -134,6 +134,17 @@ def test_timm_vit_imports_once_its_heads_are_given(tmp_path):
     np.testing.assert_allclose(predict(out, x, tmp_path), want, rtol=1e-4, atol=1e-4)
 
 
+def test_malformed_vit_shapes_are_refused_not_trapped(tmp_path):
+    a = {"kind": "vit", "input": [28, 28, 1], "classes": 10, "width": 8, "patch": 7, "depth": 1, "heads": 2, "mlp_ratio": 2}
+    for name, shape in [("pos_embed", (1, 0, 8)), ("pos_embed", (1, 18, 8)), ("patch_embed.proj.weight", (8, 1, 0, 0)), ("cls_token", (1, 1, 0))]:
+        t = {n: np.zeros(s, np.float32) for n, s in timm_shapes(a)}
+        t[name] = np.zeros(shape, np.float32)
+        save_file(t, str(tmp_path / "bad.safetensors"))
+        r = ligand("import", tmp_path / "bad.safetensors", "--out", tmp_path / "m.safetensors", "--heads", 2, ok=False)
+        assert r.returncode not in (0, -4, -5, -6, -11, 132, 133, 134) and r.stderr.startswith("Error:"), (name, shape, r.returncode, r.stderr)
+        assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_cifar_resnet20_names_import_and_export_back(tmp_path):
     """A ResNet-20 whose head is called `linear` (the CIFAR ResNets' name) imports, and exports under that name."""
     ligand("init", "--arch", "resnet20", "--input", "16,16,3", "--seed", 4, "--out", tmp_path / "r.safetensors")
