@@ -352,6 +352,7 @@ extension Architecture.Normalization {
 
     private func affine<S: FloatScalar>(_ x: TensorOf<S>, shift: [S]?) -> TensorOf<S> {
         let scale = std.map { S(1 / $0) }, c = scale.count
+        precondition(c > 0 && x.count % c == 0, "normalize: \(x.shape) is not a whole number of \(c)-channel pixels")
         var y = x
         y.withUnsafeMutableBufferPointer { p in
             var i = 0

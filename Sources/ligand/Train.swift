@@ -149,8 +149,9 @@ struct Train: ParsableCommand {
         try CountOption.check(shift, "--shift", min: 0, max: RecipeLimits.maxShift)
         if let e = labelSmoothing, !(e >= 0 && e < 1) { throw ValidationError("--label-smoothing must be in [0, 1), got \(e)") }
         try CountOption.check(threads, "--threads", min: 1, max: CountOption.maxThreads)
-        // Every MNIST-family image is 28×28×1 with 10 classes: the network's size is known before the data is read.
-        _ = try architecture.architecture(input: [28, 28, 1], classes: 10)
+        // Fashion-MNIST's images are 28×28×1 with 10 classes: the network's size is known before the data is read
+        // (another data set's image size is known only once it is read, and checked then).
+        if data == nil { _ = try architecture.architecture(input: [28, 28, 1], classes: 10) }
     }
 
     func run() throws {

@@ -202,3 +202,11 @@ def test_split_writes_the_calibration_hold_out(tmp_path):
     assert np.bincount(labels[cal]).tolist() == [3, 3, 3]
     r = ligand("split", "--data", root, "--calibration", 60, "--out", tmp_path / "x.json", ok=False)
     assert r.returncode != 0 and "--calibration" in r.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_a_vit_trains_on_images_of_another_size(tmp_path):
+    """9×9 images and 3×3 patches: the architecture is checked against the data set's images, not Fashion-MNIST's."""
+    root = write("npz", dataset(shape=(9, 9)), tmp_path / "d")
+    ligand("train", "--data", root, "--arch", "vit", "--patch", 3, "--width", 8, "--depth", 1, "--heads", 2, "--epochs", 1,
+           "--calibration", 6, "--quiet", "--out", tmp_path / "v.safetensors")
+    assert load_file(str(tmp_path / "v.safetensors"))["pos_embed"].shape == (1, 10, 8)
