@@ -128,6 +128,8 @@ enum NPY {
 enum ZipArchive {
     /// Most bytes one member may inflate to (the data cap of every reader here).
     static let maxMemberSize = FileBytes.maxDecompressedSize
+    /// Deflate's largest expansion (258-byte matches in about 2 bits each).
+    static let maxDeflateRatio = 1032
 
     struct Member { let name: String; let method: Int; let compressed: Int; let size: Int; let localOffset: Int; let crc: UInt32 }
 
@@ -197,6 +199,10 @@ enum ZipArchive {
         let start = lo + 30 + (Int(b[lo + 26]) | Int(b[lo + 27]) << 8) + (Int(b[lo + 28]) | Int(b[lo + 29]) << 8)
         guard start <= b.count, m.compressed <= b.count - start else { throw fail("member data runs past the end of the file") }
         guard m.compressed <= Int(UInt32.max) else { throw fail("member of \(m.compressed) compressed bytes is too large") }
+        // Deflate cannot expand data more than 1032:1, so a small member claiming a huge size is refused before allocating it.
+        guard m.size <= m.compressed * maxDeflateRatio + 64 else {
+            throw fail("claims \(m.size) bytes from \(m.compressed) compressed, more than deflate can produce")
+        }
         guard m.size <= maxMemberSize else { throw fail("inflates to \(m.size) bytes, more than the \(maxMemberSize)-byte cap") }
         let data: ArraySlice<UInt8>
         switch m.method {

@@ -55,6 +55,9 @@ enum PNG {
         if colour == 3 { guard !palette.isEmpty, palette.count % 3 == 0 else { throw fail("PLTE", "a palette image needs a palette") } }
         guard sawEnd else { throw fail("IEND", "missing: the file is truncated") }
         let bpp = samples * depth / 8, stride = width * bpp
+        guard height * (stride + 1) <= idat.count * ZipArchive.maxDeflateRatio + 64 else {
+            throw fail("IDAT", "\(idat.count) compressed bytes cannot hold a \(width)×\(height) image")
+        }
         // The inflated size is known exactly: one filter byte per row, then the row.
         var raw = [UInt8](repeating: 0, count: height * (stride + 1))
         var stream = z_stream()
