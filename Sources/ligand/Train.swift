@@ -35,6 +35,19 @@ struct ArchitectureOptions: ParsableArguments {
         if let r = mlpRatio, !(r.isFinite && r > 0 && r <= 64) { throw ValidationError("--mlp-ratio must be in (0, 64], got \(r)") }
     }
 
+    /// The smallest image the architecture accepts (a ViT's one patch, a VGG's 2^pools side, ResNet-20's 4×4): the
+    /// lower bound of its size for any data set.
+    var smallestInput: [Int] {
+        switch arch {
+        case .mlp: return [1, 1, 1]
+        case .resnet20: return [4, 4, 1]
+        case .vit: return Array(repeating: patch ?? Architecture.vit().patch!, count: 2) + [1]
+        case .vgg:
+            let pools = min(vggConfig.split(separator: ",").filter { $0.trimmingCharacters(in: .whitespaces) == "M" }.count, 20)
+            return [1 << pools, 1 << pools, 1]
+        }
+    }
+
     func architecture(input: [Int], classes: Int) throws -> Architecture {
         let arch = try parsedArchitecture(input: input, classes: classes)
         // Sizes are checked before any weight is allocated: --hidden 100000,100000 would ask for 40 GB.
@@ -151,7 +164,10 @@ struct Train: ParsableCommand {
         try CountOption.check(threads, "--threads", min: 1, max: CountOption.maxThreads)
         // Fashion-MNIST's images are 28×28×1 with 10 classes: the network's size is known before the data is read
         // (another data set's image size is known only once it is read, and checked then).
-        if data == nil { _ = try architecture.architecture(input: [28, 28, 1], classes: 10) }
+        do { _ = try architecture.architecture(input: [28, 28, 1], classes: 10) } catch {
+            // Another data set may have other images: refuse now only what no image size could fix.
+            if data == nil || (try? architecture.architecture(input: architecture.smallestInput, classes: 2)) == nil { throw error }
+        }
     }
 
     func run() throws {
