@@ -55,13 +55,20 @@ public enum ModelFile {
         guard problems.isEmpty else { throw ModelFileError.badArchitecture(path: file.url.path, reason: problems.joined(separator: "; ")) }
         // A file may only make us allocate what its own tensors hold (the header sized them against the file) plus
         // a small slack, so a slightly wrong file still reaches the per-tensor checks that name the tensor at fault.
-        let held = file.entries.reduce(0) { $0 + $1.elementCount }
-        let needed = arch.stateElementCount
-        guard let needed, needed <= held + allocationSlack else {
-            throw ModelFileError.badArchitecture(path: file.url.path, reason: "describes a \(arch) of \(needed.map(String.init) ?? "too many") values, but the file's tensors hold only \(held)")
+        guard fits(arch, in: file) else {
+            throw ModelFileError.badArchitecture(path: file.url.path, reason: "describes a \(arch) of \(arch.stateElementCount.map(String.init) ?? "too many") values, but the file's tensors hold only \(heldElements(file))")
         }
         return arch
     }
+
+    /// Whether building `arch` allocates no more than `file`'s tensors hold plus `allocationSlack` (every model
+    /// file reader and `ligand import` ask this before building a network).
+    public static func fits(_ arch: Architecture, in file: SafeTensorsFile) -> Bool {
+        guard let needed = arch.stateElementCount else { return false }
+        return needed <= heldElements(file) + allocationSlack
+    }
+
+    static func heldElements(_ file: SafeTensorsFile) -> Int { file.entries.reduce(0) { $0 + $1.elementCount } }
 
     /// Loads a network, refusing missing, extra, mis-shaped and non-finite tensors by name.
     /// With `verify`, a recorded SHA-256 of the data must match (files without one load unverified).

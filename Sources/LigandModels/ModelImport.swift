@@ -86,16 +86,19 @@ public enum ModelImport {
         guard !original.isEmpty else { throw fail("holds no tensors") }
         var notes: [String] = []
         let kind = o.architecture?.kind ?? detectKind(Set(shapes.keys))
-        let mapping: [String: String]        // Ligand name → stripped name
+        var mlpMapping: [String: String]?   // Ligand name → stripped name; named layouts: the names themselves but for aliases
+        var aliases: [String: String] = [:]
         var arch: Architecture
         let layout: WeightLayout
         switch kind {
         case .mlp:
-            (arch, mapping, layout) = try mlp(shapes, o, path: path, notes: &notes)
+            let m: [String: String]
+            (arch, m, layout) = try mlp(shapes, o, path: path, notes: &notes)
+            mlpMapping = m
         case .vit, .resnet20, .vgg:
             if o.layout == .flax { throw fail("--layout flax is only read for MLPs; save a \(kind.rawValue) with PyTorch's layout (timm/torchvision names)") }
             layout = .torch
-            (arch, mapping) = try named(kind, shapes, o, path: path, notes: &notes)
+            (arch, aliases) = try named(kind, shapes, o, path: path, notes: &notes)
         }
         if var n = o.normalize {
             // One mean and std stand for every channel.
@@ -106,10 +109,9 @@ public enum ModelImport {
         }
         let problems = arch.validationErrors()
         guard problems.isEmpty else { throw fail("the inferred architecture is invalid: " + problems.joined(separator: "; ")) }
-        guard let needed = arch.stateElementCount, needed <= file.entries.reduce(0, { $0 + $1.elementCount }) + ModelFile.allocationSlack else {
-            throw fail("describes a \(arch) larger than the tensors the file holds")
-        }
+        guard ModelFile.fits(arch, in: file) else { throw fail("describes a \(arch) larger than the tensors the file holds") }
         let net = try Network<Float>(arch, rng: .drawless)
+        let mapping = mlpMapping ?? Dictionary(uniqueKeysWithValues: net.stateDict().map { ($0.name, aliases[$0.name] ?? $0.name) })
         let counterNames = Set(net.batchCounters().map(\.name))
         var tensors: [String: Tensor] = [:], counters: [String: Int64] = [:]
         var names: [String: String] = [:]
@@ -273,7 +275,8 @@ public enum ModelImport {
 
     // MARK: - Named layouts (timm ViT, ResNet-20, VGG)
 
-    static func named(_ kind: Architecture.Kind, _ shapes: [String: [Int]], _ o: Options, path: String, notes: inout [String]) throws -> (Architecture, [String: String]) {
+    /// The architecture, and the file's names of the tensors it holds under another name (the head's aliases).
+    static func named(_ kind: Architecture.Kind, _ shapes: [String: [Int]], _ o: Options, path: String, notes: inout [String]) throws -> (Architecture, aliases: [String: String]) {
         func fail(_ m: String) -> ImportError { ImportError(path, m) }
         func shape(_ n: String) throws -> [Int] {
             guard let s = shapes[n] else { throw fail("tensor '\(n)' is missing (a \(kind.rawValue) is read by its \(kind == .vit ? "timm" : "torchvision") names)") }
@@ -334,10 +337,7 @@ public enum ModelImport {
             }
             notes.append("architecture: \(arch)")
         }
-        let net = try Network<Float>(arch, rng: .drawless)
-        var mapping: [String: String] = [:]
-        for (name, _) in net.stateDict() { mapping[name] = aliases[name] ?? name }
-        return (arch, mapping)
+        return (arch, aliases)
     }
 
     // MARK: - Export
