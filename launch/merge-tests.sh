@@ -6,7 +6,9 @@
 # is no alignment, a singular least-squares system without ridge, α outside [0, 1]) fails with one clear
 # error and writes no fused file. Your own model files (three tiny MLPs from `ligand train`): `ligand run` over a
 # models experiment gives bitwise-identical fused files for -np 1 and 2; a file of another architecture or with a NaN
-# weight stops it with one message naming the file; `ligand merge --model-files` fuses them too.
+# weight stops it with one message naming the file; `ligand merge --model-files` fuses them too. Experts of your own
+# tasks (three open_clip towers imported, each with its own data set: --pretrained, --task-data): ties, regmean and
+# neulig give bitwise-identical fused files for -np 1, 2 and 4.
 #
 #   bash launch/merge-tests.sh [BIN]      (default: LIGAND_BIN, else a release build)
 set -uo pipefail
@@ -157,6 +159,38 @@ merge_error files-architectures "$mf/wide.safetensors: holds a mlp 784-32-10, bu
     --method permute --model-files "$mf/m0.safetensors,$mf/wide.safetensors"
 merge_error files-and-suite "--suite and --model-files are alternatives" 1 --method average --suite tiny-seeds --model-files "$mf/m0.safetensors,$mf/m1.safetensors"
 merge_error files-ties "model files are merged as diverse-origin models of one task" 2 --method ties --model-files "$mf/m0.safetensors,$mf/m1.safetensors"
+
+echo "--- your own experts (open_clip towers, --pretrained, --task-data): the same fused file for -np 1, 2 and 4"
+byo="$tmp/byo"; mkdir -p "$byo"
+PYTHONPATH=Tests/python python3 - "$byo" <<'PY' || fail "writing the CLIP experts and their data sets"
+import pathlib, sys
+import numpy as np
+from safetensors.numpy import save_file
+from test_clip_import import clip_tower, task_data
+root, rng = pathlib.Path(sys.argv[1]), np.random.default_rng(5)
+pre = clip_tower(rng)
+save_file(pre, str(root / "src-pretrained.safetensors"))
+for name, classes in [("a", 10), ("b", 4), ("c", 6)]:
+    t = {k: (v + 0.05 * rng.standard_normal(v.shape)).astype(np.float32) if ".visual." in k else v for k, v in pre.items()}
+    t["classification_head.weight"] = (10 * rng.standard_normal((classes, 16))).astype(np.float32)
+    t["classification_head.bias"] = np.zeros(classes, np.float32)
+    save_file(t, str(root / f"src-{name}.safetensors"))
+    task_data(root / f"data-{name}", rng, classes)
+PY
+for n in pretrained a b c; do "$bin" import "$byo/src-$n.safetensors" --out "$byo/$n.safetensors" --heads 2 >/dev/null || fail "ligand import (CLIP $n)"; done
+for method in ties regmean neulig; do
+    file="$method.safetensors" extra=()
+    [[ "$method" == neulig ]] && { file=neulig-global.safetensors; extra=(--epochs 2); }
+    for np in 1 2 4; do
+        run_np "$np" "$byo/$method-$np.out" merge --method "$method" --model-files "$byo/a.safetensors,$byo/b.safetensors,$byo/c.safetensors" \
+            --pretrained "$byo/pretrained.safetensors" --task-data "$byo/data-a,$byo/data-b,$byo/data-c" --calibration-holdout 100 --out "$byo/$method-$np" --quiet "${extra[@]}" \
+            || { fail "$method on your own experts, -np $np"; sed 's/^/    | /' "$byo/$method-$np.out" | tail; }
+    done
+    if cmp -s "$byo/$method-1/$file" "$byo/$method-2/$file" && cmp -s "$byo/$method-1/$file" "$byo/$method-4/$file" \
+            && grep -Eq "tasks: T1 = a, T2 = b, T3 = c|T1 = a" "$byo/$method-4.out"; then
+        ok "$method on three open_clip experts with their own data sets: bitwise-identical fused file for -np 1, 2 and 4 ($(grep -E "fused: $method|global mode" "$byo/$method-1.out" | tr -s ' '))"
+    else fail "$method on your own experts: -np 1, 2 and 4 differ"; sed 's/^/    | /' "$byo/$method-4.out" | tail -5; fi
+done
 
 echo "merge tests: $passed passed, $failed failed"
 (( failed == 0 ))

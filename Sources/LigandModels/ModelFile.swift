@@ -70,13 +70,36 @@ public enum ModelFile {
 
     static func heldElements(_ file: SafeTensorsFile) -> Int { file.entries.reduce(0) { $0 + $1.elementCount } }
 
+    /// The metadata key of a tasks merge's fused file: its tasks, whose heads it holds as `heads.TASK.weight`/`.bias`.
+    public static let headsKey = "ligand.heads"
+
     /// Loads a network, refusing missing, extra, mis-shaped and non-finite tensors by name.
     /// With `verify`, a recorded SHA-256 of the data must match (files without one load unverified).
-    public static func load(_ url: URL, expecting expected: Architecture? = nil,
+    /// A tasks merge's fused file (one head per task) loads with the head of task `head`, which it then requires.
+    public static func load(_ url: URL, expecting expected: Architecture? = nil, head: String? = nil,
                             verify: Bool = ModelFile.verifyDigests) throws -> (network: Network<Float>, metadata: [String: String]) {
         let file = try SafeTensorsFile(url: url)
         if verify { try file.verifyDigest() }
-        let arch = try architecture(of: file)
+        var arch = try architecture(of: file)
+        // Task heads: the chosen one under the network's head names, the others left unread.
+        var rename: [String: String] = [:], skip: Set<String> = []
+        if let list = file.metadata[headsKey] {
+            let tasks = list.split(separator: ",").map(String.init)
+            guard let head else { throw ModelFileError.tensor(path: url.path, reason: "holds one head per task (\(tasks.joined(separator: ", "))): choose one with --head") }
+            guard tasks.contains(head) else { throw ModelFileError.tensor(path: url.path, reason: "has no head for task '\(head)' (it has \(tasks.joined(separator: ", ")))") }
+            guard let w = file.entries.first(where: { $0.name == "heads.\(head).weight" }), w.shape.count == 2 else {
+                throw ModelFileError.tensor(path: url.path, reason: "tensor 'heads.\(head).weight' is missing or not a matrix")
+            }
+            arch.classes = w.shape[0]
+            let problems = arch.validationErrors()
+            guard problems.isEmpty else { throw ModelFileError.badArchitecture(path: url.path, reason: problems.joined(separator: "; ")) }
+            let probe = try Network<Float>(arch, rng: .drawless)
+            rename = ["heads.\(head).weight": probe.head.weight.name]
+            if let b = probe.head.bias { rename["heads.\(head).bias"] = b.name }
+            skip = Set(tasks.flatMap { ["heads.\($0).weight", "heads.\($0).bias"] }).subtracting(rename.keys)
+        } else if let head {
+            throw ModelFileError.tensor(path: url.path, reason: "holds one head, not one per task: --head \(head) applies to the fused file of a tasks merge")
+        }
         if let expected, expected != arch {
             throw ModelFileError.mismatch(path: url.path, reason: "holds a \(arch), expected a \(expected)")
         }
@@ -84,8 +107,10 @@ public enum ModelFile {
         var tensors: [String: Tensor] = [:]
         var counters: [String: Int64] = [:]
         let counterNames = Set(net.batchCounters().map(\.name))
-        for entry in file.entries {
-            if counterNames.contains(entry.name) {
+        for entry in file.entries where !skip.contains(entry.name) {
+            if let to = rename[entry.name] {
+                tensors[to] = try file.floats(entry.name)
+            } else if counterNames.contains(entry.name) {
                 let v = try file.int64s(entry.name)
                 guard v.values.count == 1 else { throw ModelFileError.tensor(path: url.path, reason: "tensor '\(entry.name)' must hold one value, has shape \(v.shape)") }
                 counters[entry.name] = v.values[0]

@@ -16,13 +16,30 @@ public struct ImportRecord: Codable, Equatable, Sendable {
     public var layout: WeightLayout
     /// Ligand's tensor name → the original name.
     public var names: [String: String]
+    /// Ligand's names of matrices the file holds transposed beyond `layout` (open_clip's `visual.proj`, [d, e]).
+    public var transposed: [String]?
+    /// Ligand's names of tensors the file holds in another shape of the same elements (open_clip's
+    /// `class_embedding` [d] for `cls_token` [1, 1, d]), with that shape.
+    public var shapes: [String: [Int]]?
 
-    public init(layout: WeightLayout, names: [String: String]) { self.layout = layout; self.names = names }
+    public init(layout: WeightLayout, names: [String: String], transposed: [String]? = nil, shapes: [String: [Int]]? = nil) {
+        self.layout = layout; self.names = names
+        self.transposed = transposed?.isEmpty == false ? transposed!.sorted() : nil
+        self.shapes = shapes?.isEmpty == false ? shapes : nil
+    }
 
     public var json: String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         return String(decoding: try! e.encode(self), as: UTF8.self)
+    }
+
+    /// The record text every file in `urls` carries, nil when one has none or they differ: a fusion of imported
+    /// models passes it on, so `ligand export` writes it in their layout.
+    public static func shared(by urls: [URL]) -> String? {
+        let records = urls.map { (try? SafeTensorsFile(url: $0))?.metadata[metadataKey] }
+        guard let first = records.first, let r = first, records.allSatisfy({ $0 == r }) else { return nil }
+        return r
     }
 
     /// The record in a file's metadata, nil when it has none; a damaged record is an error naming the file.
@@ -59,6 +76,8 @@ public enum ModelImport {
         public var normalize: Architecture.Normalization?
         /// A prefix every tensor name carries (`module.`, `model.`), removed before mapping.
         public var stripPrefix: String?
+        /// A CLIP tower's MLP activation (nil: QuickGELU, OpenAI's CLIP; open_clip's own trainings use GELU).
+        public var activation: Architecture.Activation?
         public init() {}
     }
 
@@ -85,12 +104,20 @@ public enum ModelImport {
         }
         guard !original.isEmpty else { throw fail("holds no tensors") }
         var notes: [String] = []
-        let kind = o.architecture?.kind ?? detectKind(Set(shapes.keys))
+        let towers = o.architecture.map { $0.kind == .vit ? clipTowers(Set(shapes.keys)) : [] } ?? clipTowers(Set(shapes.keys))
+        guard towers.count <= 1 else { throw fail("holds \(towers.count) CLIP image towers (\(towers.map { "'\($0)'" }.joined(separator: ", "))); import one file per model") }
+        let kind = towers.isEmpty ? o.architecture?.kind ?? detectKind(Set(shapes.keys)) : .vit
         var mlpMapping: [String: String]?   // Ligand name → stripped name; named layouts: the names themselves but for aliases
         var aliases: [String: String] = [:]
+        var clipForm = ClipForm()
         var arch: Architecture
         let layout: WeightLayout
         switch kind {
+        case .vit where !towers.isEmpty:
+            if o.layout == .flax { throw fail("--layout flax is only read for MLPs; open_clip's tower is read in PyTorch's layout") }
+            layout = .torch
+            (arch, clipForm) = try clip(tower: towers[0], shapes, o, path: path, notes: &notes)
+            mlpMapping = clipForm.mapping
         case .mlp:
             let m: [String: String]
             (arch, m, layout) = try mlp(shapes, o, path: path, notes: &notes)
@@ -99,6 +126,10 @@ public enum ModelImport {
             if o.layout == .flax { throw fail("--layout flax is only read for MLPs; save a \(kind.rawValue) with PyTorch's layout (timm/torchvision names)") }
             layout = .torch
             (arch, aliases) = try named(kind, shapes, o, path: path, notes: &notes)
+        }
+        if let a = o.activation {
+            guard arch.kind == .vit else { throw fail("--activation applies to a ViT; this file holds a \(arch.kind.rawValue)") }
+            if towers.isEmpty, o.architecture == nil { arch.activation = a == .gelu ? nil : a }
         }
         if var n = o.normalize {
             // One mean and std stand for every channel.
@@ -115,15 +146,26 @@ public enum ModelImport {
         let counterNames = Set(net.batchCounters().map(\.name))
         var tensors: [String: Tensor] = [:], counters: [String: Int64] = [:]
         var names: [String: String] = [:]
-        let used = Set(mapping.values)
+        let used = Set(mapping.values).union(clipForm.ignored)
         if let extra = shapes.keys.sorted().first(where: { !used.contains($0) && !counterNames.contains($0) }) {
             throw fail("tensor '\(original[extra]!)' has no place in a \(arch) (the names Ligand reads are in docs/model-files.md)")
         }
-        for (ligand, source) in mapping {
-            let fileName = original[source]!
+        let expected = Dictionary(uniqueKeysWithValues: net.stateDict().map { ($0.name, $0.value.shape) })
+        var reshaped: [String: [Int]] = [:]
+        for (ligand, source) in mapping.sorted(by: { $0.key < $1.key }) {
+            guard let fileName = original[source] else {
+                throw fail("tensor '\((o.stripPrefix ?? "") + source)' is missing (a \(arch) needs it; the names Ligand reads are in docs/model-files.md)")
+            }
             names[ligand] = fileName
             var t = try file.floats(fileName)
-            if layout == .flax && t.rank == 2 { t = t.transposed2D() }
+            if (layout == .flax && t.rank == 2) || clipForm.transposed.contains(ligand) {
+                guard t.rank == 2 else { throw fail("tensor '\(fileName)' has shape \(t.shape), not a matrix") }
+                t = t.transposed2D()
+            }
+            if let want = expected[ligand], t.shape != want, clipForm.reshaped.contains(ligand), t.count == Architecture.checkedProduct(want) {
+                reshaped[ligand] = t.shape
+                t = t.reshaped(want)
+            }
             tensors[ligand] = t
         }
         for c in counterNames {
@@ -137,7 +179,7 @@ public enum ModelImport {
         do { try net.load(tensors, counters: counters) } catch let e as NetworkError {
             throw fail(e.description + mappingHint(e, names))
         }
-        return Result(network: net, record: ImportRecord(layout: layout, names: names), notes: notes)
+        return Result(network: net, record: ImportRecord(layout: layout, names: names, transposed: Array(clipForm.transposed), shapes: reshaped), notes: notes)
     }
 
     /// For an error about a Ligand name, the file's own name of that tensor.
@@ -307,23 +349,14 @@ public enum ModelImport {
                 guard cls.count == 3, pos.count == 3, proj.count == 4, proj[2] == proj[3], fc1.count == 2 else {
                     throw fail("cls_token \(cls), pos_embed \(pos), patch_embed.proj.weight \(proj) are not timm's shapes")
                 }
-                let d = cls[2], p = proj[2], tokens = pos[1] - 1
-                guard tokens >= 1, tokens <= 1 << 24, p >= 1, p <= 1 << 12 else {
-                    throw fail("pos_embed \(pos) and patch_embed.proj.weight \(proj) do not describe patch tokens of a plausible image")
-                }
+                let d = cls[2], p = proj[2]
+                let input = try vitInput(o.input, positions: ("pos_embed", pos, pos[1]), patches: ("patch_embed.proj.weight", proj), path: path, notes: &notes)
                 var depth = 0
                 while shapes["blocks.\(depth).attn.qkv.weight"] != nil { depth += 1 }
                 guard let heads = o.heads else {
                     throw fail("the number of attention heads cannot be read from the tensors (qkv is [3d, d] for any head count): pass --heads N")
                 }
-                var input = o.input
-                if input == nil {
-                    let side = Int(Double(tokens).squareRoot().rounded())
-                    guard side * side == tokens else { throw fail("pos_embed's \(tokens) patch tokens are not a square grid: pass --input H,W,C") }
-                    input = [side * p, side * p, proj[1]]
-                    notes.append("input: \(side * p)×\(side * p)×\(proj[1]) (a square grid of \(tokens) patches of \(p)×\(p))")
-                }
-                arch = .vit(patch: p, width: d, depth: depth, heads: heads, mlpRatio: Double(fc1[0]) / Double(d), input: input!, classes: headWeight[0])
+                arch = .vit(patch: p, width: d, depth: depth, heads: heads, mlpRatio: Double(fc1[0]) / Double(d), input: input, classes: headWeight[0])
             case .resnet20:
                 let conv1 = try shape("conv1.weight")
                 guard conv1.count == 4, conv1[0] % 16 == 0 else { throw fail("conv1.weight has shape \(conv1), not [16·k, C, 3, 3]") }
@@ -340,16 +373,124 @@ public enum ModelImport {
         return (arch, aliases)
     }
 
+    /// A ViT's image: as given, or the square grid of the position embedding's patch tokens (one class token) of the
+    /// patch projection's [d, C, p, p] kernels; implausible sizes are refused before anything is allocated.
+    static func vitInput(_ given: [Int]?, positions: (name: String, shape: [Int], count: Int), patches: (name: String, shape: [Int]),
+                         path: String, notes: inout [String]) throws -> [Int] {
+        let tokens = positions.count - 1, p = patches.shape[2], channels = patches.shape[1]
+        guard tokens >= 1, tokens <= 1 << 24, p >= 1, p <= 1 << 12 else {
+            throw ImportError(path, "\(positions.name) \(positions.shape) and \(patches.name) \(patches.shape) do not describe patch tokens of a plausible image")
+        }
+        if let given { return given }
+        let side = Int(Double(tokens).squareRoot().rounded())
+        guard side * side == tokens else { throw ImportError(path, "\(positions.name)'s \(tokens) patch tokens are not a square grid: pass --input H,W,C") }
+        notes.append("input: \(side * p)×\(side * p)×\(channels) (a square grid of \(tokens) patches of \(p)×\(p))")
+        return [side * p, side * p, channels]
+    }
+
+    // MARK: - open_clip's image tower
+
+    /// How an open_clip tower's tensors become Ligand's: the names, which matrices are transposed, which tensors
+    /// change shape (same elements), and the tensors outside the tower left behind (the text tower, logit_scale).
+    struct ClipForm {
+        var mapping: [String: String] = [:]
+        var transposed: Set<String> = []
+        var reshaped: Set<String> = []
+        var ignored: Set<String> = []
+    }
+
+    /// The prefixes (e.g. `visual.`, `image_encoder.model.visual.`, or none) under which a file holds open_clip's
+    /// image tower: where `class_embedding` sits beside `conv1.weight`.
+    static func clipTowers(_ names: Set<String>) -> [String] {
+        names.filter { $0.hasSuffix("class_embedding") }.map { String($0.dropLast("class_embedding".count)) }
+            .filter { ($0.isEmpty || $0.hasSuffix(".")) && names.contains($0 + "conv1.weight") }.sorted()
+    }
+
+    /// open_clip's `VisionTransformer` (OpenAI's CLIP layout) as Ligand's ViT with the CLIP variants, and the
+    /// classification head as task_vectors' `classification_head` or a plain `head`.
+    static func clip(tower p: String, _ shapes: [String: [Int]], _ o: Options, path: String, notes: inout [String]) throws -> (Architecture, ClipForm) {
+        func fail(_ m: String) -> ImportError { ImportError(path, m) }
+        func shape(_ n: String) throws -> [Int] {
+            guard let s = shapes[n] else { throw fail("tensor '\(n)' is missing (open_clip's image tower is read by its names: docs/model-files.md)") }
+            return s
+        }
+        var f = ClipForm()
+        let cls = try shape(p + "class_embedding"), pos = try shape(p + "positional_embedding"), conv = try shape(p + "conv1.weight")
+        let proj = try shape(p + "proj"), fc = try shape(p + "transformer.resblocks.0.mlp.c_fc.weight")
+        guard cls.count == 1, pos.count == 2, pos[1] == cls[0], conv.count == 4, conv[0] == cls[0], conv[2] == conv[3], proj.count == 2,
+              proj[0] == cls[0], fc.count == 2 else {
+            throw fail("class_embedding \(cls), positional_embedding \(pos), conv1.weight \(conv), proj \(proj) are not open_clip's shapes ([d], [T, d], [d, C, p, p], [d, e])")
+        }
+        let d = cls[0], patch = conv[2]
+        let input = try vitInput(o.input, positions: (p + "positional_embedding", pos, pos[0]), patches: (p + "conv1.weight", conv), path: path, notes: &notes)
+        var depth = 0
+        while shapes["\(p)transformer.resblocks.\(depth).attn.in_proj_weight"] != nil { depth += 1 }
+        guard let heads = o.heads else {
+            throw fail("the number of attention heads cannot be read from the tensors (in_proj_weight is [3d, d] for any head count; open_clip's ViTs have d/64): pass --heads N")
+        }
+        let headNames = ["classification_head", "head"].filter { shapes["\($0).weight"] != nil }
+        guard headNames.count == 1 else {
+            throw fail(headNames.isEmpty
+                       ? "has no classification head: add the task's head as 'classification_head.weight' [classes, \(proj[1])] and '.bias' (task_vectors' layout) or 'head.weight'/'head.bias'"
+                       : "has two classification heads ('classification_head' and 'head'); keep one")
+        }
+        let head = headNames[0], headWeight = try shape(head + ".weight")
+        guard headWeight.count == 2, headWeight[1] == proj[1] else { throw fail("'\(head).weight' has shape \(headWeight), not [classes, \(proj[1])] (proj's width)") }
+        guard shapes[head + ".bias"] != nil else { throw fail("'\(head).bias' is missing; Ligand's head carries one: save zeros if yours has none") }
+        var arch = Architecture.clip(patch: patch, width: d, depth: depth, heads: heads, mlpRatio: Double(fc[0]) / Double(d), embed: proj[1],
+                                     input: input, classes: headWeight[0])
+        if let given = o.architecture { arch = given; if let i = o.input { arch.input = i } }
+        else {
+            arch.activation = o.activation == .gelu ? nil : .quickGELU
+            if o.activation == nil { notes.append("activation: QuickGELU (OpenAI's CLIP weights; pass --activation gelu for open_clip's own trainings)") }
+            notes.append("architecture: \(arch) (open_clip's image tower under '\(p)', LayerNorm ε 1e-5, features scaled to unit length before the head)")
+        }
+        // Ligand's name → the tower's.
+        var m = ["cls_token": "class_embedding", "pos_embed": "positional_embedding", "patch_embed.proj.weight": "conv1.weight",
+                 "norm_pre.weight": "ln_pre.weight", "norm_pre.bias": "ln_pre.bias", "norm.weight": "ln_post.weight", "norm.bias": "ln_post.bias",
+                 "proj.weight": "proj"]
+        let block = ["norm1": "ln_1", "attn.qkv.weight": "attn.in_proj_weight", "attn.qkv.bias": "attn.in_proj_bias", "attn.proj": "attn.out_proj",
+                     "norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"]
+        for i in 0..<depth {
+            for (ours, theirs) in block {
+                if ours.hasSuffix(".weight") || ours.hasSuffix(".bias") { m["blocks.\(i).\(ours)"] = "transformer.resblocks.\(i).\(theirs)"; continue }
+                for leaf in ["weight", "bias"] { m["blocks.\(i).\(ours).\(leaf)"] = "transformer.resblocks.\(i).\(theirs).\(leaf)" }
+            }
+        }
+        f.mapping = m.mapValues { p + $0 }
+        f.mapping["head.weight"] = head + ".weight"
+        f.mapping["head.bias"] = head + ".bias"
+        f.transposed = ["proj.weight"]
+        f.reshaped = ["cls_token", "pos_embed"]
+        // A whole CLIP (or task_vectors' ImageClassifier) also holds the text tower: left behind, and said so.
+        if !p.isEmpty {
+            let mine = Set(f.mapping.values)
+            f.ignored = Set(shapes.keys.filter { !$0.hasPrefix(p) && !mine.contains($0) })
+            if let example = f.ignored.sorted().first {
+                notes.append("left behind: \(f.ignored.count) tensors outside the image tower '\(p)' (e.g. '\(example)'); `ligand export` writes the tower and the head only")
+            }
+        }
+        return (arch, f)
+    }
+
     // MARK: - Export
 
     /// The network's tensors under the record's names and in its layout (flax matrices transposed back).
     public static func exported(_ net: Network<Float>, record: ImportRecord, path: String) throws -> [(name: String, value: TensorPayload)] {
         var out: [(name: String, value: TensorPayload)] = []
+        let transposed = Set(record.transposed ?? [])
         for (name, t) in net.stateDict() {
             guard let original = record.names[name] else {
                 throw ImportError(path, "the import record has no name for tensor '\(name)' (the model is not of the architecture that was imported)")
             }
-            out.append((original, .float32(record.layout == .flax && t.rank == 2 ? t.transposed2D() : t)))
+            var v = (record.layout == .flax && t.rank == 2) || (transposed.contains(name) && t.rank == 2) ? t.transposed2D() : t
+            if let shape = record.shapes?[name] {
+                guard Architecture.checkedProduct(shape) == v.count else {
+                    throw ImportError(path, "the import record's shape \(shape) for tensor '\(name)' does not hold its \(v.count) elements")
+                }
+                v = v.reshaped(shape)
+            }
+            out.append((original, .float32(v)))
         }
         for (name, v) in net.batchCounters() { out.append((record.names[name] ?? name, .int64([v], shape: []))) }
         return out

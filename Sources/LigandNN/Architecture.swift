@@ -36,6 +36,15 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     /// ViT only: the side of a square patch, the number of transformer blocks and of attention heads, and the MLP's
     /// hidden width as a multiple of d (timm's patch_size, depth, num_heads, mlp_ratio).
     public var patch: Int?, depth: Int?, heads: Int?, mlpRatio: Double?
+    /// ViT variants for CLIP's image tower (open_clip's `VisionTransformer`); nil is timm's default each time, so the
+    /// JSON (and every cache key) of a timm ViT is unchanged: the MLP's activation, the LayerNorms' ε (1e-6), a
+    /// LayerNorm on the tokens before the first block (`norm_pre`, open_clip's `ln_pre`; false), a bias on the patch
+    /// projection (true), a bias-free projection of the final-normed class token to `embed` features (`proj`,
+    /// open_clip's `visual.proj` transposed; none), and those features scaled to unit length before the head, as
+    /// CLIP's zero-shot and fine-tuned classification heads read them (false; needs `embed`).
+    public var activation: Activation?, eps: Double?, preNorm: Bool?, patchBias: Bool?, embed: Int?, unitFeatures: Bool?
+    /// The transformer MLP's activation: exact GELU (timm, PyTorch's default) or QuickGELU, x·σ(1.702x) (OpenAI's CLIP).
+    public enum Activation: String, Codable, Sendable, CaseIterable { case gelu, quickGELU = "quick_gelu" }
     /// The input contract beyond pixels / 255: (x − mean[c]) / std[c] per channel before the first layer, as
     /// torchvision's `Normalize` (nil: the network takes pixels / 255 as they are, and the JSON is unchanged).
     public var normalize: Normalization?
@@ -62,6 +71,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
 
     enum CodingKeys: String, CodingKey {
         case kind, input, classes, hidden, config, width, batchNorm = "batch_norm", patch, depth, heads, mlpRatio = "mlp_ratio", normalize
+        case activation, eps, preNorm = "pre_norm", patchBias = "patch_bias", embed, unitFeatures = "unit_features"
     }
 
     public init(kind: Kind, input: [Int], classes: Int, hidden: [Int]? = nil, config: [VGGItem]? = nil, width: Int? = nil, batchNorm: Bool? = nil,
@@ -81,6 +91,13 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
                   depth: try c.decodeIfPresent(Int.self, forKey: .depth), heads: try c.decodeIfPresent(Int.self, forKey: .heads),
                   mlpRatio: try c.decodeIfPresent(Double.self, forKey: .mlpRatio),
                   normalize: try c.decodeIfPresent(Normalization.self, forKey: .normalize))
+        // A default spelled out reads as absent, so one network has one description (and one cache key).
+        activation = try c.decodeIfPresent(Activation.self, forKey: .activation).flatMap { $0 == .gelu ? nil : $0 }
+        eps = try c.decodeIfPresent(Double.self, forKey: .eps).flatMap { $0 == 1e-6 ? nil : $0 }
+        preNorm = try c.decodeIfPresent(Bool.self, forKey: .preNorm) == true ? true : nil
+        patchBias = try c.decodeIfPresent(Bool.self, forKey: .patchBias) == false ? false : nil
+        embed = try c.decodeIfPresent(Int.self, forKey: .embed)
+        unitFeatures = try c.decodeIfPresent(Bool.self, forKey: .unitFeatures) == true ? true : nil
     }
 
     /// True for a VGG with BatchNorm.
@@ -102,6 +119,21 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
                            input: [Int] = [28, 28, 1], classes: Int = 10) -> Architecture {
         Architecture(kind: .vit, input: input, classes: classes, width: width, patch: patch, depth: depth, heads: heads, mlpRatio: mlpRatio)
     }
+
+    /// CLIP's image tower as open_clip builds it (`VisionTransformer` of open_clip, OpenAI's weights): `ln_pre`,
+    /// QuickGELU, LayerNorm ε 1e-5, a bias-free patch projection, `proj` to `embed` features, unit-length features.
+    public static func clip(patch: Int, width: Int, depth: Int, heads: Int, mlpRatio: Double = 4, embed: Int,
+                            input: [Int], classes: Int) -> Architecture {
+        var a = vit(patch: patch, width: width, depth: depth, heads: heads, mlpRatio: mlpRatio, input: input, classes: classes)
+        a.activation = .quickGELU; a.eps = 1e-5; a.preNorm = true; a.patchBias = false; a.embed = embed; a.unitFeatures = true
+        return a
+    }
+
+    /// The LayerNorms' ε, timm's 1e-6 unless set.
+    public var layerNormEps: Double { eps ?? 1e-6 }
+
+    /// True when any CLIP variant field is set (they are ViT options).
+    var hasViTVariant: Bool { activation != nil || eps != nil || preNorm != nil || patchBias != nil || embed != nil || unitFeatures != nil }
 
     /// A ViT's MLP hidden width, int(d · mlp_ratio) as timm computes it; nil for another kind or an invalid ratio.
     public var vitHidden: Int? {
@@ -175,12 +207,13 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         case .vit:
             guard let d = width, d > 0, let grid = vitGrid, let hidden = vitHidden, hidden > 0, let depth, depth >= 0, let p = patch,
                   let tokens = Self.checkedProduct([grid.h, grid.w]).map({ $0 + 1 }) else { return nil }
-            guard add(d), add(tokens, d), add(d, input[2], p, p), add(d) else { return nil }
+            guard add(d), add(tokens, d), add(d, input[2], p, p), patchBias == false || add(d), preNorm != true || add(2, d) else { return nil }
             for _ in 0..<depth {
                 guard add(4, d), add(3, d, d), add(3, d), add(d, d), add(d), add(2, hidden, d), add(hidden), add(d) else { return nil }
             }
             guard add(2, d) else { return nil }
             headIn = d
+            if let e = embed { guard e > 0, add(e, d) else { return nil }; headIn = e }
         }
         guard add(headIn, classes), add(classes) else { return nil }
         return total
@@ -226,9 +259,14 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
             if let g = vitGrid, let h = heads, h > 0, let maps = Self.checkedProduct([g.h * g.w + 1, g.h * g.w + 1, h]), maps > Self.maxAttentionPerImage {
                 e.append("\(h) heads over \(g.h * g.w + 1) tokens make \(maps) attention weights per image, more than \(Self.maxAttentionPerImage) (use larger patches or fewer heads)")
             }
+            if let eps, !(eps > 0 && eps <= 1) { e.append("eps must be in (0, 1], got \(eps)") }
+            if let embed, embed < 1 || embed > 1 << 20 { e.append("embed (the projection's width) must be 1…\(1 << 20), got \(embed)") }
+            if unitFeatures == true, embed == nil { e.append("unit_features needs embed (the projection whose output is scaled to unit length)") }
             if d > 0, (vitHidden ?? 0) < 1 { e.append("mlp_ratio must make a hidden width of at least 1 (0 < mlp_ratio ≤ 64), got \(mlpRatio.map { "\($0)" } ?? "nothing")") }
         }
-        if kind != .vit, patch != nil || depth != nil || heads != nil || mlpRatio != nil { e.append("patch, depth, heads and mlp_ratio are vit options") }
+        if kind != .vit, patch != nil || depth != nil || heads != nil || mlpRatio != nil || hasViTVariant {
+            e.append("patch, depth, heads, mlp_ratio, activation, eps, pre_norm, patch_bias, embed and unit_features are vit options")
+        }
         if let normalize, input.count == 3 { e += normalize.validationErrors(channels: input[2]) }
         // Only a description whose fields are otherwise valid is sized; sizes are checked before anything is allocated.
         if e.isEmpty, (stateElementCount ?? .max) > Self.maxStateElements {
@@ -255,7 +293,13 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         case .vgg: return "vgg [" + (config ?? []).map { if case .conv(let n) = $0 { return "\(n)" }; return "M" }.joined(separator: ",") + "]" + (hasBatchNorm ? " bn" : "") + " → \(classes)"
         case .resnet20: return "resnet20 width \(width ?? 1) → \(classes)"
         case .vit:
-            return "vit patch \(patch ?? 0) width \(width ?? 0) depth \(depth ?? 0) heads \(heads ?? 0) mlp \(vitHidden ?? 0) → \(classes)"
+            var v = "vit patch \(patch ?? 0) width \(width ?? 0) depth \(depth ?? 0) heads \(heads ?? 0) mlp \(vitHidden ?? 0)"
+            if activation == .quickGELU { v += " quick_gelu" }
+            if let eps { v += " eps \(eps)" }
+            if preNorm == true { v += " pre_norm" }
+            if patchBias == false { v += " no patch bias" }
+            if let embed { v += " → proj \(embed)" + (unitFeatures == true ? " unit" : "") }
+            return v + " → \(classes)"
         }
     }
 }

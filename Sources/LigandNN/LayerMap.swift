@@ -135,6 +135,11 @@ extension Network {
                 tapped(stream, isPoint: false)
             case .classToken: sourceShape = [sourceShape[sourceShape.count - 1]]
             case .layerNorm(_, let tap): tapped(tap, isPoint: false)
+            case .project(let l, _, let tap):
+                body.append(layer(prefix(l.weight), from: source, shape: sourceShape, in: l.inFeatures, out: l.outFeatures, bias: l.bias != nil,
+                                  outPoint: nil, inPoint: point))
+                sourceShape = [l.outFeatures]
+                tapped(tap, isPoint: false)
             }
         }
         let head = layer(prefix(self.head.weight), from: source, shape: sourceShape, pools: pools, globalPool: globalPool,

@@ -20,6 +20,8 @@ enum Node<S: FloatScalar> {
     case classToken
     /// A LayerNorm whose output is the tap `tap`.
     case layerNorm(LayerNorm<S>, tap: String)
+    /// A bias-free projection of the features (CLIP's `proj`), optionally to unit length; its output is the tap `tap`.
+    case project(Linear<S>, unit: UnitNorm<S>?, tap: String)
 }
 
 public enum NetworkError: Error, CustomStringConvertible {
@@ -129,19 +131,27 @@ public final class Network<S: FloatScalar> {
             nodes.append(.globalAvgPool(GlobalAvgPool()))
             head = Linear(name: "fc", inFeatures: channels, outFeatures: arch.classes, rng: &rng)
         case .vit:
-            // timm's VisionTransformer: tokens, pre-norm blocks, final norm, the head on the class token (global_pool='token').
-            let d = arch.width!, grid = arch.vitGrid!, hidden = arch.vitHidden!
-            nodes.append(.tokens(TokenEmbedding(channels: c, patch: arch.patch!, grid: grid, width: d, rng: &rng)))
+            // timm's VisionTransformer: tokens, pre-norm blocks, final norm, the head on the class token (global_pool='token');
+            // CLIP's tower adds norm_pre before the blocks and a projection (to unit length) before the head.
+            let d = arch.width!, grid = arch.vitGrid!, hidden = arch.vitHidden!, eps = arch.layerNormEps
+            nodes.append(.tokens(TokenEmbedding(channels: c, patch: arch.patch!, grid: grid, width: d, bias: arch.patchBias != false, rng: &rng)))
+            if arch.preNorm == true { nodes.append(.layerNorm(LayerNorm(name: "norm_pre", features: d, eps: eps), tap: "norm_pre")) }
             for i in 0..<arch.depth! {
-                let block = TransformerBlock<S>(name: "blocks.\(i)", width: d, heads: arch.heads!, hidden: hidden, rng: &rng)
+                let block = TransformerBlock<S>(name: "blocks.\(i)", width: d, heads: arch.heads!, hidden: hidden, eps: eps,
+                                                quickGELU: arch.activation == .quickGELU, rng: &rng)
                 nodes.append(.transformer(block, stream: "blocks.\(i)"))
                 points.append(MergePoint(name: block.inputNames.fc2, channels: hidden))
                 points.append(MergePoint(name: "blocks.\(i)", channels: d))
             }
             // Only the class token reaches the head, so the final norm is applied to it alone (per token, the same values).
             nodes.append(.classToken)
-            nodes.append(.layerNorm(LayerNorm(name: "norm", features: d), tap: "norm"))
-            head = Linear(name: "head", inFeatures: d, outFeatures: arch.classes, std: 0.02, rng: &rng)
+            nodes.append(.layerNorm(LayerNorm(name: "norm", features: d, eps: eps), tap: "norm"))
+            if let e = arch.embed {
+                // open_clip draws proj with std d^-1/2.
+                let proj = Linear<S>(name: "proj", inFeatures: d, outFeatures: e, bias: false, std: 1 / Double(d).squareRoot(), rng: &rng)
+                nodes.append(.project(proj, unit: arch.unitFeatures == true ? UnitNorm() : nil, tap: "proj"))
+            }
+            head = Linear(name: "head", inFeatures: arch.embed ?? d, outFeatures: arch.classes, std: 0.02, rng: &rng)
         }
         self.nodes = nodes
         self.mergePoints = points
@@ -180,6 +190,10 @@ public final class Network<S: FloatScalar> {
             case .layerNorm(let l, let name):
                 a = l.forward(a, training: training)
                 if let tap { tap(name, a.reshaped([-1, a.shape.last!])) }
+            case .project(let l, let unit, let name):
+                a = l.forward(a, training: training)
+                if let unit { a = unit.forward(a, training: training) }
+                if let tap { tap(name, a) }
             }
         }
         return a
@@ -227,6 +241,7 @@ public final class Network<S: FloatScalar> {
                 } }
                 d = dx
             case .layerNorm(let l, _): d = l.backward(d)
+            case .project(let l, let unit, _): d = l.backward(unit?.backward(d) ?? d)
             }
         }
         return architecture.normalize.map { $0.backward(d) } ?? d
@@ -243,6 +258,7 @@ public final class Network<S: FloatScalar> {
             case .tokens(let e): p += e.parameters
             case .transformer(let b, _): p += b.parameters
             case .layerNorm(let l, _): p += l.parameters
+            case .project(let l, _, _): p += l.parameters
             default: break
             }
         }
@@ -293,6 +309,7 @@ public final class Network<S: FloatScalar> {
             case .tokens(let e): out += e.parameters.map { ($0.name, $0.value) }
             case .transformer(let b, _): out += b.parameters.map { ($0.name, $0.value) }
             case .layerNorm(let l, _): out += l.parameters.map { ($0.name, $0.value) }
+            case .project(let l, _, _): out += l.parameters.map { ($0.name, $0.value) }
             default: break
             }
         }

@@ -96,18 +96,23 @@ public final class LayerNorm<S: FloatScalar> {
 }
 
 /// Exact GELU (Hendrycks & Gimpel 2016; PyTorch's default, not the tanh approximation): y = x·Φ(x) = x/2·(1 + erf(x/√2)),
-/// dy/dx = Φ(x) + x·φ(x).
+/// dy/dx = Φ(x) + x·φ(x). `quick`: OpenAI CLIP's QuickGELU, y = x·σ(1.702x), dy/dx = σ + 1.702x·σ(1 − σ).
 public final class GELU<S: FloatScalar> {
+    public let quick: Bool
     private var input: TensorOf<S>?
-    public init() {}
+    public init(quick: Bool = false) { self.quick = quick }
 
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
         var y = TensorOf<S>(zeros: x.shape)
-        let r = S(0.5.squareRoot())
+        let r = S(0.5.squareRoot()), quick = quick
         x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
             let xp = px.baseAddress!, yp = py.baseAddress!, n = x.count
             Parallel.forEachChunk(rows: (n + 63) / 64) { _, lo, hi in
-                for i in (lo * 64)..<min(n, hi * 64) { let v = xp[i]; yp[i] = S(0.5) * v * (1 + S.erf(v * r)) }
+                if quick {
+                    for i in (lo * 64)..<min(n, hi * 64) { let v = xp[i]; yp[i] = v / (1 + S.exp(-S(1.702) * v)) }
+                } else {
+                    for i in (lo * 64)..<min(n, hi * 64) { let v = xp[i]; yp[i] = S(0.5) * v * (1 + S.erf(v * r)) }
+                }
             }
         } }
         if training { input = x }
@@ -117,17 +122,65 @@ public final class GELU<S: FloatScalar> {
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
         guard let x = input else { preconditionFailure("GELU: backward without a training forward") }
         var dx = TensorOf<S>(zeros: dy.shape)
-        let r = S(0.5.squareRoot()), c = S(1 / (2 * Double.pi).squareRoot())
+        let r = S(0.5.squareRoot()), c = S(1 / (2 * Double.pi).squareRoot()), quick = quick
         dy.withUnsafeBufferPointer { pd in x.withUnsafeBufferPointer { px in dx.withUnsafeMutableBufferPointer { po in
             let dp = pd.baseAddress!, xp = px.baseAddress!, op = po.baseAddress!, n = dy.count
             Parallel.forEachChunk(rows: (n + 63) / 64) { _, lo, hi in
                 for i in (lo * 64)..<min(n, hi * 64) {
                     let v = xp[i]
-                    op[i] = dp[i] * (S(0.5) * (1 + S.erf(v * r)) + v * c * S.exp(-S(0.5) * v * v))
+                    if quick {
+                        let s = 1 / (1 + S.exp(-S(1.702) * v))
+                        op[i] = dp[i] * (s + S(1.702) * v * s * (1 - s))
+                    } else {
+                        op[i] = dp[i] * (S(0.5) * (1 + S.erf(v * r)) + v * c * S.exp(-S(0.5) * v * v))
+                    }
                 }
             }
         } } }
         input = nil
+        return dx
+    }
+}
+
+/// Rows scaled to unit length, as CLIP's classification heads read image features (PyTorch's F.normalize, ε 1e-12):
+/// y = x / max(‖x‖, ε) with ‖x‖ in Float64; dx = (dy − y·(y·dy)) / ‖x‖ (dx = dy/ε below ε).
+public final class UnitNorm<S: FloatScalar> {
+    public static var eps: Double { 1e-12 }
+    private var saved: (y: TensorOf<S>, norms: [Double])?
+    public init() {}
+
+    /// x [N, e] → y [N, e].
+    public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
+        let e = x.shape.last!, rows = x.count / max(e, 1)
+        var y = x
+        var norms = [Double](repeating: 0, count: rows)
+        y.withUnsafeMutableBufferPointer { p in
+            for r in 0..<rows {
+                var s = 0.0
+                for j in 0..<e { let v = Double(p[r * e + j]); s += v * v }
+                let n = max(s.squareRoot(), Self.eps)
+                norms[r] = n
+                for j in 0..<e { p[r * e + j] = S(Double(p[r * e + j]) / n) }
+            }
+        }
+        if training { saved = (y, norms) }
+        return y
+    }
+
+    /// dy [N, e] → dx [N, e].
+    public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
+        guard let (y, norms) = saved else { preconditionFailure("UnitNorm: backward without a training forward") }
+        let e = dy.shape.last!, rows = dy.count / max(e, 1)
+        var dx = dy
+        dx.withUnsafeMutableBufferPointer { p in y.withUnsafeBufferPointer { py in
+            for r in 0..<rows {
+                let below = norms[r] <= Self.eps
+                var dot = 0.0
+                if !below { for j in 0..<e { dot += Double(py[r * e + j]) * Double(p[r * e + j]) } }
+                for j in 0..<e { p[r * e + j] = S((Double(p[r * e + j]) - Double(py[r * e + j]) * dot) / norms[r]) }
+            }
+        } }
+        saved = nil
         return dx
     }
 }
@@ -231,11 +284,13 @@ public final class MultiHeadAttention<S: FloatScalar> {
 public final class TransformerBlock<S: FloatScalar> {
     public let name: String
     public let norm1: LayerNorm<S>, attn: MultiHeadAttention<S>, norm2: LayerNorm<S>
-    public let fc1: Linear<S>, act = GELU<S>(), fc2: Linear<S>
+    public let fc1: Linear<S>, act: GELU<S>, fc2: Linear<S>
     private var shape: [Int] = []
 
-    public init(name: String, width: Int, heads: Int, hidden: Int, eps: Double = 1e-6, std: Double = 0.02, rng: inout SeededRNG) {
+    /// `quickGELU`: OpenAI CLIP's activation; `eps`: the two LayerNorms' (timm 1e-6, open_clip 1e-5).
+    public init(name: String, width: Int, heads: Int, hidden: Int, eps: Double = 1e-6, quickGELU: Bool = false, std: Double = 0.02, rng: inout SeededRNG) {
         self.name = name
+        act = GELU(quick: quickGELU)
         norm1 = LayerNorm(name: "\(name).norm1", features: width, eps: eps)
         attn = MultiHeadAttention(name: "\(name).attn", width: width, heads: heads, std: std, rng: &rng)
         norm2 = LayerNorm(name: "\(name).norm2", features: width, eps: eps)
@@ -300,12 +355,13 @@ public final class TokenEmbedding<S: FloatScalar> {
     public let patches: Int, width: Int
     private var gridShape: [Int] = []
 
-    public init(channels: Int, patch: Int, grid: (h: Int, w: Int), width: Int, std: Double = 0.02, rng: inout SeededRNG) {
+    /// `bias`: false for CLIP's bias-free `conv1`.
+    public init(channels: Int, patch: Int, grid: (h: Int, w: Int), width: Int, bias: Bool = true, std: Double = 0.02, rng: inout SeededRNG) {
         self.width = width; patches = grid.h * grid.w
         // timm draws cls_token with std 1e-6 and pos_embed with std 0.02; its patch projection keeps PyTorch's default.
         classToken = Parameter("cls_token", normalWeights([1, 1, width], std: 1e-6, rng: &rng), decays: false)
         positions = Parameter("pos_embed", normalWeights([1, 1 + patches, width], std: std, rng: &rng), decays: false)
-        proj = Conv2d(name: "patch_embed.proj", inChannels: channels, outChannels: width, kernel: patch, stride: patch, std: std, rng: &rng)
+        proj = Conv2d(name: "patch_embed.proj", inChannels: channels, outChannels: width, kernel: patch, stride: patch, bias: bias, std: std, rng: &rng)
     }
 
     /// In timm's state_dict order.

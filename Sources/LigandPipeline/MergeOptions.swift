@@ -35,6 +35,10 @@ public struct MergeOptions {
     /// Model files: training images held out (stratified by class, seeded) as the calibration split of every fitted choice.
     public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
     public var calibrationSeed: UInt64 = 0
+    /// `modelFiles` are experts fine-tuned from this model, one task each, on the data sets `taskData` (one per expert,
+    /// in order): a tasks merge of the user's files (nil: the files are models of one task).
+    public var pretrained: URL?
+    public var taskData: [URL]?
     public var quiet = false
     /// The run's shared evaluator (`ligand run` passes one to every merge; nil: nothing is kept).
     public var evaluator: Evaluator?

@@ -342,7 +342,9 @@ public enum MergeRun {
         let result: MergeResult
         /// Tasks suites: a file of the merged architecture, whose header the fused backbone's file repeats.
         var tasksProbe: URL?
-        if let files = o.modelFiles {
+        if let files = o.modelFiles, let pretrained = o.pretrained {
+            (result, tasksProbe) = try mergeTasksFiles(o, pretrained: pretrained, experts: files, taskData: o.taskData ?? [], comm: comm, log: log)
+        } else if let files = o.modelFiles {
             if let why = MethodRegistry.check(o.method, kind: .seeds, modelFiles: true) { throw PipelineError("--method \(why)") }
             result = try mergeSameTask(from: .files(files), options: o, comm: comm, log: log)
         } else {
@@ -363,10 +365,7 @@ public enum MergeRun {
             for (key, v) in report.hyperparameters { meta["ligand.\(key)"] = v }
             if let r = report.reference { meta["ligand.reference"] = r }
             // Imported models that share an import record pass it on, so `ligand export` writes the fusion in their layout.
-            if let files = o.modelFiles {
-                let records = files.map { (try? SafeTensorsFile(url: $0))?.metadata[ImportRecord.metadataKey] }
-                if let first = records.first, let r = first, records.allSatisfy({ $0 == r }) { meta[ImportRecord.metadataKey] = r }
-            }
+            if let r = o.modelFiles.flatMap(ImportRecord.shared(by:)) { meta[ImportRecord.metadataKey] = r }
             if let net = result.fused {
                 try ModelFile.save(net, to: file, metadata: meta)
             } else {
@@ -380,7 +379,7 @@ public enum MergeRun {
                 let probe = try Network<Float>(arch, seed: 0)
                 tensors += probe.batchCounters().map { ($0.name, .int64([0], shape: [])) }
                 meta[ModelFile.architectureKey] = probe.architecture.json
-                meta["ligand.heads"] = result.heads.map(\.task).joined(separator: ",")
+                meta[ModelFile.headsKey] = result.heads.map(\.task).joined(separator: ",")
                 try SafeTensors.write(tensors, metadata: meta, to: file)
             }
         }

@@ -39,6 +39,9 @@ public struct NeuLigOptions {
     /// Model files: training images held out (stratified by class, seeded) as the calibration split.
     public var calibrationHoldout = ModelFiles.defaultCalibrationHoldout
     public var calibrationSeed: UInt64 = 0
+    /// `modelFiles` are experts fine-tuned from this model, one task each, on the data sets `taskData` (MergeOptions').
+    public var pretrained: URL?
+    public var taskData: [URL]?
     /// The run's shared evaluator (`ligand run` passes one to every merge; nil: nothing is kept).
     public var evaluator: Evaluator?
 
@@ -142,71 +145,54 @@ public enum NeuLigRun {
         let comm: Communicator = counter
         var timer = PhaseTimer(counting: counter)
 
-        if o.modelFiles != nil { return try runSameTask(o, suite: nil, comm: counter, log: log) }
-        let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
-        if manifest.kind != .tasks { return try runSameTask(o, suite: (dir, manifest), comm: counter, log: log) }
+        let source: NeuLigTasks
+        if let files = o.modelFiles, let pretrained = o.pretrained {
+            source = try NeuLigTasks.files(o, pretrained: pretrained, experts: files, taskData: o.taskData ?? [])
+        } else {
+            if o.modelFiles != nil { return try runSameTask(o, suite: nil, comm: counter, log: log) }
+            let (dir, manifest) = try ZooCache.find(suite: o.suite, root: o.zooRoot)
+            if manifest.kind != .tasks { return try runSameTask(o, suite: (dir, manifest), comm: counter, log: log) }
+            source = try NeuLigTasks.suite(o, directory: dir, manifest: manifest)
+        }
         if let a = o.align {
-            throw PipelineError("--align \(a.name) aligns diverse-origin models (a seeds or splits suite); the experts of tasks suite '\(o.suite)' share one pretrained origin and are fused without it")
+            throw PipelineError("--align \(a.name) aligns diverse-origin models (a seeds or splits suite); the experts of '\(o.suite)' share one pretrained origin and are fused without it")
         }
-        let labels = Array(Set(manifest.models.map(\.architecture))).sorted()
-        let arch = o.architecture ?? labels.first!
-        guard labels.contains(arch) else { throw PipelineError("suite '\(o.suite)' has no \(arch) models (it has \(labels.joined(separator: ", ")))") }
-        guard o.architecture != nil || labels.count == 1 else {
-            throw PipelineError("suite '\(o.suite)' holds several architectures (\(labels.joined(separator: ", "))): choose one with --arch")
-        }
-        var experts: [(task: TaskTransform, url: URL)] = manifest.models.compactMap { m in
-            guard m.architecture == arch, case .expert(let t) = m.role else { return nil }
-            return (t, dir.appendingPathComponent(m.file))
-        }
-        if let wanted = o.tasks {
-            for w in wanted where !experts.contains(where: { $0.task.rawValue == w }) {
-                throw PipelineError("suite '\(o.suite)' has no \(arch) expert for task '\(w)' (it has \(experts.map(\.task.rawValue).joined(separator: ", ")))")
-            }
-            experts = wanted.map { w in experts.first { $0.task.rawValue == w }! }
-        }
-        guard experts.count >= 2 else { throw PipelineError("NeuLig needs at least two experts, suite '\(o.suite)' gives \(experts.count)") }
-        guard let pretrainedModel = manifest.models.first(where: { $0.architecture == arch && $0.role == .pretrained }) else {
-            throw PipelineError("suite '\(o.suite)' has no pretrained \(arch) backbone")
-        }
-        let k = experts.count
+        guard source.urls.count >= 2 else { throw PipelineError("NeuLig needs at least two experts, '\(o.suite)' gives \(source.urls.count)") }
+        let k = source.urls.count
         let shard = ModelShard(total: k, comm: comm), local = shard.local
         let evaluator = o.evaluator ?? Evaluator(budget: 0)
-        let keys = TasksKeys(experts: experts, pretrained: dir.appendingPathComponent(pretrainedModel.file), dataDirectory: o.dataDirectory)
-        let data = try evaluator.data(o.dataDirectory)
-        let splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels)
+        let keys = source.keys
 
         // Every rank reads every task's head (small), so a missing or misfit head fails on all ranks alike; only its own experts' backbones.
-        let probe = try Network<Float>(try ModelFile.architecture(of: SafeTensorsFile(url: experts[0].url)), seed: 0)
+        let probe = try Network<Float>(try ModelFile.architecture(of: SafeTensorsFile(url: source.urls[0])), seed: 0)
         let headNames = Set(probe.head.parameters.map(\.name))
-        let heads = try experts.map { e -> (weight: Tensor, bias: Tensor) in
+        let heads = try zip(source.names, source.urls).map { name, url -> (weight: Tensor, bias: Tensor) in
             do {
-                let f = try SafeTensorsFile(url: e.url)
+                let f = try SafeTensorsFile(url: url)
                 return (try f.floats(probe.head.weight.name), try f.floats(probe.head.bias!.name))
             } catch {
-                throw PipelineError("\(e.url.path): cannot read the head of task '\(e.task.rawValue)' ('\(probe.head.weight.name)', '\(probe.head.bias!.name)'): \(error)")
+                throw PipelineError("\(url.path): cannot read the head of task '\(name)' ('\(probe.head.weight.name)', '\(probe.head.bias!.name)'): \(error)")
             }
         }
         let width = probe.featureWidth
-        for (i, h) in heads.enumerated() where h.weight.shape != [experts[i].task.classes, width] {
-            throw PipelineError("\(experts[i].url.path): head '\(probe.head.weight.name)' has shape \(h.weight.shape), expected [\(experts[i].task.classes), \(width)] (experts with different feature widths cannot be fused)")
+        for (i, h) in heads.enumerated() where h.weight.shape != [source.classes[i], width] {
+            throw PipelineError("\(source.urls[i].path): head '\(probe.head.weight.name)' has shape \(h.weight.shape), expected [\(source.classes[i]), \(width)] (experts with different feature widths cannot be fused)")
         }
-        let nets = try experts[local].map { e -> Network<Float> in
-            do { return try ModelFile.load(e.url).network } catch { throw PipelineError("\(e.url.path): \(error)", everyRank: false) }
+        let nets = try source.urls[local].map { url -> Network<Float> in
+            do { return try ModelFile.load(url).network } catch { throw PipelineError("\(url.path): \(error)", everyRank: false) }
         }
-
-        func calibrationSet(_ t: TaskTransform) throws -> LabeledImages {
-            var idx = splits.calibration
-            if let n = o.calibrationSamples { idx = Array(idx.prefix(n)) }
-            guard !idx.isEmpty else { throw PipelineError("task '\(t.rawValue)': the calibration split is empty", everyRank: false) }
-            return try t.apply(data.train.subset(idx))
+        func calibrationSet(_ ti: Int) throws -> LabeledImages {
+            let set = try source.calibration(ti, evaluator)
+            guard set.count > 0 else { throw PipelineError("task '\(source.names[ti])': the calibration split is empty", everyRank: false) }
+            return set
         }
         let style: PhaseProgress.Style = (o.quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle
         let featureProgress = PhaseProgress("features (calibration)", total: k, style: style)
         var tasks: [PortlandTask] = []
-        for (ti, e) in experts.enumerated() {
-            let cal = try calibrationSet(e.task)
+        for ti in 0..<k {
+            let cal = try calibrationSet(ti)
             let feats = nets.map { Trainer.featureRows($0, data: cal) }
-            tasks.append(PortlandTask(name: e.task.rawValue, headWeight: heads[ti].weight.storage.map(Double.init),
+            tasks.append(PortlandTask(name: source.names[ti], headWeight: heads[ti].weight.storage.map(Double.init),
                                       headBias: heads[ti].bias.storage.map(Double.init), labels: cal.labels, features: feats))
             featureProgress.update(ti + 1)
         }
@@ -235,15 +221,16 @@ public enum NeuLigRun {
         var tests: [LabeledImages] = []
         var batchModeAccuracy = [Double](repeating: 0, count: k)
         let evalProgress = PhaseProgress("evaluation (test, ensembles)", total: k, style: style)
-        for (ti, e) in experts.enumerated() {
-            let test = try evaluator.testSet(e.task, of: data)
+        for ti in 0..<k {
+            let test = try source.test(ti, evaluator)
             tests.append(test)
-            let n = test.count, c = e.task.classes
+            let n = test.count, c = source.classes[ti]
             let feats = nets.enumerated().map { i, net in
-                evaluator.features(model: keys.experts[local.lowerBound + i], data: keys.test[ti]) { Trainer.featureRows(net, data: test) }
+                evaluator.features(model: keys?.experts[local.lowerBound + i], data: keys?.test[ti] ?? "") { Trainer.featureRows(net, data: test) }
             }
             // The experts' logits, as a forward pass gives them, for the run's other merges (their ensembles).
             for (i, f) in feats.enumerated() where o.evaluator != nil {
+                guard let keys else { break }
                 _ = evaluator.logits(keys.test(model: keys.experts[local.lowerBound + i], task: ti)) { Trainer.headLogits(f, head: heads[ti], like: probe) }
             }
             let u = feats.map { f -> [Double] in headOutputs(f, n: n, width: width, head: heads[ti]) }
@@ -327,9 +314,9 @@ public enum NeuLigRun {
 
         if o.baselines {
             // The task-vector methods' own maths (TaskVectorContext, TaskArithmetic.search, TIES.search), scored on calibration.
-            let pretrained = try ModelFile.load(dir.appendingPathComponent(pretrainedModel.file)).network
+            let pretrained = try ModelFile.load(source.pretrained).network
             let pre = pretrained.stateDict().filter { !headNames.contains($0.name) }
-            let cals = try experts.map { try calibrationSet($0.task) }
+            let cals = try (0..<k).map { try calibrationSet($0) }
             let context = try taskVectorContext(pre: pre, experts: backbones, shard: shard, options: o) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)
             }
@@ -346,19 +333,18 @@ public enum NeuLigRun {
         if comm.isRoot {
             try FileManager.default.createDirectory(at: o.outDirectory, withIntermediateDirectories: true)
             var tensors: [(name: String, value: TensorPayload)] = globalBackbone.map { ($0.name, .float32($0.value)) }
-            for (ti, e) in experts.enumerated() {
-                tensors.append(("heads.\(e.task.rawValue).weight", .float32(heads[ti].weight)))
-                tensors.append(("heads.\(e.task.rawValue).bias", .float32(heads[ti].bias)))
+            for (ti, name) in source.names.enumerated() {
+                tensors.append(("heads.\(name).weight", .float32(heads[ti].weight)))
+                tensors.append(("heads.\(name).bias", .float32(heads[ti].bias)))
             }
             tensors += probe.batchCounters().map { ($0.name, .int64([0], shape: [])) }
-            try SafeTensors.write(tensors, metadata: [
-                ModelFile.architectureKey: probe.architecture.json,
-                "ligand.heads": experts.map(\.task.rawValue).joined(separator: ","),
-                "ligand.method": "neulig global", "ligand.coefficients": global.map { String($0) }.joined(separator: ","),
-            ], to: o.outDirectory.appendingPathComponent("neulig-global.safetensors"))
+            var meta = [ModelFile.architectureKey: probe.architecture.json, ModelFile.headsKey: source.names.joined(separator: ","),
+                        "ligand.method": "neulig global", "ligand.coefficients": global.map { String($0) }.joined(separator: ",")]
+            if let r = ImportRecord.shared(by: source.urls) { meta[ImportRecord.metadataKey] = r }
+            try SafeTensors.write(tensors, metadata: meta, to: o.outDirectory.appendingPathComponent("neulig-global.safetensors"))
         }
         try comm.barrier()
-        var report = NeuLigReport(suite: o.suite, architecture: probe.architecture.description, tasks: experts.map(\.task.rawValue), models: k,
+        var report = NeuLigReport(suite: o.suite, architecture: probe.architecture.description, tasks: source.names, models: k,
                                   ranks: comm.size, seed: o.portland.seed, config: o.portland, calibrationSamplesPerTask: tasks.map(\.count),
                                   coefficientsPerTask: perTask, coefficientsGlobal: global, rows: rows,
                                   valuesPerPortlandStep: portland.floatsPerStep / max(1, portland.step), seconds: timer.seconds)

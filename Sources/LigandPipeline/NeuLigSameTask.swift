@@ -157,10 +157,10 @@ extension NeuLigRun {
 
         if comm.isRoot {
             try FileManager.default.createDirectory(at: o.outDirectory, withIntermediateDirectories: true)
-            try ModelFile.save(fused, to: o.outDirectory.appendingPathComponent("neulig-global.safetensors"), metadata: [
-                "ligand.method": aligned ? "\(o.align!.name) then neulig" : "neulig", "ligand.suite": o.suite,
-                "ligand.models": input.names.joined(separator: ","), "ligand.coefficients": beta.map { String($0) }.joined(separator: ","),
-            ])
+            var meta = ["ligand.method": aligned ? "\(o.align!.name) then neulig" : "neulig", "ligand.suite": o.suite,
+                        "ligand.models": input.names.joined(separator: ","), "ligand.coefficients": beta.map { String($0) }.joined(separator: ",")]
+            if let r = o.modelFiles.flatMap(ImportRecord.shared(by:)) { meta[ImportRecord.metadataKey] = r }
+            try ModelFile.save(fused, to: o.outDirectory.appendingPathComponent("neulig-global.safetensors"), metadata: meta)
         }
         try comm.barrier()
         var report = NeuLigReport(suite: o.suite, architecture: arch.description, tasks: [input.suiteKind], models: k, ranks: comm.size,

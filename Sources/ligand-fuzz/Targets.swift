@@ -100,10 +100,21 @@ enum FuzzTargets {
             ("blocks.0.attn.proj.weight", [4, 4]), ("blocks.0.attn.proj.bias", [4]), ("blocks.0.norm2.weight", [4]), ("blocks.0.norm2.bias", [4]),
             ("blocks.0.mlp.fc1.weight", [8, 4]), ("blocks.0.mlp.fc1.bias", [8]), ("blocks.0.mlp.fc2.weight", [4, 8]), ("blocks.0.mlp.fc2.bias", [4]),
             ("norm.weight", [4]), ("norm.bias", [4]), ("head.weight", [3, 4]), ("head.bias", [3])]
+        // open_clip's tower under `visual.` with a task head and a text-tower tensor left behind.
+        let clip: [(String, [Int])] = [("visual.class_embedding", [4]), ("visual.positional_embedding", [5, 4]), ("visual.conv1.weight", [4, 1, 2, 2]),
+            ("visual.ln_pre.weight", [4]), ("visual.ln_pre.bias", [4]), ("visual.proj", [4, 3]), ("visual.ln_post.weight", [4]), ("visual.ln_post.bias", [4]),
+            ("visual.transformer.resblocks.0.ln_1.weight", [4]), ("visual.transformer.resblocks.0.ln_1.bias", [4]),
+            ("visual.transformer.resblocks.0.attn.in_proj_weight", [12, 4]), ("visual.transformer.resblocks.0.attn.in_proj_bias", [12]),
+            ("visual.transformer.resblocks.0.attn.out_proj.weight", [4, 4]), ("visual.transformer.resblocks.0.attn.out_proj.bias", [4]),
+            ("visual.transformer.resblocks.0.ln_2.weight", [4]), ("visual.transformer.resblocks.0.ln_2.bias", [4]),
+            ("visual.transformer.resblocks.0.mlp.c_fc.weight", [8, 4]), ("visual.transformer.resblocks.0.mlp.c_fc.bias", [8]),
+            ("visual.transformer.resblocks.0.mlp.c_proj.weight", [4, 8]), ("visual.transformer.resblocks.0.mlp.c_proj.bias", [4]),
+            ("classification_head.weight", [2, 3]), ("classification_head.bias", [2]), ("logit_scale", [])]
         return [("sequential", try SafeTensors.serialize([("1.weight", t([5, 16])), ("1.bias", t([5])), ("3.weight", t([3, 5])), ("3.bias", t([3]))])),
                 ("flax", try SafeTensors.serialize([("params/Dense_0/kernel", t([16, 5])), ("params/Dense_0/bias", t([5])),
                                                     ("params/Dense_1/kernel", t([5, 3])), ("params/Dense_1/bias", t([3]))])),
-                ("timm-vit", try SafeTensors.serialize(vit.map { ($0.0, t($0.1)) }))]
+                ("timm-vit", try SafeTensors.serialize(vit.map { ($0.0, t($0.1)) })),
+                ("open-clip", try SafeTensors.serialize(clip.map { ($0.0, t($0.1)) }))]
     })
 
     static let idx = FuzzTarget(name: "idx", run: { bytes in

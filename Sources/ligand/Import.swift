@@ -32,7 +32,8 @@ struct Import: ParsableCommand {
         abstract: "Turn a safetensors state_dict in PyTorch, timm or flax layout into a Ligand model file.",
         discussion: """
         Reads nn.Sequential / flax MLPs (numbered Linear or Dense modules, the last one the head), timm ViTs, \
-        CIFAR-style ResNet-20 and torchvision-style VGG. What the shapes cannot tell is asked for: a square \
+        open_clip's CLIP image tower (visual.*, with its classification head), CIFAR-style ResNet-20 and \
+        torchvision-style VGG. What the shapes cannot tell is asked for: a square \
         weight's layout (--layout), a ViT's heads (--heads), a convolutional net's image size (--input), a VGG's \
         pooling (--architecture). The original names are kept, so `ligand export` writes a fused model back.
         """)
@@ -47,6 +48,8 @@ struct Import: ParsableCommand {
     var input: ImageShape?
     @Option(help: "A ViT's number of attention heads (not readable from its tensors; no default, required for a ViT).")
     var heads: Int?
+    @Option(help: ArgumentHelp("A ViT's MLP activation: gelu (exact, timm's) or quick_gelu (x·σ(1.702x), OpenAI's CLIP) (default: quick_gelu for open_clip's tower, gelu for timm's ViT).", valueName: "gelu|quick_gelu"))
+    var activation: Architecture.Activation?
     @Option(help: ArgumentHelp("The whole architecture as Ligand's JSON (docs/model-files.md), for what the tensors do not say (default: inferred; required for a VGG).", valueName: "json"))
     var architecture: String?
     @Option(help: ArgumentHelp("Per-channel mean the model's inputs are normalised with, after pixels / 255 (torchvision's Normalize); needs --std (default: none, pixels / 255 as they are).", valueName: "m[,m,…]"))
@@ -68,6 +71,7 @@ struct Import: ParsableCommand {
         o.layout = layout
         o.input = input?.values
         o.heads = heads
+        o.activation = activation
         o.stripPrefix = stripPrefix
         if let architecture {
             do { o.architecture = try Architecture.decode(json: architecture) } catch {
@@ -85,6 +89,7 @@ struct Import: ParsableCommand {
 }
 
 extension WeightLayout: ExpressibleByArgument {}
+extension Architecture.Activation: ExpressibleByArgument {}
 
 /// `ligand export`: a Ligand model file → the layout and names it was imported from.
 struct Export: ParsableCommand {
@@ -98,12 +103,14 @@ struct Export: ParsableCommand {
     var out: String
     @Option(help: ArgumentHelp("An imported model whose names and layout to use (default: the model's own import record).", valueName: "file"))
     var like: String?
+    @Option(help: ArgumentHelp("The fused file of a tasks merge holds one head per task: the task whose head to write (required there; default: the model's one head).", valueName: "task"))
+    var head: String?
     @OptionGroup var verification: VerifyOption
 
     func run() throws {
         verification.apply()
         _ = try FileChecks.resolveOutput(out, inputs: [model] + (like.map { [$0] } ?? []))
-        let (net, metadata) = try ModelFile.load(URL(fileURLWithPath: model))
+        let (net, metadata) = try ModelFile.load(URL(fileURLWithPath: model), head: head)
         var record = try ImportRecord.read(metadata, path: model)
         if let like {
             let f = try SafeTensorsFile(url: URL(fileURLWithPath: like))

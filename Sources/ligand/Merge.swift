@@ -16,7 +16,9 @@ struct Merge: ParsableCommand {
         pretrained origin; a seeds or splits suite (or --model-files) holds diverse-origin models of one task, which \
         alignment methods put into one reference's space. --model-files a.safetensors,b.safetensors,... fuses your own \
         models instead of a suite (one architecture, one task), calibrated on a stratified hold-out of the training images \
-        (--calibration-holdout, --calibration-seed), tested on the official test set. Run it under mpirun to spread the \
+        (--calibration-holdout, --calibration-seed), tested on the official test set. With --pretrained P they are experts \
+        fine-tuned from P, one task each, and --task-data d1,d2,... gives each its task's data set (its calibration \
+        hold-out cut the same way): the tasks setting of a tasks suite on your own files. Run it under mpirun to spread the \
         models over ranks: every result is bitwise the same for any number of ranks.
 
         """ + MethodRegistry.helpText())
@@ -31,6 +33,10 @@ struct Merge: ParsableCommand {
     var calibrationHoldout: Int = ModelFiles.defaultCalibrationHoldout
     @Option(help: ArgumentHelp("--model-files: seed of the calibration hold-out.", valueName: "seed"))
     var calibrationSeed: UInt64 = 0
+    @Option(help: ArgumentHelp("--model-files are experts fine-tuned from this model, one task each (needs --task-data; default: none, the files are models of one task).", valueName: "file"))
+    var pretrained: String?
+    @Option(help: ArgumentHelp("With --pretrained: each expert's data set directory, comma-separated, in --model-files' order, any layout of --data (required with --pretrained; no default).", valueName: "dirs"))
+    var taskData: String?
     @Option(help: "Architecture of the suite to use when it holds several (mlp, vgg, resnet20; default: the only one).")
     var arch: String?
     @Option(help: "Tasks suites: the tasks to fuse, comma-separated (default: every task of the suite).")
@@ -61,7 +67,15 @@ struct Merge: ParsableCommand {
         if suite == nil && modelFiles == nil { throw ValidationError("give --suite (a zoo suite) or --model-files (your own model files)") }
         if modelFiles != nil {
             if let arch { throw ValidationError("--arch \(arch) chooses among a suite's architectures; model files declare their own") }
-            if tasks != nil { throw ValidationError("--tasks applies to tasks suites; model files are models of one task") }
+            if tasks != nil { throw ValidationError("--tasks applies to tasks suites; with --pretrained, list the experts in --model-files") }
+        }
+        if pretrained != nil {
+            guard modelFiles != nil else { throw ValidationError("--pretrained goes with --model-files (the experts fine-tuned from it)") }
+            guard taskData != nil else { throw ValidationError("--pretrained needs --task-data: one data set directory per expert, in --model-files' order") }
+            if data != nil { throw ValidationError("with --pretrained each expert's task has its own data set: give them in --task-data, not --data") }
+            if models != nil { throw ValidationError("--models picks among a suite's models; with --pretrained, list the experts in --model-files") }
+        } else if taskData != nil {
+            throw ValidationError("--task-data gives the tasks of experts fine-tuned from --pretrained; without it, --data is the one task's data set")
         }
         guard MethodRegistry.method(named: method) != nil else {
             throw ValidationError("--method must be one of \(MethodRegistry.names.joined(separator: ", ")), got '\(method)'")
@@ -109,6 +123,8 @@ struct Merge: ParsableCommand {
     var files: [URL]? {
         modelFiles.map { $0.split(separator: ",").map { URL(fileURLWithPath: $0.trimmingCharacters(in: .whitespaces)) } }
     }
+    /// --task-data as URLs.
+    var taskDataURLs: [URL]? { taskData.map { $0.split(separator: ",").map { URL(fileURLWithPath: $0.trimmingCharacters(in: .whitespaces)) } } }
     var taskList: [String]? { tasks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
     /// Every non-NeuLig method: the "statistics → maps → weights" pipeline of LigandPipeline/MergeRun.
@@ -120,6 +136,8 @@ struct Merge: ParsableCommand {
             o.modelFiles = files
             o.calibrationHoldout = calibrationHoldout
             o.calibrationSeed = calibrationSeed
+            o.pretrained = pretrained.map { URL(fileURLWithPath: $0) }
+            o.taskData = taskDataURLs
             o.architecture = arch
             o.models = models
             o.tasks = taskList
@@ -155,6 +173,8 @@ struct Merge: ParsableCommand {
             o.modelFiles = files
             o.calibrationHoldout = calibrationHoldout
             o.calibrationSeed = calibrationSeed
+            o.pretrained = pretrained.map { URL(fileURLWithPath: $0) }
+            o.taskData = taskDataURLs
             o.models = models
             o.architecture = arch
             o.tasks = taskList

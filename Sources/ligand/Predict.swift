@@ -41,6 +41,8 @@ struct Predict: ParsableCommand {
     var out: String
     @Flag(help: "Also write the features (the classification head's input; default: off).")
     var features = false
+    @Option(help: ArgumentHelp("The fused file of a tasks merge holds one head per task: the task whose head to use (required there; default: the model's one head).", valueName: "task"))
+    var head: String?
     @OptionGroup var verification: VerifyOption
 
     func run() throws {
@@ -48,7 +50,7 @@ struct Predict: ParsableCommand {
         let (modelURL, inputURL, outURL) = (URL(fileURLWithPath: model), URL(fileURLWithPath: input), URL(fileURLWithPath: out))
         // The output is checked before any work: it must not be a device, FIFO, directory, the model or the input.
         _ = try FileChecks.resolveOutput(out, inputs: [model, input])
-        let (net, _) = try ModelFile.load(modelURL)
+        let (net, _) = try ModelFile.load(modelURL, head: head)
         let file = try SafeTensorsFile(url: inputURL)
         guard file.contains(tensor) else { throw ValidationError("\(input): no tensor named '\(tensor)' (it has \(file.names.joined(separator: ", ")))") }
         let shape = try file.entry(tensor).shape

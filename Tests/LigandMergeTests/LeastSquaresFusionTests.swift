@@ -61,6 +61,31 @@ final class LeastSquaresFusionTests: XCTestCase {
         }
     }
 
+    /// CLIP's tower: norm_pre is a tap of its own, `proj` a unit reading the final-normed class token, and the head
+    /// reads the unit-length projection; the plan's rows through proj, normalised, are the network's features.
+    func testCLIPPlanReadsTheProjectionAndTheUnitFeatures() throws {
+        let arch = Architecture.clip(patch: 2, width: 8, depth: 2, heads: 2, mlpRatio: 2, embed: 6, input: [4, 4, 1], classes: 3)
+        let net = try expert(arch, seed: 3)
+        for p in net.parameters { var rng = SeededRNG(seed: 7, stream: p.name); p.value = Tensor.randomNormal(p.value.shape, std: 0.5, rng: &rng) }
+        let plan = try FusionPlan(arch)
+        XCTAssertEqual(plan.units.first?.name, "patch_embed.proj")
+        XCTAssertEqual(plan.units.last?.name, "proj")
+        XCTAssertFalse(plan.units[0].hasBias, "CLIP's conv1 has no bias")
+        var rng = SeededRNG(seed: 4, stream: "x")
+        let x = Tensor.randomNormal([3] + arch.input, rng: &rng)
+        let taps = LeastSquaresFusion.taps(net, x)
+        XCTAssertEqual(taps.count, 1 + 5 * 2 + 2, "norm_pre, five per block, norm, proj")
+        let features = net.features(x)
+        XCTAssertEqual(try plan.input(of: plan.head, image: x, taps: taps).storage, features.storage)
+        let u = plan.units.last!
+        let (m, rows) = LeastSquaresFusion.rows(u, try plan.input(of: u, image: x, taps: taps), images: 0..<3, extra: 0)
+        let y = Matrix(rows: m, cols: u.columns, data: rows).multiplied(by: try LeastSquaresFusion.fold(u, net.stateDictionary()).weight, transOther: true)
+        for r in 0..<m {
+            let row = (0..<u.outChannels).map { y[r, $0] }, norm = row.map { $0 * $0 }.reduce(0, +).squareRoot()
+            for j in 0..<u.outChannels { XCTAssertEqual(row[j] / norm, Double(features[r * u.outChannels + j]), accuracy: 1e-5) }
+        }
+    }
+
     /// For every unit whose output feeds a ReLU tap directly, relu(W·rows + b) from the plan's input and the
     /// folded layer equals that tap: the plan's sources, pools, im2col order and BatchNorm folding are right.
     func testPlanInputsAndFoldedLayersReproduceTheNetwork() throws {

@@ -116,6 +116,13 @@ final class MergeTests: XCTestCase {
         XCTAssertNotNil(g.unalignable)
         XCTAssertNil(try MergeGraph(Self.resnet).unalignable)
         XCTAssertThrowsError(try requireSameArchitecture([arch, Self.mlp])) { XCTAssertTrue("\($0)".contains("vit")) }
+        // CLIP's tower: norm_pre a LayerNorm, proj a weight of the backbone, the class embedding an embedding.
+        let clip = try MergeGraph(.clip(patch: 7, width: 8, depth: 1, heads: 2, embed: 6, input: [28, 28, 1], classes: 10))
+        XCTAssertEqual(clip.role(named: "norm_pre.weight")!.kind, .normWeight)
+        XCTAssertEqual(clip.role(named: "proj.weight")!.kind, .linearWeight)
+        XCTAssertFalse(clip.role(named: "proj.weight")!.isHead)
+        XCTAssertNil(clip.role(named: "patch_embed.proj.bias"))
+        XCTAssertThrowsError(try requireSameArchitecture([arch, clip.architecture]))
     }
 
     // MARK: exactness of permutations

@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import LigandNumerics
 @testable import LigandNN
 
@@ -149,6 +150,8 @@ final class GradientTests: XCTestCase {
             .vgg([.conv(3), .pool, .conv(4)], input: [6, 6, 2], classes: 3, batchNorm: true),
             .resnet20(width: 1, input: [8, 8, 1], classes: 3),
             .vit(patch: 2, width: 8, depth: 2, heads: 2, mlpRatio: 1.5, input: [4, 6, 2], classes: 3),
+            // CLIP's tower: norm_pre, QuickGELU, ε 1e-5, a bias-free patch projection, proj and unit-length features.
+            .clip(patch: 2, width: 8, depth: 2, heads: 2, mlpRatio: 1.5, embed: 5, input: [4, 6, 2], classes: 3),
         ]
         for arch in archs {
             let net = try Network<Double>(arch, seed: 11)
@@ -205,6 +208,20 @@ final class GradientTests: XCTestCase {
         let y = g.forward(T(shape: [2], storage: [1, -2]), training: false)
         XCTAssertEqual(y.storage[0], 0.8413447460685429, accuracy: 1e-12)
         XCTAssertEqual(y.storage[1], -2 * 0.022750131948179195, accuracy: 1e-12)
+    }
+
+    func testQuickGELUIsCLIPsAndDifferentiable() {
+        let g = GELU<Double>(quick: true)
+        check(name: "QuickGELU", input: [4, 9], params: [], forward: { g.forward($0, training: true) }, backward: { g.backward($0) })
+        // x·σ(1.702x) at x = 1: 1 / (1 + e^−1.702).
+        XCTAssertEqual(g.forward(T(shape: [1], storage: [1]), training: false).storage[0], 1 / (1 + Foundation.exp(-1.702)), accuracy: 1e-12)
+    }
+
+    func testUnitNorm() {
+        let u = UnitNorm<Double>()
+        check(name: "UnitNorm", input: [5, 7], params: [], forward: { u.forward($0, training: true) }, backward: { u.backward($0) })
+        let y = u.forward(T(shape: [2, 2], storage: [3, 4, 0, 0]), training: false)
+        XCTAssertEqual(y.storage, [0.6, 0.8, 0, 0], "rows scaled to length 1; a zero row stays zero (F.normalize's ε)")
     }
 
     func testMultiHeadAttention() {

@@ -73,7 +73,7 @@ public enum MethodRegistry {
     public static func check(_ m: any MergeMethod.Type, kind: SuiteKind, modelFiles: Bool = false) -> String? {
         if modelFiles {
             guard m.accepts.contains(.seeds) else {
-                return "\(m.name) combines task vectors and needs a tasks suite (a pretrained model and experts); model files are merged as diverse-origin models of one task (use \(all.filter { $0.accepts.contains(.seeds) }.map { $0.name }.joined(separator: ", ")))"
+                return "\(m.name) combines task vectors and needs a tasks suite (a pretrained model and experts); model files are merged as diverse-origin models of one task (use \(all.filter { $0.accepts.contains(.seeds) }.map { $0.name }.joined(separator: ", "))), or as experts of their own tasks with --pretrained and --task-data"
             }
             return nil
         }
