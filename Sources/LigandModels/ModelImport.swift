@@ -103,6 +103,7 @@ public enum ModelImport {
             shapes[name] = e.shape
         }
         guard !original.isEmpty else { throw fail("holds no tensors") }
+        if o.activation != nil, o.architecture != nil { throw fail("--activation and --architecture: give the activation in the architecture's JSON (\"activation\": \"quick_gelu\")") }
         var notes: [String] = []
         let towers = o.architecture.map { $0.kind == .vit ? clipTowers(Set(shapes.keys)) : [] } ?? clipTowers(Set(shapes.keys))
         guard towers.count <= 1 else { throw fail("holds \(towers.count) CLIP image towers (\(towers.map { "'\($0)'" }.joined(separator: ", "))); import one file per model") }

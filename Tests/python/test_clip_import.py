@@ -161,6 +161,8 @@ def test_clip_refusals_name_the_tensor_or_flag(tmp_path):
     assert "not divisible" in refused(t, "--heads", 5)
     two = dict(t) | {"other.visual." + k[len(PREFIX):]: v for k, v in t.items() if k.startswith(PREFIX)}
     assert "2 CLIP image towers" in refused(two, "--heads", 2)
+    arch = json.dumps({"kind": "vit", "input": [28, 28, 1], "classes": 10, "width": 24, "patch": 4, "depth": 2, "heads": 2, "mlp_ratio": 64 / 24})
+    assert "--activation and --architecture" in refused(t, "--activation", "gelu", "--architecture", arch)
 
 
 def task_data(root, rng, classes, n_train=240, n_test=40):
