@@ -121,8 +121,12 @@ public enum ModelImport {
             mlpMapping = clipForm.mapping
         case .mlp:
             let m: [String: String]
-            (arch, m, layout) = try mlp(shapes, o, path: path, notes: &notes)
+            var mo = o
+            if mo.input == nil { mo.input = o.architecture?.input }
+            (arch, m, layout) = try mlp(shapes, mo, path: path, notes: &notes)
             mlpMapping = m
+            // A given architecture is the whole of it: the tensors are then checked against it, by name and shape.
+            if let given = o.architecture { arch = given; if let i = o.input { arch.input = i } }
         case .vit, .resnet20, .vgg:
             if o.layout == .flax { throw fail("--layout flax is only read for MLPs; save a \(kind.rawValue) with PyTorch's layout (timm/torchvision names)") }
             layout = .torch

@@ -18,6 +18,7 @@ struct DoubleList: ExpressibleByArgument {
 /// An image shape H,W,C.
 struct ImageShape: ExpressibleByArgument {
     let values: [Int]
+    var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
     init?(argument: String) {
         let parts = argument.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard parts.count == 3, parts.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 1 << 16 }) else { return nil }

@@ -9,8 +9,8 @@ struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a freshly initialised model (the architecture in its metadata) without training it.")
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(help: "Input image shape as H,W,C.")
-    var input: String = "28,28,1"
+    @Option(help: ArgumentHelp("Input image shape.", valueName: "H,W,C"))
+    var input: ImageShape = ImageShape(argument: "28,28,1")!
     @Option(help: "Number of classes.")
     var classes: Int = 10
     @Option(help: "Initialisation seed.")
@@ -19,9 +19,7 @@ struct Init: ParsableCommand {
     var out: String
 
     func run() throws {
-        let shape = input.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard shape.count == 3 else { throw ValidationError("--input must be H,W,C, got '\(input)'") }
-        let net = try Network<Float>(try architecture.architecture(input: shape, classes: classes), seed: seed)
+        let net = try Network<Float>(try architecture.architecture(input: input.values, classes: classes), seed: seed)
         try ModelFile.save(net, to: URL(fileURLWithPath: out))
         print("\(net.architecture) (\(net.parameterCount) parameters) → \(out)")
     }

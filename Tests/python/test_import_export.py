@@ -288,6 +288,10 @@ def test_refusals_name_the_tensor(tmp_path):
     assert r.returncode != 0 and "takes 300" in r.stderr
     r = ligand("import", tmp_path / "odd.safetensors", "--out", tmp_path / "m2.safetensors", "--input", "10,10,3", "--mean", "0.5,0.5", "--std", "0.2,0.2", ok=False)
     assert r.returncode != 0 and "normalize" in r.stderr and not (tmp_path / "m2.safetensors").exists()
+    # A given architecture is the whole of it: an MLP's hidden widths are checked against the tensors, not ignored.
+    arch = json.dumps({"kind": "mlp", "input": [10, 10, 3], "classes": 10, "hidden": [20]})
+    r = ligand("import", tmp_path / "odd.safetensors", "--out", tmp_path / "m3.safetensors", "--architecture", arch, ok=False)
+    assert r.returncode != 0 and "[20, 300]" in r.stderr and "the file's '1.weight'" in r.stderr
 
 
 def read_idx(path):
