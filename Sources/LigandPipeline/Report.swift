@@ -33,6 +33,10 @@ public struct RunRecord: Codable, Sendable, Equatable {
     /// Payload bytes rank 0 moved through collectives during the run (0 on one rank).
     public var bytesCommunicated: Int?
     public var ranks: Int
+    /// Per rank (index = rank): CPU seconds (user + system, every thread) and peak resident bytes over the run
+    /// (nil in reports written before they were measured, or where the kernel does not report the peak).
+    public var cpuSecondsPerRank: [Double]?
+    public var peakResidentBytesPerRank: [Int]?
 
     public init(suite: String, suiteKind: String, architecture: String, method: String, mode: String? = nil, k: Int, subset: [String],
                 subsetIndices: [Int], seed: UInt64, split: String = "test", columns: [String], accuracies: [Double], accuracy: Double,
@@ -54,7 +58,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     /// The records of one run from its report rows: the merged rows of `method`, with the ensemble and best single beside them.
     public static func from(rows: [ReportRow], method: String, suite: String, suiteKind: String, architecture: String, columns: [String],
                             k: Int, subset: [String], subsetIndices: [Int], seed: UInt64, settings: [String: String],
-                            wallSeconds: Double, bytes: Int?, ranks: Int) -> [RunRecord] {
+                            wallSeconds: Double, bytes: Int?, ranks: Int,
+                            usage: (cpuSeconds: [Double], peakResidentBytes: [Int]?)? = nil) -> [RunRecord] {
         // NeuLig reports a fused row per mode; every other method one.
         let fused = rows.filter { $0.kind == .fused }
         let merged = method == "neulig" ? fused : Array(fused.prefix(1))
@@ -69,10 +74,13 @@ public struct RunRecord: Codable, Sendable, Equatable {
             let mode: String? = n.contains("task mode") ? "task" : n.contains("global mode") ? "global" : n.contains("per batch") ? "batch" : nil
             var hp = settings
             for (key, v) in row.hyperparameters { hp[key] = v }
-            return RunRecord(suite: suite, suiteKind: suiteKind, architecture: architecture, method: method, mode: mode, k: k, subset: subset,
-                             subsetIndices: subsetIndices, seed: seed, columns: columns, accuracies: row.accuracies, accuracy: row.mean,
-                             ensemble: ensembleRow?.mean, bestSingle: best, portlandEnsemble: portland, baselines: others, hyperparameters: hp, wallSeconds: wallSeconds,
-                             bytesCommunicated: bytes, ranks: ranks)
+            var record = RunRecord(suite: suite, suiteKind: suiteKind, architecture: architecture, method: method, mode: mode, k: k, subset: subset,
+                                   subsetIndices: subsetIndices, seed: seed, columns: columns, accuracies: row.accuracies, accuracy: row.mean,
+                                   ensemble: ensembleRow?.mean, bestSingle: best, portlandEnsemble: portland, baselines: others, hyperparameters: hp,
+                                   wallSeconds: wallSeconds, bytesCommunicated: bytes, ranks: ranks)
+            record.cpuSecondsPerRank = usage?.cpuSeconds
+            record.peakResidentBytesPerRank = usage?.peakResidentBytes
+            return record
         }
     }
 }
@@ -104,6 +112,12 @@ extension RunRecord {
         if !(wallSeconds.isFinite && wallSeconds >= 0) { return ("wallSeconds", "must be a finite number of seconds ≥ 0, got \(wallSeconds)") }
         if ranks < 1 { return ("ranks", "must be at least 1, got \(ranks)") }
         if let b = bytesCommunicated, b < 0 { return ("bytesCommunicated", "must be ≥ 0, got \(b)") }
+        if let c = cpuSecondsPerRank, c.count != ranks || c.contains(where: { !($0.isFinite && $0 >= 0) }) {
+            return ("cpuSecondsPerRank", "must hold one finite number of seconds ≥ 0 per rank (\(ranks)), got \(c)")
+        }
+        if let m = peakResidentBytesPerRank, m.count != ranks || m.contains(where: { $0 < 0 }) {
+            return ("peakResidentBytesPerRank", "must hold one byte count ≥ 0 per rank (\(ranks)), got \(m)")
+        }
         if let i = subsetIndices.first(where: { $0 < 0 }) { return ("subsetIndices", "must be model indices ≥ 0, got \(i)") }
         return nil
     }
@@ -166,6 +180,12 @@ public struct RunGroup: Codable, Sendable, Equatable {
     /// Mean of (merged − ensemble) in percentage points.
     public var gapPoints: Double?
     public var wallSeconds: Double
+    /// The busiest rank's CPU seconds (mean over the runs) and the largest peak resident bytes of any rank and run
+    /// (nil when a run did not measure them).
+    public var cpuSecondsMaxRank: Double?
+    public var peakResidentBytesMaxRank: Int?
+    /// Mean bytes rank 0 moved through collectives per run.
+    public var bytesCommunicated: Double?
 }
 
 /// The whole output of `ligand run`: the records and their grouping.
@@ -217,7 +237,10 @@ public struct RunReport: Codable, Sendable {
                                 ensemble: ens.isEmpty ? nil : MeanStd(ens), bestSingle: best.isEmpty ? nil : MeanStd(best),
                                 portlandEnsemble: portland.isEmpty ? nil : MeanStd(portland), normalised: normalised.isEmpty ? nil : MeanStd(normalised),
                                 gapPoints: gaps.isEmpty ? nil : gaps.reduce(0, +) / Double(gaps.count),
-                                wallSeconds: g.reduce(0) { $0 + $1.wallSeconds })
+                                wallSeconds: g.reduce(0) { $0 + $1.wallSeconds },
+                                cpuSecondsMaxRank: g.allSatisfy { $0.cpuSecondsPerRank != nil } ? MeanStd(g.map { $0.cpuSecondsPerRank!.max() ?? 0 }).mean : nil,
+                                peakResidentBytesMaxRank: g.allSatisfy { $0.peakResidentBytesPerRank != nil } ? g.map { $0.peakResidentBytesPerRank!.max() ?? 0 }.max() : nil,
+                                bytesCommunicated: g.allSatisfy { $0.bytesCommunicated != nil } ? MeanStd(g.map { Double($0.bytesCommunicated!) }).mean : nil)
             }
         }
     }
@@ -250,6 +273,18 @@ public struct RunReport: Codable, Sendable {
                     s += "\(g.ensemble?.percent ?? "–") | \(g.bestSingle?.percent ?? "–") | " + (g.gapPoints.map { String(format: "%+.2f", $0) } ?? "–") + " | "
                 }
                 s += String(format: "%.1f |\n", g.wallSeconds)
+            }
+        }
+        let measured = gs.filter { $0.cpuSecondsMaxRank != nil || $0.peakResidentBytesMaxRank != nil }
+        if !measured.isEmpty {
+            s += "\n## Cost per run\n\nThe busiest rank's CPU seconds (user + system, every thread; mean over the runs), the largest peak resident "
+            s += "memory of any rank and run, and the bytes rank 0 moved through collectives (mean over the runs); costs-vs-k.svg draws them against K.\n\n"
+            s += "| suite | series | K | runs | wall s | CPU s (busiest rank) | peak RSS MB (any rank) | MB communicated |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+            for g in measured {
+                s += "| \(markdownEscaped(g.suite)) | \(markdownEscaped(g.series)) | \(g.k) | \(g.runs) | " + String(format: "%.1f", g.wallSeconds) + " | "
+                s += (g.cpuSecondsMaxRank.map { String(format: "%.1f", $0) } ?? "–") + " | "
+                s += (g.peakResidentBytesMaxRank.map { String(format: "%.0f", Double($0) / 1e6) } ?? "–") + " | "
+                s += (g.bytesCommunicated.map { String(format: "%.2f", $0 / 1e6) } ?? "–") + " |\n"
             }
         }
         return s

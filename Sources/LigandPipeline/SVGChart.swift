@@ -126,6 +126,39 @@ public enum SVGChart {
         return document(width: max(1, Double(names.count)) * w, height: h, body: body)
     }
 
+    /// What each run cost against K on log-log axes (log₂ K, log₁₀ of the figure): wall seconds, the busiest rank's CPU
+    /// seconds, the largest peak resident memory of a rank, and the bytes rank 0 communicated; one line per suite and
+    /// method, a panel per figure (a figure no run measured is left out).
+    public static func costsVsK(_ report: RunReport) -> String {
+        let figures: [(title: String, unit: String, value: (RunGroup) -> Double?)] = [
+            ("wall time", "log₁₀ seconds", { $0.wallSeconds / Double(max(1, $0.runs)) }),
+            ("CPU time of the busiest rank", "log₁₀ seconds", { $0.cpuSecondsMaxRank }),
+            ("peak resident memory of a rank", "log₁₀ MB", { $0.peakResidentBytesMaxRank.map { Double($0) / 1e6 } }),
+            ("bytes communicated (rank 0)", "log₁₀ MB", { $0.bytesCommunicated.flatMap { $0 > 0 ? $0 / 1e6 : nil } }),
+        ]
+        let gs = report.groups, w = 700.0, h = 380.0
+        var names: [String] = []
+        for g in gs where !names.contains("\(g.suite): \(g.series)") { names.append("\(g.suite): \(g.series)") }
+        var body = "", panels = 0
+        for fig in figures {
+            var series: [Series] = []
+            for (j, name) in names.enumerated() {
+                let pts = gs.filter { "\($0.suite): \($0.series)" == name }.compactMap { g -> (x: Double, y: Double)? in
+                    guard let v = fig.value(g), v > 0 else { return nil }
+                    return (log2(Double(g.k)), log10(v))
+                }
+                if !pts.isEmpty { series.append(Series(name: name, points: pts, color: palette[j % palette.count])) }
+            }
+            guard !series.isEmpty else { continue }
+            let xs = series.flatMap { $0.points.map(\.x) }
+            body += panel(title: fig.title, xLabel: "log₂ K (models merged)", yLabel: fig.unit, series: series,
+                          xRange: ((xs.min() ?? 1) - 0.25, (xs.max() ?? 1) + 0.25), yRange: range(series.flatMap { $0.points.map(\.y) }, pad: 0.1),
+                          integerX: false, diagonal: false, origin: (Double(panels % 2) * w, Double(panels / 2) * h), size: (w, h))
+            panels += 1
+        }
+        return document(width: (panels > 1 ? 2 : 1) * w, height: Double(max(1, (panels + 1) / 2)) * h, body: body)
+    }
+
     /// Merged against ensemble accuracy (%), one point per subset (mean over seeds), one colour per method, with y = x.
     public static func mergedVsEnsemble(_ report: RunReport) -> String {
         var seriesNames: [String] = []

@@ -15,7 +15,7 @@ struct Run: ParsableCommand {
         The recipe names a zoo recipe, experiments (a suite, or a list of model files and their data set; methods \
         with their options, K values and subsets) and the number of seeds (docs/run.md). Suites that are not cached are built first, under the same ranks. \
         Every method × K × subset × seed then runs in this process on every rank; rank 0 writes OUT/report.json \
-        (every figure), OUT/report.md (the table it prints), OUT/accuracy-vs-k.svg and OUT/merged-vs-ensemble.svg. \
+        (every figure), OUT/report.md (the table it prints), OUT/accuracy-vs-k.svg, OUT/merged-vs-ensemble.svg and OUT/costs-vs-k.svg. \
         Run it under mpirun to spread the models over ranks.
         """)
 
@@ -85,7 +85,7 @@ struct Run: ParsableCommand {
                 let report = RunReport(recipe: recipe, ranks: comm.size, records: records)
                 try Self.write(report, to: outDir)
                 print(report.markdown(), terminator: "")
-                print("\nreport: \(outDir.appendingPathComponent("report.json").path), \(outDir.appendingPathComponent("report.md").path), charts: accuracy-vs-k.svg, merged-vs-ensemble.svg")
+                print("\nreport: \(outDir.appendingPathComponent("report.json").path), \(outDir.appendingPathComponent("report.md").path), charts: accuracy-vs-k.svg, merged-vs-ensemble.svg, costs-vs-k.svg")
             }
         }
     }
@@ -100,9 +100,15 @@ struct Run: ParsableCommand {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeAtomically(try enc.encode(report), to: dir.appendingPathComponent("report.json").path)
+        try writeViews(report, to: dir)
+    }
+
+    /// The report's Markdown and SVG charts (`ligand report` writes them again from a report.json).
+    static func writeViews(_ report: RunReport, to dir: URL) throws {
         try writeAtomically(Data(report.markdown().utf8), to: dir.appendingPathComponent("report.md").path)
         try writeAtomically(Data(SVGChart.accuracyVsK(report).utf8), to: dir.appendingPathComponent("accuracy-vs-k.svg").path)
         try writeAtomically(Data(SVGChart.mergedVsEnsemble(report).utf8), to: dir.appendingPathComponent("merged-vs-ensemble.svg").path)
+        try writeAtomically(Data(SVGChart.costsVsK(report).utf8), to: dir.appendingPathComponent("costs-vs-k.svg").path)
     }
 
     /// One planned run on every rank; its records (identical on every rank).
@@ -110,7 +116,7 @@ struct Run: ParsableCommand {
                         evaluator: Evaluator, log: @escaping (String) -> Void) throws -> [RunRecord] {
         let e = r.experiments[p.experiment], m = p.method
         let runDir = out.appendingPathComponent("runs/\(e.name)-\(m.label.replacingOccurrences(of: " ", with: "-").filter { $0 != "(" && $0 != ")" })-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
-        let start = Date()
+        let start = Date(), mark = ResourceMark.start()
         // A models experiment's own data set, else the run's.
         let data = e.files?.data.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? dataDirectory
         if m.method.family != .neulig {
@@ -126,9 +132,10 @@ struct Run: ParsableCommand {
             if let f = e.files { o.modelFiles = f.urls; o.calibrationHoldout = f.calibration; o.calibrationSeed = f.calibrationSeed }
             let counter = CountingCommunicator(comm)
             let report = try MergeRun.run(o, comm: counter, log: log)
+            let wall = Date().timeIntervalSince(start), bytes = counter.bytes
             return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind, architecture: report.architecture,
                                   columns: report.columns, k: p.k, subset: report.models, subsetIndices: p.subset, seed: p.seed, settings: m.settings,
-                                  wallSeconds: Date().timeIntervalSince(start), bytes: counter.bytes, ranks: comm.size)
+                                  wallSeconds: wall, bytes: bytes, ranks: comm.size, usage: try mark.gathered(comm))
         }
         var o = NeuLigOptions(suite: e.name, outDirectory: runDir)
         o.parameters = m.parameters
@@ -147,11 +154,11 @@ struct Run: ParsableCommand {
         o.evaluator = evaluator
         let report: NeuLigReport
         do { report = try NeuLigRun.run(o, comm: comm, log: log) } catch let err as PipelineError { throw PipelineError("\(e.name): neulig: \(err)", everyRank: err.everyRank) }
-        let sameTask = report.suiteKind != nil
+        let sameTask = report.suiteKind != nil, wall = Date().timeIntervalSince(start)
         return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
                               columns: sameTask ? ["accuracy"] : report.tasks, k: p.k, subset: report.modelNames ?? report.tasks,
-                              subsetIndices: p.subset, seed: p.seed, settings: m.settings, wallSeconds: Date().timeIntervalSince(start),
-                              bytes: report.bytesCommunicated, ranks: comm.size)
+                              subsetIndices: p.subset, seed: p.seed, settings: m.settings, wallSeconds: wall,
+                              bytes: report.bytesCommunicated, ranks: comm.size, usage: try mark.gathered(comm))
     }
 }
 
@@ -178,9 +185,7 @@ struct ReportCommand: ParsableCommand {
         }
         let dir = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? url.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try writeAtomically(Data(report.markdown().utf8), to: dir.appendingPathComponent("report.md").path)
-        try writeAtomically(Data(SVGChart.accuracyVsK(report).utf8), to: dir.appendingPathComponent("accuracy-vs-k.svg").path)
-        try writeAtomically(Data(SVGChart.mergedVsEnsemble(report).utf8), to: dir.appendingPathComponent("merged-vs-ensemble.svg").path)
+        try Run.writeViews(report, to: dir)
         print(report.markdown(), terminator: "")
     }
 

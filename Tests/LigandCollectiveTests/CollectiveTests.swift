@@ -17,6 +17,27 @@ private func doubles(rank: Int, count: Int) -> [Double] { (0..<count).map { Doub
 final class CollectiveTests: XCTestCase {
     let sizes = [1, 2, 3, 4]
 
+    /// Every rank's CPU time and peak memory reach every rank in rank order; the peak covers an allocation made
+    /// after the mark (in-process ranks share one process, so each reads the same peak).
+    func testResourceMarksAreGatheredPerRank() throws {
+        let results = try InProcessCommunicator.run(size: 3) { comm -> (cpuSeconds: [Double], peakResidentBytes: [Int]?) in
+            let mark = ResourceMark.start()
+            var big = [Double](repeating: 1, count: 8 << 20)   // 64 MiB, touched
+            for i in stride(from: 0, to: big.count, by: 512) { big[i] += Double(comm.rank) }
+            XCTAssertGreaterThan(big[0] + big[big.count - 1], 0)
+            try comm.barrier()
+            return try mark.gathered(comm)
+        }
+        for r in results {
+            XCTAssertEqual(r.cpuSeconds.count, 3)
+            XCTAssertTrue(r.cpuSeconds.allSatisfy { $0.isFinite && $0 >= 0 })
+            XCTAssertEqual(r.cpuSeconds, results[0].cpuSeconds, "every rank holds the same gathered figures")
+            let peak = try XCTUnwrap(r.peakResidentBytes, "Linux reports VmHWM")
+            XCTAssertEqual(peak.count, 3)
+            XCTAssertGreaterThan(peak.min()!, 64 << 20, "the 64 MiB array counts toward the peak")
+        }
+    }
+
     func testBlockRangeIsContiguousBalancedAndComplete() {
         for count in 0..<20 {
             for parts in 1...6 {

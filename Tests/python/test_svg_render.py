@@ -17,7 +17,8 @@ def record(suite, kind, method, k, subset, seed, acc, ens, best, mode=None):
     return {"suite": suite, "suiteKind": kind, "architecture": "mlp", "method": method, "mode": mode, "k": k,
             "subset": [f"m{i}" for i in subset], "subsetIndices": subset, "seed": seed, "split": "test",
             "columns": ["accuracy"], "accuracies": [acc], "accuracy": acc, "ensemble": ens, "bestSingle": best,
-            "baselines": {}, "hyperparameters": {}, "wallSeconds": 1.5, "bytesCommunicated": 0, "ranks": 1}
+            "baselines": {}, "hyperparameters": {}, "wallSeconds": 1.5 * k, "bytesCommunicated": 0, "ranks": 1,
+            "cpuSecondsPerRank": [1.2 * k], "peakResidentBytesPerRank": [int(100e6 * k)]}
 
 
 def fixture():
@@ -78,7 +79,8 @@ BLUE, RED, GREEN, BLACK = (0x1f, 0x77, 0xb4), (0xd6, 0x27, 0x28), (0x2c, 0xa0, 0
 
 @needs_chromium
 @pytest.mark.parametrize("chart,size,series", [("accuracy-vs-k.svg", "1400,380", [BLUE, RED, BLACK]),
-                                               ("merged-vs-ensemble.svg", "760,520", [BLUE, RED, GREEN])])
+                                               ("merged-vs-ensemble.svg", "760,520", [BLUE, RED, GREEN]),
+                                               ("costs-vs-k.svg", "1400,380", [BLUE, RED, GREEN])])
 def test_charts_render_and_are_not_blank(tmp_path, chart, size, series):
     (tmp_path / "report.json").write_text(json.dumps(fixture()))
     r = subprocess.run([LIGAND, "report", str(tmp_path / "report.json")], capture_output=True, text=True)
@@ -101,6 +103,19 @@ def test_charts_render_and_are_not_blank(tmp_path, chart, size, series):
     # Each series' colour (accuracy-vs-k: two methods per panel and the black ensemble line) is drawn.
     for rgb in series:
         assert any(all(abs(p - q) <= 8 for p, q in zip(c, rgb)) for c in colours), f"no pixel near {rgb}"
+
+
+def test_the_cost_table_and_its_bounds(tmp_path):
+    (tmp_path / "report.json").write_text(json.dumps(fixture()))
+    r = subprocess.run([LIGAND, "report", str(tmp_path / "report.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # K = 3: two runs of 4.5 s wall, 3.6 CPU s each, 300 MB peak; no bytes (one rank).
+    assert "| demo-seeds | cca | 3 | 2 | 9.0 | 3.6 | 300 | 0.00 |" in r.stdout
+    bad = fixture()
+    bad["records"][0]["cpuSecondsPerRank"] = [1.0, 2.0]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    r = subprocess.run([LIGAND, "report", str(tmp_path / "bad.json")], capture_output=True, text=True)
+    assert r.returncode != 0 and "cpuSecondsPerRank" in r.stderr and "per rank (1)" in r.stderr
 
 
 def test_report_names_the_file_and_field_of_a_bad_json(tmp_path):
