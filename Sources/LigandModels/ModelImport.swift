@@ -139,7 +139,8 @@ public enum ModelImport {
         if var n = o.normalize {
             // One mean and std stand for every channel.
             if n.mean.count == 1, n.std.count == 1, arch.input.count == 3, arch.input[2] > 1 {
-                n = .init(mean: Array(repeating: n.mean[0], count: arch.input[2]), std: Array(repeating: n.std[0], count: arch.input[2]))
+                n = .init(mean: Array(repeating: n.mean[0], count: arch.input[2]), std: Array(repeating: n.std[0], count: arch.input[2]),
+                          scale: n.scale, channels: n.channels)
             }
             arch.normalize = n
         }

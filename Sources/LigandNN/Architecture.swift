@@ -45,25 +45,46 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
     public var activation: Activation?, eps: Double?, preNorm: Bool?, patchBias: Bool?, embed: Int?, unitFeatures: Bool?
     /// The transformer MLP's activation: exact GELU (timm, PyTorch's default) or QuickGELU, x·σ(1.702x) (OpenAI's CLIP).
     public enum Activation: String, Codable, Sendable, CaseIterable { case gelu, quickGELU = "quick_gelu" }
-    /// The input contract beyond pixels / 255: (x − mean[c]) / std[c] per channel before the first layer, as
-    /// torchvision's `Normalize` (nil: the network takes pixels / 255 as they are, and the JSON is unchanged).
+    /// The input contract beyond pixels / 255: `Normalization` before the first layer (nil: the network takes
+    /// pixels / 255 as they are, and the JSON is unchanged).
     public var normalize: Normalization?
 
-    /// Per-channel input normalisation, applied by the network itself so every command that feeds it images agrees.
+    /// The input contract beyond pixels / 255, applied by the network itself so every command that feeds it images
+    /// agrees: y[c] = (x[channels[c]] · scale − mean[c]) / std[c], x the stored image in [0, 1] (torchvision's
+    /// `Normalize` after `ToTensor`, with `scale` 255 for a model trained on raw 0…255 pixels and `channels`
+    /// [2, 1, 0] for one trained on BGR images).
     public struct Normalization: Codable, Equatable, Sendable {
         public var mean: [Double]
         public var std: [Double]
-        public init(mean: [Double], std: [Double]) { self.mean = mean; self.std = std }
+        /// Multiplies the [0, 1] pixels first (nil: 1).
+        public var scale: Double?
+        /// Which stored channel each input channel reads (nil: as stored).
+        public var channels: [Int]?
+        public init(mean: [Double], std: [Double], scale: Double? = nil, channels: [Int]? = nil) {
+            self.mean = mean; self.std = std
+            self.scale = scale == 1 ? nil : scale
+            self.channels = channels.flatMap { $0 == Array(0..<$0.count) ? nil : $0 }
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(mean: try c.decode([Double].self, forKey: .mean), std: try c.decode([Double].self, forKey: .std),
+                      scale: try c.decodeIfPresent(Double.self, forKey: .scale), channels: try c.decodeIfPresent([Int].self, forKey: .channels))
+        }
 
         /// Problems for an image of `channels` channels, each naming the field.
-        public func validationErrors(channels: Int) -> [String] {
+        public func validationErrors(channels count: Int) -> [String] {
             var e: [String] = []
-            if mean.count != channels || std.count != channels {
-                e.append("normalize needs one mean and one std per input channel (\(channels)), got \(mean.count) and \(std.count)")
+            if mean.count != count || std.count != count {
+                e.append("normalize needs one mean and one std per input channel (\(count)), got \(mean.count) and \(std.count)")
             }
             if let m = mean.first(where: { !$0.isFinite }) { e.append("normalize.mean must be finite, got \(m)") }
             if let s = std.first(where: { !($0.isFinite && $0 > 0 && 1 / $0 < Double(Float.greatestFiniteMagnitude)) }) {
                 e.append("normalize.std must be positive and finite, got \(s)")
+            }
+            if let scale, !(scale.isFinite && scale > 0 && scale <= 1e6) { e.append("normalize.scale must be in (0, 1e6], got \(scale)") }
+            if let channels, channels.sorted() != Array(0..<count) {
+                e.append("normalize.channels must order the \(count) input channels (a permutation of 0…\(count - 1), e.g. [2, 1, 0] for BGR), got \(channels)")
             }
             return e
         }
@@ -285,7 +306,7 @@ public struct Architecture: Codable, Equatable, Sendable, CustomStringConvertibl
         try JSONDecoder().decode(Architecture.self, from: Data(json.utf8))
     }
 
-    public var description: String { baseDescription + (normalize.map { " on (x − \($0.mean)) / \($0.std)" } ?? "") }
+    public var description: String { baseDescription + (normalize.map { " on " + $0.formula } ?? "") }
 
     private var baseDescription: String {
         switch kind {

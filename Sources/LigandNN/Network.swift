@@ -361,24 +361,41 @@ public final class Network<S: FloatScalar> {
 }
 
 extension Architecture.Normalization {
-    /// (x − mean[c]) / std[c] over the last (channel) axis of an NHWC batch.
-    public func apply<S: FloatScalar>(_ x: TensorOf<S>) -> TensorOf<S> { affine(x, shift: mean.map { S($0) }) }
-
-    /// dL/dx = dL/dy / std[c]: the gradient through `apply`.
-    func backward<S: FloatScalar>(_ d: TensorOf<S>) -> TensorOf<S> { affine(d, shift: nil) }
-
-    private func affine<S: FloatScalar>(_ x: TensorOf<S>, shift: [S]?) -> TensorOf<S> {
-        let scale = std.map { S(1 / $0) }, c = scale.count
+    /// y[c] = (x[channels[c]] · scale − mean[c]) / std[c] over the last (channel) axis of an NHWC batch.
+    public func apply<S: FloatScalar>(_ x: TensorOf<S>) -> TensorOf<S> {
+        let order = channels ?? Array(0..<std.count), c = order.count
+        let inverse = std.map { S(1 / $0) }, shift = mean.map { S($0) }, s = S(scale ?? 1)
         precondition(c > 0 && x.count % c == 0, "normalize: \(x.shape) is not a whole number of \(c)-channel pixels")
         var y = x
-        y.withUnsafeMutableBufferPointer { p in
+        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
             var i = 0
-            while i < p.count {
-                for k in 0..<c { p[i + k] = (p[i + k] - (shift?[k] ?? 0)) * scale[k] }
+            while i < px.count {
+                // Without a scale the product is skipped, so a plain (x − mean) / std keeps its bits.
+                for k in 0..<c { py[i + k] = ((scale == nil ? px[i + order[k]] : px[i + order[k]] * s) - shift[k]) * inverse[k] }
                 i += c
             }
-        }
+        } }
         return y
+    }
+
+    /// dL/dx[channels[c]] = dL/dy[c] · scale / std[c]: the gradient through `apply`.
+    func backward<S: FloatScalar>(_ d: TensorOf<S>) -> TensorOf<S> {
+        let order = channels ?? Array(0..<std.count), c = order.count
+        let inverse = std.map { S(1 / $0) }, s = S(scale ?? 1)
+        var y = d
+        d.withUnsafeBufferPointer { pd in y.withUnsafeMutableBufferPointer { py in
+            var i = 0
+            while i < pd.count {
+                for k in 0..<c { py[i + order[k]] = scale == nil ? pd[i + k] * inverse[k] : pd[i + k] * inverse[k] * s }
+                i += c
+            }
+        } }
+        return y
+    }
+
+    /// The contract as a formula: "(x · 255 − [0.5]) / [0.25]", "(x[2, 1, 0] − …) / …".
+    public var formula: String {
+        "(x" + (channels.map { "\($0)" } ?? "") + (scale.map { " · \(String(format: "%g", $0))" } ?? "") + " − \(mean)) / \(std)"
     }
 }
 

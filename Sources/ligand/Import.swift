@@ -57,12 +57,24 @@ struct Import: ParsableCommand {
     var mean: DoubleList?
     @Option(help: ArgumentHelp("Per-channel standard deviation of that normalisation; needs --mean (default: none).", valueName: "s[,s,…]"))
     var std: DoubleList?
+    @Option(help: ArgumentHelp("The model reads pixels / 255 times this before --mean/--std, e.g. 255 for a model trained on raw 0…255 pixels (default: 1).", valueName: "x"))
+    var scale: Double?
+    @Option(help: ArgumentHelp("Which stored channel each of the model's input channels reads, e.g. 2,1,0 for a model trained on BGR images of an RGB data set (default: as stored).", valueName: "c,c,…"))
+    var channelOrder: String?
     @Option(help: ArgumentHelp("A prefix every tensor name carries (e.g. 'module.'), removed before reading (default: none).", valueName: "prefix"))
     var stripPrefix: String?
+
+    var channelOrderValues: [Int]? {
+        channelOrder.flatMap { text in
+            let v = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            return v.allSatisfy({ ($0 ?? -1) >= 0 && $0! < 4096 }) && !v.isEmpty ? v.map { $0! } : nil
+        }
+    }
 
     func validate() throws {
         if let heads, heads < 1 || heads > 4096 { throw ValidationError("--heads must be in 1...4096, got \(heads)") }
         if (mean == nil) != (std == nil) { throw ValidationError("--mean and --std go together (the normalisation (x − mean) / std)") }
+        if let channelOrder, channelOrderValues == nil { throw ValidationError("--channel-order must be channel indices separated by commas, e.g. 2,1,0; got '\(channelOrder)'") }
     }
 
     func run() throws {
@@ -79,7 +91,10 @@ struct Import: ParsableCommand {
                 throw ValidationError("--architecture is not a valid architecture description: \(error)")
             }
         }
-        if let mean, let std { o.normalize = .init(mean: mean.values, std: std.values) }
+        if mean != nil || scale != nil || channelOrder != nil {
+            // One mean and std (here 0 and 1 when only a scale or an order is given) stand for every channel.
+            o.normalize = .init(mean: mean?.values ?? [0], std: std?.values ?? [1], scale: scale, channels: channelOrderValues)
+        }
         let result = try ModelImport.convert(source, o)
         var meta = [ImportRecord.metadataKey: result.record.json, "ligand.imported_from": URL(fileURLWithPath: file).lastPathComponent]
         for (k, v) in source.metadata where k != SafeTensors.digestKey && k != ModelFile.architectureKey && meta[k] == nil { meta["source.\(k)"] = v }
@@ -125,7 +140,7 @@ struct Export: ParsableCommand {
         }
         let tensors = try ModelImport.exported(net, record: record, path: model)
         var meta = ["format": record.layout == .torch ? "pt" : "flax", "ligand.exported_from": URL(fileURLWithPath: model).lastPathComponent]
-        if let n = net.architecture.normalize { meta["ligand.normalize"] = "mean \(n.mean), std \(n.std)" }
+        if let n = net.architecture.normalize { meta["ligand.normalize"] = n.formula }
         try SafeTensors.write(tensors, metadata: meta, to: URL(fileURLWithPath: out), inputs: [URL(fileURLWithPath: model)])
         print("\(net.architecture) → \(out) (\(tensors.count) tensors, \(record.layout.rawValue) layout)")
     }

@@ -24,6 +24,38 @@ final class NormalizationTests: XCTestCase {
         }
     }
 
+    /// A model trained on raw 0…255 BGR pixels: the stored RGB image's channels are read reversed and scaled first.
+    func testScaleAndChannelOrder() throws {
+        let bgr = Architecture.Normalization(mean: [100, 110, 120], std: [50, 60, 70], scale: 255, channels: [2, 1, 0])
+        let base = Architecture.mlp(hidden: [5], input: [2, 3, 3])
+        var arch = base
+        arch.normalize = bgr
+        XCTAssertEqual(try Architecture.decode(json: arch.json), arch)
+        XCTAssertTrue(arch.json.contains("\"channels\":[2,1,0]") && arch.json.contains("\"scale\":255"), arch.json)
+        let plain = try Network<Double>(base, seed: 3), normed = try Network<Double>.loaded(arch, Dictionary(uniqueKeysWithValues: plain.stateDict().map { ($0.name, $0.value) }))
+        var rng = SeededRNG(seed: 4)
+        let x = TensorOf<Double>.randomUniform([2] + base.input, lo: 0, hi: 1, rng: &rng)
+        var xn = x
+        for i in 0..<xn.count {
+            let c = i % 3, pixel = i - c
+            xn.storage[i] = (x.storage[pixel + bgr.channels![c]] * 255 - bgr.mean[c]) / bgr.std[c]
+        }
+        let (a, b) = (normed.forward(x, training: true), plain.forward(xn, training: true))
+        for (u, v) in zip(a.storage, b.storage) { XCTAssertEqual(u, v, accuracy: 1e-10) }
+        // dL/dx of stored channel j comes from the input channel that reads it: × 255 / std of that channel.
+        let dx = normed.backward(a), dxn = plain.backward(b)
+        for i in 0..<dx.count {
+            let stored = i % 3, pixel = i - stored, k = bgr.channels!.firstIndex(of: stored)!
+            XCTAssertEqual(dx.storage[i], dxn.storage[pixel + k] * 255 / bgr.std[k], accuracy: 1e-10)
+        }
+        // Defaults spelled out read as absent; a non-permutation or a bad scale is refused by field.
+        XCTAssertEqual(Architecture.Normalization(mean: [0], std: [1], scale: 1, channels: [0]), .init(mean: [0], std: [1]))
+        arch.normalize = .init(mean: [0, 0, 0], std: [1, 1, 1], channels: [0, 0, 1])
+        XCTAssertTrue(arch.validationErrors().contains { $0.contains("normalize.channels must order the 3 input channels") })
+        arch.normalize = .init(mean: [0, 0, 0], std: [1, 1, 1], scale: -1)
+        XCTAssertTrue(arch.validationErrors().contains { $0.contains("normalize.scale") })
+    }
+
     func testTheContractIsPartOfTheArchitectureAndAbsentByDefault() throws {
         var arch = Architecture.mlp(hidden: [4], input: [2, 2, 3])
         XCTAssertFalse(arch.json.contains("normalize"), "a plain architecture's JSON (and every cache key) is unchanged")

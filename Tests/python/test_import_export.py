@@ -81,6 +81,23 @@ def test_sequential_mlp_imports_with_its_normalisation(tmp_path):
     assert np.abs(predict(tmp_path / "raw.safetensors", x, tmp_path, "raw") - want).max() > 1e-2
 
 
+def test_a_bgr_model_on_raw_pixels_carries_its_scale_and_channel_order(tmp_path):
+    """A model trained on raw 0…255 BGR pixels (OpenCV's order): --scale and --channel-order put that in the file."""
+    rng = np.random.default_rng(11)
+    t = sequential_mlp(rng, [48, 20, 10], flatten_first=False)
+    save_file(t, str(tmp_path / "bgr.safetensors"))
+    ligand("import", tmp_path / "bgr.safetensors", "--out", tmp_path / "m.safetensors", "--input", "4,4,3",
+           "--scale", 255, "--channel-order", "2,1,0", "--mean", "104,117,123", "--std", "58,57,57")
+    arch = json.loads(safe_open(str(tmp_path / "m.safetensors"), "np").metadata()["ligand.architecture"])
+    assert arch["normalize"] == {"mean": [104, 117, 123], "std": [58, 57, 57], "scale": 255, "channels": [2, 1, 0]}
+    x = images(rng, 5, (4, 4, 3))
+    raw_bgr = x[..., ::-1] * 255
+    want = sequential_forward(t, raw_bgr, np.array([104, 117, 123]), np.array([58, 57, 57]))
+    np.testing.assert_allclose(predict(tmp_path / "m.safetensors", x, tmp_path), want, rtol=1e-4, atol=1e-4)
+    r = ligand("import", tmp_path / "bgr.safetensors", "--out", tmp_path / "bad.safetensors", "--input", "4,4,3", "--channel-order", "0,0,1", ok=False)
+    assert r.returncode != 0 and "normalize.channels" in r.stderr and not (tmp_path / "bad.safetensors").exists()
+
+
 def test_a_square_kernel_without_a_layout_is_refused_naming_the_flag(tmp_path):
     rng = np.random.default_rng(1)
     # flax.linen.Dense kernels are [in, out]; the middle one is square.
