@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Multi-host tests on one machine: two test hosts made of network namespaces (launch/netns-hosts.sh),
+# Multi-host tests on one machine: four test hosts made of network namespaces (launch/netns-hosts.sh),
 # reached by mpirun through launch/netns-rsh instead of ssh, talking TCP over a bridge only.
-#   - `ligand merge --method neulig` on a tiny tasks suite across the hosts (-np 2: one rank per
-#     host; -np 3: two and one) writes a fused file bitwise identical to the single-host -np 2 run,
+#   - `ligand merge --method neulig` on a tiny tasks suite across the hosts (-np 2 and -np 4: one rank
+#     per host; -np 3: two and one) writes a fused file bitwise identical to the single-host -np 2 run,
 #     with the same report figures; `ligand eval` across the hosts prints the same table and JSON.
-#   - kill -9 of every ligand process of host 2 midway, and host 2's link taken down midway: each
-#     ends the job non-zero within a bound, with no fused file and the checkpoints intact; a rerun
-#     of the same command resumes and ends bitwise identical to an undisturbed run.
-# The hosts are run K of netns-hosts.sh (names lgKh1, lgKh2, subnet 10.213.K.0/24, K claimed free at
+#   - kill -9 of every ligand process of host 2 midway, and host 2's link taken down midway (-np 2), and
+#     kill -9 on host 4 of four (-np 4): each ends the job non-zero within a bound, with no fused file and
+#     the checkpoints intact; a rerun of the same command resumes and ends bitwise identical to an
+#     undisturbed run (the -np 2 one: the rank count changes no bit).
+# The hosts are run K of netns-hosts.sh (names lgKh1 … lgKh4, subnet 10.213.K.0/24, K claimed free at
 # start), so two runs on one machine never share a name or an address. After each fault the run is
 # settled (netns-hosts.sh settle: no process, socket or session dir of the killed job left, every
 # host reaching every other) before the rerun starts. Every namespace is removed on exit, also on
@@ -40,9 +41,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-run=$(bash launch/netns-hosts.sh up 2 --run auto --hostfile "$tmp/hosts") \
-    || { fail "netns-hosts.sh up 2"; echo "multihost tests: $passed passed, $failed failed"; exit 1; }
-net="10.213.$run" h1="lg${run}h1" h2="lg${run}h2" link2="lg${run}v2"
+run=$(bash launch/netns-hosts.sh up 4 --run auto --hostfile "$tmp/hosts") \
+    || { fail "netns-hosts.sh up 4"; echo "multihost tests: $passed passed, $failed failed"; exit 1; }
+net="10.213.$run" h1="lg${run}h1" h2="lg${run}h2" h4="lg${run}h4" link2="lg${run}v2"
 
 # mpirun stays in the root namespace: it reaches every host over the bridge (10.213.K.1), so no
 # host is special and a fault on host 2 never takes the launcher down with it.
@@ -123,10 +124,10 @@ else fail "ranks did not land on $h1/$h2"; sed 's/^/    | /' "$tmp/where.out" | 
 echo "--- NeuLig: single host vs across hosts"
 merge_args=(merge --method neulig --suite tiny-tasks --loss sup --epochs 60 --calibration-samples 300 --quiet)
 run_np 2 "$tmp/single.out" "${merge_args[@]}" --out "$tmp/single" || { fail "single-host merge -np 2"; tail "$tmp/single.out" | sed 's/^/    | /'; }
-for layout in "2 node" "3 slot"; do
+for layout in "2 node" "3 slot" "4 node"; do
     read -r np map <<<"$layout"
     if run_hosts "$np" "$map" "$tmp/multi$np.out" "${merge_args[@]}" --out "$tmp/multi$np"; then
-        ok "merge across 2 hosts, -np $np $([[ $map == node ]] && echo '(1 rank per host)' || echo "(2 ranks on $h1, 1 on $h2)")"
+        ok "merge across $([[ $np == 4 ]] && echo 4 || echo 2) hosts, -np $np $([[ $map == node ]] && echo '(1 rank per host)' || echo "(2 ranks on $h1, 1 on $h2)")"
     else fail "merge across hosts -np $np"; tail "$tmp/multi$np.out" | sed 's/^/    | /'; continue; fi
     if [[ -s "$tmp/single/neulig-global.safetensors" ]] && cmp -s "$tmp/single/neulig-global.safetensors" "$tmp/multi$np/neulig-global.safetensors"; then
         ok "-np $np across hosts: fused file bitwise identical to single host ($(sha256sum <"$tmp/single/neulig-global.safetensors" | cut -c1-16))"
@@ -148,24 +149,25 @@ else fail "eval across hosts"; tail "$tmp/eval-multi.out" | sed 's/^/    | /'; f
 echo "--- faults across hosts"
 long=(merge --method neulig --suite tiny-tasks --loss sup --epochs 2500 --calibration-samples 300 --checkpoint-every 100 --quiet --no-baselines)
 bound=30
+reference=full   # the undisturbed run a rerun must match
 declare -A ck_epoch=()   # per fault: the epoch its checkpoints were left at
 if run_hosts 2 node "$tmp/full.out" "${long[@]}" --out "$tmp/full" && [[ -s "$tmp/full/neulig-global.safetensors" ]]; then
     ok "undisturbed long run across hosts ($(grep -o 'portland [0-9.]*' "$tmp/full.out" | head -1) s)"
 else fail "undisturbed long run across hosts"; tail "$tmp/full.out" | sed 's/^/    | /'; fi
 
-# fault NAME ACTION: a long run across hosts (one rank per host); once both ranks' checkpoints
-# exist, ACTION breaks host 2; then the job must end non-zero within $bound s with no fused file
-# and complete checkpoints, and a rerun must resume and end like the undisturbed run.
+# fault NAME ACTION [NP]: a long run across NP hosts (one rank per host, default 2); once every rank's
+# checkpoint exists, ACTION breaks a host; then the job must end non-zero within $bound s with no fused
+# file and complete checkpoints, and a rerun must resume and end like the undisturbed run.
 fault() {
-    local name="$1" action="$2" out="$tmp/$1"
+    local name="$1" action="$2" np="${3:-2}" out="$tmp/$1"
     # Its own session, so the whole launcher can be ended by group id if OpenMPI never gives up.
-    setsid bash -c 'source launch/common.sh; ligand_mpirun -np 2 "$@"' _ --map-by node "${multihost_mca[@]}" \
+    setsid bash -c 'source launch/common.sh; np="$1"; shift; ligand_mpirun -np "$np" "$@"' _ "$np" --map-by node "${multihost_mca[@]}" \
         -x LIGAND_ZOO_CACHE -- "$bin" "${long[@]}" --out "$out" >"$tmp/$name.out" 2>&1 </dev/null &
     local job=$!
     bg_groups+=("$job")
     local i
     for i in $(seq 1 600); do
-        (( $(compgen -G "$out/checkpoints/*.safetensors" | wc -l) >= 2 )) && break
+        (( $(compgen -G "$out/checkpoints/*.safetensors" | wc -l) >= np )) && break
         kill -0 "$job" 2>/dev/null || break
         sleep 0.1
     done
@@ -192,13 +194,15 @@ fault() {
     # A kill between two ranks' checkpoint writes leaves different epochs: then all ranks start over.
     ck_epoch[$name]=$(grep -o 'epoch [0-9]*' <<<"$ck" | awk '{print $2}' | sort -un | awk 'END { print (NR == 1 ? $1 : "mixed") }')
 }
-kill_host2() {
+kill_host() {   # kill_host NAMESPACE: kill -9 of its ligand processes
     local pids
-    pids=$(host_ligand_pids "$h2" | tr '\n' ' ')
+    pids=$(host_ligand_pids "$1" | tr '\n' ' ')
     [[ -n "${pids// /}" ]] || return 1
     # shellcheck disable=SC2086
-    kill -9 $pids && echo "kill -9 of $h2's ligand pid(s) ${pids% }"
+    kill -9 $pids && echo "kill -9 of $1's ligand pid(s) ${pids% }"
 }
+kill_host2() { kill_host "$h2"; }
+kill_host4() { kill_host "$h4"; }
 link_down_host2() { ip link set "$link2" down && echo "$h2's link $link2 down"; }
 # settle: after a fault, what the killed job left (processes, orphaned TCP connections, session
 # dirs) must be gone and the hosts must reach each other before the rerun, or the rerun can hang.
@@ -208,16 +212,16 @@ settle() {
     else fail "$1: the hosts did not settle: $msg"; fi
 }
 
-rerun() {   # rerun NAME: the same command again across the (healthy) hosts must resume and match
-    local name="$1"
-    if ! run_hosts 2 node "$tmp/$name-rerun.out" "${long[@]}" --out "$tmp/$name"; then
+rerun() {   # rerun NAME [NP]: the same command again across the (healthy) hosts must resume and match
+    local name="$1" np="${2:-2}"
+    if ! run_hosts "$np" node "$tmp/$name-rerun.out" "${long[@]}" --out "$tmp/$name"; then
         fail "$name rerun failed"; tail "$tmp/$name-rerun.out" | sed 's/^/    | /'
     elif grep -q "resumed Portland from the checkpoint at epoch ${ck_epoch[$name]:-?}\$" "$tmp/$name-rerun.out"; then
         ok "$name rerun: $(grep -m1 -o 'resumed Portland from the checkpoint at epoch [0-9]*' "$tmp/$name-rerun.out")"
     elif [[ "${ck_epoch[$name]:-}" == mixed ]] && ! grep -q "resumed Portland" "$tmp/$name-rerun.out"; then
         ok "$name rerun: the ranks' checkpoints were at different epochs, so it started over (as designed)"
     else fail "$name rerun did not resume from the checkpoint left at epoch ${ck_epoch[$name]:-?}"; tail "$tmp/$name-rerun.out" | sed 's/^/    | /'; fi
-    if [[ -s "$tmp/full/neulig-global.safetensors" ]] && cmp -s "$tmp/full/neulig-global.safetensors" "$tmp/$name/neulig-global.safetensors"; then
+    if [[ -s "$tmp/$reference/neulig-global.safetensors" ]] && cmp -s "$tmp/$reference/neulig-global.safetensors" "$tmp/$name/neulig-global.safetensors"; then
         ok "$name rerun: fused file equals the undisturbed run's"
     else fail "$name rerun: fused file differs from the undisturbed run's"; fi
 }
@@ -230,6 +234,17 @@ fault linkdown link_down_host2
 ip link set "$link2" up || fail "linkdown: could not bring $link2 up again"
 settle linkdown
 rerun linkdown
+
+# Four hosts, one rank each: host 4's rank killed midway; the rerun on four hosts matches an undisturbed -np 2
+# run of the same command (fewer epochs: four ranks on this machine's two cores step slowly).
+long=(merge --method neulig --suite tiny-tasks --loss sup --epochs 600 --calibration-samples 300 --checkpoint-every 100 --quiet --no-baselines)
+reference=full4
+if run_hosts 2 node "$tmp/full4.out" "${long[@]}" --out "$tmp/full4" && [[ -s "$tmp/full4/neulig-global.safetensors" ]]; then
+    ok "undisturbed 600-epoch run across 2 hosts ($(grep -o 'portland [0-9.]*' "$tmp/full4.out" | head -1) s)"
+else fail "undisturbed 600-epoch run across 2 hosts"; tail "$tmp/full4.out" | sed 's/^/    | /'; fi
+fault killed4 kill_host4 4
+settle killed4
+rerun killed4 4
 
 echo "multihost tests: $passed passed, $failed failed"
 (( failed == 0 ))
