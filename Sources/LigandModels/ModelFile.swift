@@ -82,9 +82,9 @@ public enum ModelFile {
         if verify { try file.verifyDigest() }
         var arch = try architecture(of: file)
         // Task heads: the chosen one under the network's head names, the others left unread.
-        var rename: [String: String] = [:], skip: Set<String> = []
+        var tasks: [String] = []
         if let list = file.metadata[headsKey] {
-            let tasks = list.split(separator: ",").map(String.init)
+            tasks = list.split(separator: ",").map(String.init)
             guard let head else { throw ModelFileError.tensor(path: url.path, reason: "holds one head per task (\(tasks.joined(separator: ", "))): choose one with --head") }
             guard tasks.contains(head) else { throw ModelFileError.tensor(path: url.path, reason: "has no head for task '\(head)' (it has \(tasks.joined(separator: ", ")))") }
             guard let w = file.entries.first(where: { $0.name == "heads.\(head).weight" }), w.shape.count == 2 else {
@@ -93,10 +93,6 @@ public enum ModelFile {
             arch.classes = w.shape[0]
             let problems = arch.validationErrors()
             guard problems.isEmpty else { throw ModelFileError.badArchitecture(path: url.path, reason: problems.joined(separator: "; ")) }
-            let probe = try Network<Float>(arch, rng: .drawless)
-            rename = ["heads.\(head).weight": probe.head.weight.name]
-            if let b = probe.head.bias { rename["heads.\(head).bias"] = b.name }
-            skip = Set(tasks.flatMap { ["heads.\($0).weight", "heads.\($0).bias"] }).subtracting(rename.keys)
         } else if let head {
             throw ModelFileError.tensor(path: url.path, reason: "holds one head, not one per task: --head \(head) applies to the fused file of a tasks merge")
         }
@@ -104,6 +100,12 @@ public enum ModelFile {
             throw ModelFileError.mismatch(path: url.path, reason: "holds a \(arch), expected a \(expected)")
         }
         let net = try Network<Float>(arch, rng: .drawless)
+        var rename: [String: String] = [:]
+        if let head, !tasks.isEmpty {
+            rename["heads.\(head).weight"] = net.head.weight.name
+            if let b = net.head.bias { rename["heads.\(head).bias"] = b.name }
+        }
+        let skip = Set(tasks.flatMap { ["heads.\($0).weight", "heads.\($0).bias"] }).subtracting(rename.keys)
         var tensors: [String: Tensor] = [:]
         var counters: [String: Int64] = [:]
         let counterNames = Set(net.batchCounters().map(\.name))

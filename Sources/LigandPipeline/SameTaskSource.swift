@@ -16,13 +16,9 @@ public enum ModelFiles {
         guard urls.count >= 2 else {
             throw PipelineError("a merge needs at least two model files, got \(urls.count)\(urls.first.map { " (\($0.path))" } ?? "")")
         }
-        // One file reached through two paths (a symlink, a hard link) is still one model: compare device and inode.
-        var seen: [FileIdentity: String] = [:]
+        try refuseListedTwice(urls)
         var first: Architecture?
         for u in urls {
-            if let id = FileIdentity.of(u.path), let earlier = seen.updateValue(u.path, forKey: id) {
-                throw PipelineError("\(u.path): listed twice (it is the same file as \(earlier); each model file merges once)")
-            }
             let a: Architecture
             do { a = try ModelFile.architecture(of: try SafeTensorsFile(url: u)) } catch { throw PipelineError(wrapping: error) }
             if let f = first, f != a {
@@ -31,6 +27,31 @@ public enum ModelFiles {
             if first == nil { first = a }
         }
         return first!
+    }
+
+    /// One file reached through two paths (a symlink, a hard link) is still one model: device and inode compared.
+    static func refuseListedTwice(_ urls: [URL]) throws {
+        var seen: [FileIdentity: String] = [:]
+        for u in urls {
+            if let id = FileIdentity.of(u.path), let earlier = seen.updateValue(u.path, forKey: id) {
+                throw PipelineError("\(u.path): listed twice (it is the same file as \(earlier); each model file merges once)")
+            }
+        }
+    }
+
+    /// The calibration hold-out of a user's data set for `model` (the `ligand split` indices): refused, naming both,
+    /// when the model's image size or classes differ from the data set's, or the hold-out does not fit it.
+    static func holdout(_ data: ZooData, for arch: Architecture, model: URL, holdout: Int, seed: UInt64, role: String = "the data set") throws -> (train: [Int], calibration: [Int]) {
+        let shape = [data.train.height, data.train.width, data.train.channels]
+        guard arch.input == shape && arch.classes == data.train.classCount else {
+            throw PipelineError("\(model.path): holds a \(arch) for \(arch.input.map(String.init).joined(separator: "×")) images and \(arch.classes) classes, "
+                             + "but \(role) in \(data.directory.path) has \(shape.map(String.init).joined(separator: "×")) images and \(data.train.classCount) classes")
+        }
+        let n = data.train.count
+        guard holdout >= 2 && holdout < n else {
+            throw PipelineError("--calibration-holdout must be in 2..<\(n) (the training images of \(data.directory.path)), got \(holdout)")
+        }
+        return try DataSplits.trainCalibration(stratifiedBy: data.train.labels, calibration: holdout, seed: seed)
     }
 
     /// The models' names in reports: the file names without `.safetensors` when those are distinct, else the paths as given.
@@ -109,16 +130,7 @@ extension MergeRun {
             do { splits = try SuitePlan.splits(manifest.spec, labels: data.train.labels) } catch { throw PipelineError(wrapping: error) }
             (train, calIdx) = (splits.train, splits.calibration)
         case .files:
-            let n = data.train.count
-            guard o.calibrationHoldout >= 2 && o.calibrationHoldout < n else {
-                throw PipelineError("--calibration-holdout must be in 2..<\(n) (the training images of \(o.dataDirectory.path)), got \(o.calibrationHoldout)")
-            }
-            (train, calIdx) = try DataSplits.trainCalibration(stratifiedBy: data.train.labels, calibration: o.calibrationHoldout, seed: o.calibrationSeed)
-            let a = archs[0], shape = [data.train.height, data.train.width, data.train.channels]
-            guard a.input == shape && a.classes == data.train.classCount else {
-                throw PipelineError("\(urls[0].path): holds a \(a) for \(a.input.map(String.init).joined(separator: "×")) images and \(a.classes) classes, "
-                                 + "but the data set in \(o.dataDirectory.path) has \(shape.map(String.init).joined(separator: "×")) images and \(data.train.classCount) classes")
-            }
+            (train, calIdx) = try ModelFiles.holdout(data, for: archs[0], model: urls[0], holdout: o.calibrationHoldout, seed: o.calibrationSeed)
         }
         let (statIdx, selectionIdx) = o.cutCalibration(calIdx)
         var input = SameTaskInputs(suite: o.suite, suiteKind: kind, names: names, architectures: archs,

@@ -27,12 +27,7 @@ struct UserTasks {
         guard taskData.count == urls.count else {
             throw PipelineError("--task-data names \(taskData.count) data set(s) for \(urls.count) experts: give one per --model-files entry, in the same order")
         }
-        var seen: [FileIdentity: String] = [:]
-        for u in [pretrained] + urls {
-            if let id = FileIdentity.of(u.path), let earlier = seen.updateValue(u.path, forKey: id) {
-                throw PipelineError("\(u.path): listed twice (it is the same file as \(earlier))")
-            }
-        }
+        try ModelFiles.refuseListedTwice([pretrained] + urls)
         func header(_ url: URL) throws -> Architecture {
             do { return try ModelFile.architecture(of: try SafeTensorsFile(url: url)) } catch { throw PipelineError(wrapping: error) }
         }
@@ -49,16 +44,7 @@ struct UserTasks {
         for (t, dir) in taskData.enumerated() {
             let d: ZooData
             do { d = try ZooData.load(directory: dir) } catch { throw PipelineError(wrapping: error) }
-            let a = archs[t], shape = [d.train.height, d.train.width, d.train.channels]
-            guard a.input == shape && a.classes == d.train.classCount else {
-                throw PipelineError("\(urls[t].path): holds a \(a) for \(a.input.map(String.init).joined(separator: "×")) images and \(a.classes) classes, "
-                                 + "but its task's data set \(dir.path) has \(shape.map(String.init).joined(separator: "×")) images and \(d.train.classCount) classes")
-            }
-            let n = d.train.count
-            guard holdout >= 2 && holdout < n else {
-                throw PipelineError("--calibration-holdout must be in 2..<\(n) (the training images of \(dir.path)), got \(holdout)")
-            }
-            calibration.append(try DataSplits.trainCalibration(stratifiedBy: d.train.labels, calibration: holdout, seed: seed).calibration)
+            calibration.append(try ModelFiles.holdout(d, for: archs[t], model: urls[t], holdout: holdout, seed: seed, role: "its task's data set").calibration)
             data.append(d)
         }
         return UserTasks(pretrained: pretrained, urls: urls, names: ModelFiles.names(urls), architectures: archs, data: data, calibration: calibration)
