@@ -121,6 +121,19 @@ if (( ${#fused[@]} == 8 )) && [[ -s "$mf/out-1/report.json" && -s "$mf/out-2/rep
         && [[ -d "$mf/out-1/runs/my-mlps-cca-k3-0_1_2-seed0" ]]; then
     ok "ligand run over 3 model files: ${#fused[@]} bitwise-identical fused files for -np 1 and 2, report.json ($(grep '^| cca | 3' "$mf/out-2/report.md"))"
 else fail "ligand run over model files: ${#fused[@]} fused file(s), identical: $same"; sed 's/^/    | /' "$mf/run-2.out" | tail; fi
+# Resume: a rerun reuses every finished run's record (same report); a model file changed reruns only the runs that use it.
+cp "$mf/out-2/report.json" "$mf/first-report.json"
+run_np 2 "$mf/rerun.out" run "$mf/run.yaml" --out "$mf/out-2" || fail "ligand run (models) rerun"
+reused=$(grep -c 'done before: ' "$mf/rerun.out")
+if (( reused == 8 )) && cmp -s "$mf/first-report.json" "$mf/out-2/report.json"; then
+    ok "ligand run again: all 8 runs reused from their records, report.json unchanged"
+else fail "ligand run again: $reused of 8 runs reused, report unchanged: $(cmp -s "$mf/first-report.json" "$mf/out-2/report.json" && echo yes || echo no)"; tail -5 "$mf/rerun.out" | sed 's/^/    | /'; fi
+touch "$mf/m2.safetensors"
+run_np 2 "$mf/rerun2.out" run "$mf/run.yaml" --out "$mf/out-2" || fail "ligand run (models) after touching m2"
+reused=$(grep -c 'done before: ' "$mf/rerun2.out"); stale=$(grep -c 'recorded for other models, settings or ranks; running again' "$mf/rerun2.out")
+if (( reused == 4 && stale == 4 )); then
+    ok "ligand run after m2.safetensors changed: the 4 K = 2 runs (m0, m1) reused, the 4 K = 3 runs run again"
+else fail "ligand run after m2 changed: $reused reused, $stale run again (want 4 and 4)"; fi
 # A file of another architecture: refused when the recipe is read, naming the file; nothing runs.
 models_recipe "$mf/bad.yaml" wide.safetensors
 run_np 2 "$mf/bad.out" run "$mf/bad.yaml" --out "$mf/bad-out" --quiet

@@ -170,7 +170,7 @@ public enum FusionRun {
                                   log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
         guard o.method.fuses else { throw PipelineError("FusionRun runs regmean or progressive, not \(o.method.name)") }
-        var timer = PhaseTimer()
+        var timer = PhaseTimer(counting: comm)
         let k = input.tasks.count
         guard k >= 1 else { throw PipelineError("suite '\(input.suite)' gives no experts to fuse") }
         guard input.calibration.count == k, input.test.count == k, input.heads.count == k, selection.count == k else {
@@ -308,7 +308,7 @@ public enum FusionRun {
         let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
-                                 rows: rows, fusedFile: nil, seconds: timer.seconds)
+                                 rows: rows, fusedFile: nil, seconds: timer.seconds, bytes: timer.counted)
         return MergeResult(report: report, fused: nil, backbone: layout.names.map { ($0, fused[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })
     }
@@ -323,7 +323,7 @@ public enum FusionRun {
                                      log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
         guard o.method.fuses else { throw PipelineError("FusionRun runs regmean or progressive, not \(o.method.name)") }
-        var timer = PhaseTimer()
+        var timer = PhaseTimer(counting: comm)
         guard input.calibration.count > 0 else { throw PipelineError("suite '\(input.suite)': the calibration split is empty, the fusion needs calibration images") }
         let alignMethod = o.align ?? Average.self
         var ao = o
@@ -391,6 +391,12 @@ public enum FusionRun {
         report.calibrationScores = scores
         report.rows = rows
         report.seconds = timer.seconds
+        if let fit = timer.counted {
+            var bytes = fit
+            // The alignment's own phases replace its one lap, so the phases still sum to the run's total.
+            if let inner = aligned.report.bytes { bytes["align"] = nil; for (key, v) in inner { bytes["align-" + key] = v } }
+            report.bytes = bytes
+        }
         let fusedNet = try Network<Float>.loaded(arch, best!.state, counters: counters)
         return MergeResult(report: report, fused: fusedNet, backbone: [], heads: [])
     }

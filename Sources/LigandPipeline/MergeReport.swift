@@ -21,6 +21,8 @@ public struct MergeReport: Codable, Sendable {
     public var rows: [ReportRow]
     public var fusedFile: String?
     public var seconds: [String: Double]
+    /// Payload bytes rank 0 moved per phase, when the run counted them (`ligand run`).
+    public var bytes: [String: Int]? = nil
 
     public func table() -> String {
         let nameWidth = max(36, (rows.map(\.name.count).max() ?? 0) + 2)

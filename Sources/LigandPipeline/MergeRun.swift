@@ -102,7 +102,7 @@ public enum MergeRun {
     public static func mergeSameTask(_ input: SameTaskInputs, options o: MergeOptions, comm: Communicator,
                                      log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
-        var timer = PhaseTimer()
+        var timer = PhaseTimer(counting: comm)
 
         let k = input.names.count
         if let why = MethodRegistry.check(o.method, kind: SuiteKind(rawValue: input.suiteKind) ?? .seeds, modelFiles: input.suiteKind == "models") {
@@ -227,7 +227,7 @@ public enum MergeRun {
         let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: input.suiteKind, architecture: arch.description,
                                  columns: ["accuracy"], models: input.names, ranks: comm.size,
                                  reference: o.method.aligns ? input.names[ref] : nil, referenceRule: o.method.aligns ? o.reference.description : nil,
-                                 calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timer.seconds)
+                                 calibrationSamples: nCal, hyperparameters: hyper, calibrationScores: scores, rows: rows, fusedFile: nil, seconds: timer.seconds, bytes: timer.counted)
         return MergeResult(report: report, fused: fused, backbone: [], heads: [], alignedLocal: alignedLocal)
     }
 
@@ -236,7 +236,7 @@ public enum MergeRun {
     public static func mergeTasks(_ input: TasksInputs, options o: MergeOptions, comm: Communicator,
                                   log: @escaping (String) -> Void = { _ in }) throws -> MergeResult {
         try o.validate()
-        var timer = PhaseTimer()
+        var timer = PhaseTimer(counting: comm)
         let k = input.tasks.count
         if let why = MethodRegistry.check(o.method, kind: .tasks) { throw PipelineError("--method \(why)") }
         guard let method = o.method as? any TaskVectorMerge.Type else {
@@ -328,7 +328,7 @@ public enum MergeRun {
         let report = MergeReport(method: o.method.name, suite: input.suite, suiteKind: "tasks", architecture: pre.architecture.description + " backbone, task heads",
                                  columns: input.tasks, models: input.tasks, ranks: comm.size, reference: nil, referenceRule: nil,
                                  calibrationSamples: input.calibration.first?.count ?? 0, hyperparameters: hyper, calibrationScores: scores,
-                                 rows: rows, fusedFile: nil, seconds: timer.seconds)
+                                 rows: rows, fusedFile: nil, seconds: timer.seconds, bytes: timer.counted)
         let fusedDict = backboneLayout.unflatten(fusedFlat)
         return MergeResult(report: report, fused: nil, backbone: backboneLayout.names.map { ($0, fusedDict[$0]!) },
                            heads: input.tasks.enumerated().map { ($1, input.heads[$0].weight, input.heads[$0].bias) })

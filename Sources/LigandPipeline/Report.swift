@@ -37,6 +37,10 @@ public struct RunRecord: Codable, Sendable, Equatable {
     /// (nil in reports written before they were measured, or where the kernel does not report the peak).
     public var cpuSecondsPerRank: [Double]?
     public var peakResidentBytesPerRank: [Int]?
+    /// `bytesCommunicated` split by phase of the run (statistics, portland, evaluate, …), where the run counted them.
+    public var bytesPerPhase: [String: Int]?
+    /// NeuLig: payload bytes rank 0 moved per Portland training step (the design bounds it by O(B·(K + C))).
+    public var bytesPerPortlandStep: Double?
 
     public init(suite: String, suiteKind: String, architecture: String, method: String, mode: String? = nil, k: Int, subset: [String],
                 subsetIndices: [Int], seed: UInt64, split: String = "test", columns: [String], accuracies: [Double], accuracy: Double,
@@ -59,7 +63,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public static func from(rows: [ReportRow], method: String, suite: String, suiteKind: String, architecture: String, columns: [String],
                             k: Int, subset: [String], subsetIndices: [Int], seed: UInt64, settings: [String: String],
                             wallSeconds: Double, bytes: Int?, ranks: Int,
-                            usage: (cpuSeconds: [Double], peakResidentBytes: [Int]?)? = nil) -> [RunRecord] {
+                            usage: (cpuSeconds: [Double], peakResidentBytes: [Int]?)? = nil,
+                            bytesPerPhase: [String: Int]? = nil, bytesPerPortlandStep: Double? = nil) -> [RunRecord] {
         // NeuLig reports a fused row per mode; every other method one.
         let fused = rows.filter { $0.kind == .fused }
         let merged = method == "neulig" ? fused : Array(fused.prefix(1))
@@ -80,6 +85,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
                                    wallSeconds: wallSeconds, bytesCommunicated: bytes, ranks: ranks)
             record.cpuSecondsPerRank = usage?.cpuSeconds
             record.peakResidentBytesPerRank = usage?.peakResidentBytes
+            record.bytesPerPhase = bytesPerPhase
+            record.bytesPerPortlandStep = bytesPerPortlandStep
             return record
         }
     }
@@ -99,7 +106,7 @@ extension RunRecord {
     static let maxK = 1_000_000
 
     /// The first field whose value no run can produce (field name, message), nil when every field is plausible.
-    var problem: (String, String)? {
+    public var problem: (String, String)? {
         func fraction(_ x: Double?) -> Bool { x.map { $0.isFinite && $0 >= 0 && $0 <= 1 } ?? true }
         let what = "must be an accuracy, a fraction in [0, 1]"
         if k < 1 || k > Self.maxK { return ("k", "must be an integer in 1...\(Self.maxK), got \(k)") }
@@ -118,6 +125,10 @@ extension RunRecord {
         if let m = peakResidentBytesPerRank, m.count != ranks || m.contains(where: { $0 < 0 }) {
             return ("peakResidentBytesPerRank", "must hold one byte count ≥ 0 per rank (\(ranks)), got \(m)")
         }
+        if let (phase, b) = bytesPerPhase?.sorted(by: { $0.key < $1.key }).first(where: { $0.value < 0 }) {
+            return ("bytesPerPhase.\(phase)", "must be ≥ 0, got \(b)")
+        }
+        if let b = bytesPerPortlandStep, !(b.isFinite && b >= 0) { return ("bytesPerPortlandStep", "must be a finite byte count ≥ 0, got \(b)") }
         if let i = subsetIndices.first(where: { $0 < 0 }) { return ("subsetIndices", "must be model indices ≥ 0, got \(i)") }
         return nil
     }
@@ -186,6 +197,9 @@ public struct RunGroup: Codable, Sendable, Equatable {
     public var peakResidentBytesMaxRank: Int?
     /// Mean bytes rank 0 moved through collectives per run.
     public var bytesCommunicated: Double?
+    /// The same split by phase (mean over the runs that counted them), and NeuLig's mean bytes per Portland step.
+    public var bytesPerPhase: [String: Double]? = nil
+    public var bytesPerPortlandStep: Double? = nil
 }
 
 /// The whole output of `ligand run`: the records and their grouping.
@@ -240,9 +254,19 @@ public struct RunReport: Codable, Sendable {
                                 wallSeconds: g.reduce(0) { $0 + $1.wallSeconds },
                                 cpuSecondsMaxRank: g.allSatisfy { $0.cpuSecondsPerRank != nil } ? MeanStd(g.map { $0.cpuSecondsPerRank!.max() ?? 0 }).mean : nil,
                                 peakResidentBytesMaxRank: g.allSatisfy { $0.peakResidentBytesPerRank != nil } ? g.map { $0.peakResidentBytesPerRank!.max() ?? 0 }.max() : nil,
-                                bytesCommunicated: g.allSatisfy { $0.bytesCommunicated != nil } ? MeanStd(g.map { Double($0.bytesCommunicated!) }).mean : nil)
+                                bytesCommunicated: g.allSatisfy { $0.bytesCommunicated != nil } ? MeanStd(g.map { Double($0.bytesCommunicated!) }).mean : nil,
+                                bytesPerPhase: Self.meanPerPhase(g.compactMap(\.bytesPerPhase)),
+                                bytesPerPortlandStep: { let b = g.compactMap(\.bytesPerPortlandStep); return b.isEmpty ? nil : MeanStd(b).mean }())
             }
         }
+    }
+
+    /// Mean bytes per phase over the runs' splits (a phase a run did not have counts 0 there); nil without any.
+    static func meanPerPhase(_ splits: [[String: Int]]) -> [String: Double]? {
+        guard !splits.isEmpty else { return nil }
+        var sums: [String: Double] = [:]
+        for split in splits { for (phase, b) in split { sums[phase, default: 0] += Double(b) } }
+        return sums.mapValues { $0 / Double(splits.count) }
     }
 
     /// A Markdown table per suite. Seeds and splits: merged (mean ± std over subsets and seeds), ensemble, best single
@@ -278,13 +302,18 @@ public struct RunReport: Codable, Sendable {
         let measured = gs.filter { $0.cpuSecondsMaxRank != nil || $0.peakResidentBytesMaxRank != nil }
         if !measured.isEmpty {
             s += "\n## Cost per run\n\nThe busiest rank's CPU seconds (user + system, every thread; mean over the runs), the largest peak resident "
-            s += "memory of any rank and run, and the bytes rank 0 moved through collectives (mean over the runs); costs-vs-k.svg draws them against K.\n\n"
-            s += "| suite | series | K | runs | wall s | CPU s (busiest rank) | peak RSS MB (any rank) | MB communicated |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+            s += "memory of any rank and run, and the bytes rank 0 moved through collectives (mean over the runs): in all, in the three phases that moved "
+            s += "most, and per Portland training step (NeuLig); costs-vs-k.svg draws them against K.\n\n"
+            s += "| suite | series | K | runs | wall s | CPU s (busiest rank) | peak RSS MB (any rank) | MB communicated | by phase (MB) | KB per Portland step |\n"
+            s += "|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n"
             for g in measured {
                 s += "| \(markdownEscaped(g.suite)) | \(markdownEscaped(g.series)) | \(g.k) | \(g.runs) | " + String(format: "%.1f", g.wallSeconds) + " | "
                 s += (g.cpuSecondsMaxRank.map { String(format: "%.1f", $0) } ?? "–") + " | "
                 s += (g.peakResidentBytesMaxRank.map { String(format: "%.0f", Double($0) / 1e6) } ?? "–") + " | "
-                s += (g.bytesCommunicated.map { String(format: "%.2f", $0 / 1e6) } ?? "–") + " |\n"
+                s += (g.bytesCommunicated.map { String(format: "%.2f", $0 / 1e6) } ?? "–") + " | "
+                let phases = (g.bytesPerPhase ?? [:]).filter { $0.value > 0 }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(3)
+                s += (phases.isEmpty ? "–" : phases.map { markdownEscaped($0.key) + " " + String(format: "%.2f", $0.value / 1e6) }.joined(separator: ", ")) + " | "
+                s += (g.bytesPerPortlandStep.map { String(format: "%.1f", $0 / 1e3) } ?? "–") + " |\n"
             }
         }
         return s

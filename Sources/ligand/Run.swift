@@ -31,10 +31,13 @@ struct Run: ParsableCommand {
     var dryRun = false
     @Flag(help: "No progress output; the results table is still printed (default: off, progress on stderr).")
     var quiet = false
+    @Flag(help: "Run every planned run again (default: off: a run whose OUT/runs/…/record.json was written for the same models, method settings, K, subset, seed and rank count is reused, so an interrupted recipe resumes where it stopped).")
+    var fresh = false
     @OptionGroup var verification: VerifyOption
 
     func run() throws {
         let r: RunRecipe, identity: String, specs: [SuiteSpec], dir: URL
+        var sources: [(common: String, models: [String])] = []
         verification.apply()
         do {
             r = try RunRecipe.load(path: recipe)
@@ -55,6 +58,7 @@ struct Run: ParsableCommand {
                         _ = try ModelFile.load(u, expecting: f.architecture)
                     }
                 }
+                sources = try r.experiments.map { try Self.source($0, recipe: r, identity: identity) }
             }
         } catch { failBeforeCollectives(error) }
         let root = (cache ?? r.cache).map { URL(fileURLWithPath: $0, isDirectory: true) } ?? ZooCache.defaultRoot
@@ -76,7 +80,25 @@ struct Run: ParsableCommand {
             let evaluator = Evaluator()
             for (i, p) in plan.enumerated() {
                 say(String(format: "[%d/%d] %@ (%.0fs so far)", i + 1, plan.count, Self.label(p, r), Date().timeIntervalSince(started)))
-                records += try Self.execute(p, recipe: r, comm: comm, dataDirectory: dir, root: root, out: outDir, quiet: quiet, evaluator: evaluator, log: say)
+                let runDir = Self.directory(p, r, out: outDir)
+                let key = Self.key(p, r, source: sources[p.experiment], ranks: comm.size)
+                let recordURL = runDir.appendingPathComponent("record.json")
+                // Rank 0 alone reads the record (the output directory may live on its host only) and tells the others.
+                var done: [RunRecord]? = nil
+                if comm.isRoot && !fresh { done = Self.finished(at: recordURL, key: key, say: say) }
+                var reuse: [UInt8] = [done == nil ? 0 : 1]
+                try comm.broadcast(&reuse, root: 0)
+                if reuse[0] == 1 {
+                    records += done ?? []
+                    continue
+                }
+                let these = try Self.execute(p, recipe: r, comm: comm, dataDirectory: dir, root: root, runDir: runDir, quiet: quiet, evaluator: evaluator, log: say)
+                records += these
+                if comm.isRoot {
+                    try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
+                    let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try writeAtomically(try enc.encode(FinishedRun(key: key, records: these)), to: recordURL.path)
+                }
             }
             if evaluator.reused > 0 {
                 say("shared evaluation (rank 0): \(evaluator.reused) model-on-task test evaluations reused, \(evaluator.computed) computed")
@@ -93,6 +115,52 @@ struct Run: ParsableCommand {
     static func label(_ p: PlannedRun, _ r: RunRecipe) -> String {
         let e = r.experiments[p.experiment]
         return "\(e.name): \(p.method.label), K = \(p.k), subset \(p.subset.map(String.init).joined(separator: ","))" + (p.method.usesSeed ? ", seed \(p.seed)" : "")
+    }
+
+    /// A run's directory under OUT/runs: experiment, method, K, subset and seed.
+    static func directory(_ p: PlannedRun, _ r: RunRecipe, out: URL) -> URL {
+        let e = r.experiments[p.experiment], m = p.method
+        let label = m.label.replacingOccurrences(of: " ", with: "-").filter { $0 != "(" && $0 != ")" }
+        return out.appendingPathComponent("runs/\(e.name)-\(label)-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
+    }
+
+    /// What an experiment's results depend on besides the method: the suite's content hash (its recipe and the data set's
+    /// identity); or the data set's identity and, per model file, its path, size and modification time.
+    static func source(_ e: RunExperiment, recipe r: RunRecipe, identity: String) throws -> (common: String, models: [String]) {
+        if let suite = e.suite {
+            let spec = try r.zooRecipe!.suite(named: suite)
+            return ("suite \(suite) \(SuiteHash.compute(spec, dataIdentity: identity)) arch \(e.architecture ?? "-")", [])
+        }
+        guard let f = e.files else { return (e.name, []) }
+        let data = try f.data.map { try ZooData.identity(directory: URL(fileURLWithPath: $0, isDirectory: true)) } ?? identity
+        let stamps = try f.urls.map { u -> String in
+            let a = try FileManager.default.attributesOfItem(atPath: u.path)
+            let size = (a[.size] as? NSNumber)?.int64Value ?? -1, mtime = (a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            return "\(u.standardizedFileURL.path) \(size) \(mtime)"
+        }
+        return ("files, data \(data), calibration \(f.calibration), seed \(f.calibrationSeed)", stamps)
+    }
+
+    /// The key a finished run's record is kept under: its inputs (of a models experiment, the subset's files only), method
+    /// and settings, K, subset, seed and rank count (results are identical for any rank count, the costs recorded are not).
+    static func key(_ p: PlannedRun, _ r: RunRecipe, source: (common: String, models: [String]), ranks: Int) -> String {
+        let settings = p.method.settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        let models = p.subset.compactMap { $0 < source.models.count ? source.models[$0] : nil }.joined(separator: "; ")
+        return "ligand run record 1 | \(r.experiments[p.experiment].name) | \(source.common) | \(models) | \(p.method.label) {\(settings)} "
+            + "| k \(p.k) | subset \(p.subset) | seed \(p.seed) | ranks \(ranks)"
+    }
+
+    /// The records of a run finished before under the same key; nil (and why, when there was a record) otherwise.
+    static func finished(at url: URL, key: String, say: (String) -> Void) -> [RunRecord]? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let path = url.path
+        guard let data = try? Data(contentsOf: url), let run = try? JSONDecoder().decode(FinishedRun.self, from: data) else {
+            say("\(path): not a readable record; running again"); return nil
+        }
+        guard run.key == key else { say("\(path): recorded for other models, settings or ranks; running again"); return nil }
+        if let (field, problem) = run.records.lazy.compactMap(\.problem).first { say("\(path): \(field) \(problem); running again"); return nil }
+        say("done before: \(path) reused (--fresh runs it again)")
+        return run.records
     }
 
     /// Writes the JSON, Markdown and SVG files atomically (rank 0).
@@ -112,10 +180,9 @@ struct Run: ParsableCommand {
     }
 
     /// One planned run on every rank; its records (identical on every rank).
-    static func execute(_ p: PlannedRun, recipe r: RunRecipe, comm: Communicator, dataDirectory: URL, root: URL, out: URL, quiet: Bool,
+    static func execute(_ p: PlannedRun, recipe r: RunRecipe, comm: Communicator, dataDirectory: URL, root: URL, runDir: URL, quiet: Bool,
                         evaluator: Evaluator, log: @escaping (String) -> Void) throws -> [RunRecord] {
         let e = r.experiments[p.experiment], m = p.method
-        let runDir = out.appendingPathComponent("runs/\(e.name)-\(m.label.replacingOccurrences(of: " ", with: "-").filter { $0 != "(" && $0 != ")" })-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
         let start = Date(), mark = ResourceMark.start()
         // A models experiment's own data set, else the run's.
         let data = e.files?.data.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? dataDirectory
@@ -135,7 +202,7 @@ struct Run: ParsableCommand {
             let wall = Date().timeIntervalSince(start), bytes = counter.bytes
             return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind, architecture: report.architecture,
                                   columns: report.columns, k: p.k, subset: report.models, subsetIndices: p.subset, seed: p.seed, settings: m.settings,
-                                  wallSeconds: wall, bytes: bytes, ranks: comm.size, usage: try mark.gathered(comm))
+                                  wallSeconds: wall, bytes: bytes, ranks: comm.size, usage: try mark.gathered(comm), bytesPerPhase: report.bytes)
         }
         var o = NeuLigOptions(suite: e.name, outDirectory: runDir)
         o.parameters = m.parameters
@@ -158,7 +225,8 @@ struct Run: ParsableCommand {
         return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind ?? "tasks", architecture: report.architecture,
                               columns: sameTask ? ["accuracy"] : report.tasks, k: p.k, subset: report.modelNames ?? report.tasks,
                               subsetIndices: p.subset, seed: p.seed, settings: m.settings, wallSeconds: wall,
-                              bytes: report.bytesCommunicated, ranks: comm.size, usage: try mark.gathered(comm))
+                              bytes: report.bytesCommunicated, ranks: comm.size, usage: try mark.gathered(comm),
+                              bytesPerPhase: report.bytesPerPhase, bytesPerPortlandStep: report.bytesPerPortlandStep)
     }
 }
 
@@ -197,4 +265,10 @@ struct ReportCommand: ParsableCommand {
         @unknown default: return "\(e)"
         }
     }
+}
+
+/// A finished run of `ligand run` (OUT/runs/…/record.json): its records and the key of what produced them.
+struct FinishedRun: Codable {
+    var key: String
+    var records: [RunRecord]
 }

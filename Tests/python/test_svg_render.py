@@ -110,12 +110,24 @@ def test_the_cost_table_and_its_bounds(tmp_path):
     r = subprocess.run([LIGAND, "report", str(tmp_path / "report.json")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     # K = 3: two runs of 4.5 s wall, 3.6 CPU s each, 300 MB peak; no bytes (one rank).
-    assert "| demo-seeds | cca | 3 | 2 | 9.0 | 3.6 | 300 | 0.00 |" in r.stdout
-    bad = fixture()
-    bad["records"][0]["cpuSecondsPerRank"] = [1.0, 2.0]
-    (tmp_path / "bad.json").write_text(json.dumps(bad))
-    r = subprocess.run([LIGAND, "report", str(tmp_path / "bad.json")], capture_output=True, text=True)
-    assert r.returncode != 0 and "cpuSecondsPerRank" in r.stderr and "per rank (1)" in r.stderr
+    assert "| demo-seeds | cca | 3 | 2 | 9.0 | 3.6 | 300 | 0.00 | – | – |" in r.stdout
+    # Bytes by phase: the mean over the runs (a phase one run lacks counts 0 there), the three largest; per Portland step.
+    phased = fixture()
+    for i, rec in enumerate(r for r in phased["records"] if r["k"] == 2 and r["method"] == "neulig"):
+        rec["bytesPerPhase"] = {"features": 4_000_000, "portland": 2_000_000 * (i + 1), "ensembles": 1_000_000, "evaluate": 10}
+        rec["bytesCommunicated"] = sum(rec["bytesPerPhase"].values())
+        rec["bytesPerPortlandStep"] = 1500.0 * (i + 1)
+    (tmp_path / "phased.json").write_text(json.dumps(phased))
+    r = subprocess.run([LIGAND, "report", str(tmp_path / "phased.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "| features 4.00, portland 4.00, ensembles 1.00 | 3.0 |" in r.stdout, r.stdout
+    for field, value, why in [("cpuSecondsPerRank", [1.0, 2.0], "per rank (1)"), ("bytesPerPhase", {"statistics": -1}, "bytesPerPhase.statistics"),
+                              ("bytesPerPortlandStep", -2.0, "bytesPerPortlandStep")]:
+        bad = fixture()
+        bad["records"][0][field] = value
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        r = subprocess.run([LIGAND, "report", str(tmp_path / "bad.json")], capture_output=True, text=True)
+        assert r.returncode != 0 and field in r.stderr and why in r.stderr, r.stderr
 
 
 def test_report_names_the_file_and_field_of_a_bad_json(tmp_path):
