@@ -149,7 +149,7 @@ public func weightMatching(reference: StateDict, model: StateDict, graph: MergeG
     })
     // The reference side never changes: its unfoldings along each point are computed once.
     let refSlices = Dictionary(uniqueKeysWithValues: graph.points.map { p in
-        (p.name, touching[p.name]!.map { unfold(reference[$0.role.name]!, axis: $0.axis, otherAxisPermutation: nil) })
+        (p.name, touching[p.name]!.map { unfold(reference[$0.role.name]!, role: $0.role, axis: $0.axis, otherAxisPermutation: nil) })
     })
     var rng = SeededRNG(seed: seed, stream: "weight-matching")
     var sweeps = 0, converged = false
@@ -161,7 +161,7 @@ public func weightMatching(reference: StateDict, model: StateDict, graph: MergeG
             var sim = Matrix(zeros: p.channels, p.channels)
             for (k, (role, axis)) in touching[p.name]!.enumerated() {
                 let other = axis == 0 ? role.inPoint.flatMap { perms[$0] } : role.outPoint.flatMap { perms[$0] }
-                let mine = unfold(model[role.name]!, axis: axis, otherAxisPermutation: other)
+                let mine = unfold(model[role.name]!, role: role, axis: axis, otherAxisPermutation: other)
                 sim = sim + refSlices[p.name]![k].multiplied(by: mine, transOther: true)
             }
             let old = perms[p.name]!
@@ -177,6 +177,13 @@ public func weightMatching(reference: StateDict, model: StateDict, graph: MergeG
     }
     let maps = try perms.mapValues { try PointMap.permutation($0) }
     return WeightMatchingResult(permutations: perms, maps: maps, sweeps: sweeps, converged: converged)
+}
+
+/// A tensor as [units of the point it touches, everything else]: an embedding's token rows [n, d] transposed, else `unfold`.
+func unfold(_ t: Tensor, role: TensorRole, axis: Int, otherAxisPermutation perm: [Int]?) -> Matrix {
+    guard role.kind == .embedding else { return unfold(t, axis: axis, otherAxisPermutation: perm) }
+    let d = t.shape[role.unitAxis]
+    return Matrix(rows: t.count / d, cols: d, data: t.storage.map(Double.init)).transposed
 }
 
 /// A tensor as [units along `axis`, everything else], with the other unit axis (of a weight) permuted:

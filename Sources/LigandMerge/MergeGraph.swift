@@ -28,6 +28,8 @@ public struct TensorRole: Equatable, Sendable {
     public let isHead: Bool
 
     public var isRunningStatistic: Bool { kind == .runningMean || kind == .runningVar }
+    /// The axis of `outPoint`'s units: 0, or the last for an embedding ([1, T, d]).
+    public var unitAxis: Int { kind == .embedding ? shape.count - 1 : 0 }
     public var isWeightMatrix: Bool { kind == .linearWeight || kind == .convWeight }
 }
 
@@ -35,9 +37,11 @@ public struct TensorRole: Equatable, Sendable {
 public struct MergeGraph: Sendable {
     public let architecture: Architecture
     public let points: [MergePoint]
-    /// Why the models cannot be aligned unit by unit (nil: they can). A transformer's residual stream runs through
-    /// every block, so it needs one permutation for the whole stream and the attention heads their own: not yet done.
-    public let unalignable: String?
+    /// Points where only a permutation keeps the function, with why: a ViT's residual stream passes through LayerNorms,
+    /// which normalise over its units (a permutation commutes with that, a dense map does not).
+    public let permutationOnly: [String: String]
+    /// Taps whose activations belong to another point (`Network.tapPoints`).
+    public let tapPoints: [String: String]
     /// In state_dict order.
     public let tensors: [TensorRole]
     private let index: [String: Int]
@@ -47,8 +51,10 @@ public struct MergeGraph: Sendable {
         do { net = try Network<Float>(architecture, seed: 0) } catch { throw MergeError.invalidInput("\(error)") }
         self.architecture = architecture
         points = net.mergePoints
-        unalignable = architecture.kind == .vit
-            ? "aligning transformers (one permutation of the residual stream through every block, and of the attention heads) is not implemented; weight averaging and the tasks-suite methods apply" : nil
+        tapPoints = net.tapPoints
+        let stream = Network<Float>.vitStream
+        permutationOnly = architecture.kind == .vit
+            ? [stream: "the residual stream passes through LayerNorms, which a permutation of its units commutes with and a dense map does not"] : [:]
         let rules = Self.pointRules(net.layerMap)
         let headPrefix = String(net.head.weight.name.dropLast(".weight".count)) + "."
         let state = net.stateDict()
@@ -59,8 +65,8 @@ public struct MergeGraph: Sendable {
             let kind: TensorRole.Kind
             let rule: (out: String?, in: String?)
             if !name.contains("."), value.rank == 3 {
-                // cls_token, pos_embed: on the residual stream, which no per-block merge point describes.
-                kind = .embedding; rule = (nil, nil)
+                // cls_token [1, 1, d], pos_embed [1, T, d]: residual-stream vectors, the unit axis last.
+                kind = .embedding; rule = (stream, nil)
             } else {
                 guard let dot = name.lastIndex(of: ".") else { throw MergeError.invalidInput("merge graph: tensor '\(name)' has no layer prefix") }
                 let layer = String(name[..<dot]), field = String(name[name.index(after: dot)...])
@@ -77,7 +83,8 @@ public struct MergeGraph: Sendable {
                 case ("bias", 1, false, true): kind = .normBias
                 default: throw MergeError.invalidInput("merge graph: cannot classify tensor '\(name)' of shape \(value.shape)")
                 }
-                if isNorm { rule = (nil, nil) } else {
+                // Every LayerNorm of a ViT normalises the residual stream (its γ and β are stream vectors).
+                if isNorm { rule = (architecture.kind == .vit ? stream : nil, nil) } else {
                     guard let r = rules[layer] else { throw MergeError.invalidInput("merge graph: no rule for layer '\(layer)'") }
                     rule = r
                 }
@@ -86,8 +93,8 @@ public struct MergeGraph: Sendable {
                                   inPoint: (kind == .linearWeight || kind == .convWeight) ? rule.in : nil,
                                   isHead: name.hasPrefix(headPrefix))
             // The rules and the network must agree on every axis size.
-            if let p = role.outPoint, points.first(where: { $0.name == p })?.channels != value.shape[0] {
-                throw MergeError.invalidInput("merge graph: '\(name)' axis 0 (\(value.shape[0])) does not match merge point '\(p)'")
+            if let p = role.outPoint, points.first(where: { $0.name == p })?.channels != value.shape[role.unitAxis] {
+                throw MergeError.invalidInput("merge graph: '\(name)' axis \(role.unitAxis) (\(value.shape[role.unitAxis])) does not match merge point '\(p)'")
             }
             if let p = role.inPoint, points.first(where: { $0.name == p })?.channels != value.shape[1] {
                 throw MergeError.invalidInput("merge graph: '\(name)' axis 1 (\(value.shape[1])) does not match merge point '\(p)'")
@@ -109,6 +116,12 @@ public struct MergeGraph: Sendable {
     }
 
     public func role(named name: String) -> TensorRole? { index[name].map { tensors[$0] } }
+
+    /// The merge point a tap's activations belong to: itself, the point it is an alias of, or nil (no statistic uses it).
+    public func point(ofTap tap: String) -> String? {
+        if let p = tapPoints[tap] { return p }
+        return points.contains { $0.name == tap } ? tap : nil
+    }
 
     public func channels(of point: String) -> Int? { points.first { $0.name == point }?.channels }
 

@@ -43,8 +43,8 @@ public struct PointMap: Equatable, Sendable {
 }
 
 /// Applies per-point maps to a model's tensors: W ← M_out·W·M_in⁻¹ (for a convolution, M⁻¹ acts on the
-/// input-channel axis of every kernel tap), biases and every BatchNorm vector (scale, shift, running mean
-/// and running variance, as the reference does) ← M_out·v. Points without a map keep the identity.
+/// input-channel axis of every kernel tap), biases, LayerNorm γ and β, every BatchNorm vector (scale, shift, running mean
+/// and running variance, as the reference does) and each token row of an embedding ← M_out·v. Points without a map keep the identity.
 /// Computed in Float64; a permutation map reproduces every value exactly.
 /// `frozen` kinds keep their values (BN's identity scale and statistics after `foldBatchNorm`).
 public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: MergeGraph, model: String = "model",
@@ -58,6 +58,9 @@ public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: Merge
         if m.forward.firstNonFinite != nil || m.inverse.firstNonFinite != nil {
             throw MergeError.linalg(point: p, message: "its map holds a NaN or infinite value")
         }
+        if let why = graph.permutationOnly[p], m.permutation == nil {
+            throw MergeError.invalidInput("merge point '\(p)' takes permutations only: \(why)")
+        }
     }
     var out = state
     for role in graph.tensors where !frozen.contains(role.kind) {
@@ -67,7 +70,11 @@ public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: Merge
         let t = state[role.name]!
         var w = t.storage.map(Double.init)
         let d0 = t.shape[0], inner = t.count / max(d0, 1)
-        if let m = outMap { w = leftMultiply(m.forward, w, rows: d0, cols: inner) }
+        if let m = outMap, role.kind == .embedding {
+            // Token rows [n, d]: each row v becomes M·v, i.e. rows · Mᵀ.
+            let d = t.shape[role.unitAxis]
+            w = rightMultiplyInputAxis(w, m.forward.transposed, d0: t.count / d, d1: d, taps: 1)
+        } else if let m = outMap { w = leftMultiply(m.forward, w, rows: d0, cols: inner) }
         if let m = inMap {
             let d1 = t.shape[1], taps = inner / d1
             w = rightMultiplyInputAxis(w, m.inverse, d0: d0, d1: d1, taps: taps)

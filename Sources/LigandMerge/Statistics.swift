@@ -100,20 +100,25 @@ public struct PairStatistics: Equatable, Sendable {
     public var covarianceXY: Matrix { centred(sumXY, meanX, meanY) }
 }
 
-/// The activations of every merge-point tap of one forward, in call order (a ResNet stream appears once per block).
-public func captureActivations(_ net: Network<Float>, _ x: Tensor) -> [(point: String, activation: Tensor)] {
+/// The activations of every tap that feeds a merge point of `graph`, under that point's name, in call order (a ResNet
+/// stream appears once per block, a ViT's residual stream as "stream" after every block); other taps are dropped.
+public func captureActivations(_ net: Network<Float>, _ x: Tensor, for graph: MergeGraph) -> [(point: String, activation: Tensor)] {
     var out: [(String, Tensor)] = []
-    _ = net.features(x, training: false) { name, a in out.append((name, a)) }
+    _ = net.features(x, training: false) { name, a in if let p = graph.point(ofTap: name) { out.append((p, a)) } }
     return out
 }
 
 /// `PairStatistics` for every merge point of an architecture, in `graph.points` order.
 public struct ModelPairStatistics: Equatable, Sendable {
     public private(set) var points: [PairStatistics]
+    private let graph: MergeGraph
 
     public init(graph: MergeGraph) {
+        self.graph = graph
         points = graph.points.map { PairStatistics(point: $0.name, c1: $0.channels, ck: $0.channels) }
     }
+
+    public static func == (a: ModelPairStatistics, b: ModelPairStatistics) -> Bool { a.points == b.points }
 
     public subscript(point: String) -> PairStatistics? { points.first { $0.point == point } }
 
@@ -133,7 +138,7 @@ public struct ModelPairStatistics: Equatable, Sendable {
     /// Runs both networks on a batch and adds their activations.
     public mutating func accumulate(reference: Network<Float>, model: Network<Float>, batch: Tensor) throws {
         try requireSameArchitecture([reference.architecture, model.architecture], names: ["the reference", "the model"])
-        try accumulate(reference: captureActivations(reference, batch), model: captureActivations(model, batch))
+        try accumulate(reference: captureActivations(reference, batch, for: graph), model: captureActivations(model, batch, for: graph))
     }
 
     public var packedCount: Int { points.reduce(0) { $0 + $1.packedCount } }

@@ -70,6 +70,7 @@ extension Network {
         var body: [WeightLayer] = []
         var source = WeightLayer.Source.image, sourceShape = a.input, pools = 0, globalPool = false, taps = 0
         var point: String? = nil
+        let stream = Network<S>.vitStream
         var (h, w, c) = (a.input[0], a.input[1], a.input[2])
         // Layers whose output merge point is the next tap.
         var pending: [Int] = []
@@ -122,19 +123,23 @@ extension Network {
                 taps += 1
                 tapped(stream)
             case .tokens(let e):
-                // The residual stream runs through every block, so only the MLP's hidden units are per-block merge points.
-                body.append(conv(e.proj, from: source, shape: sourceShape, batchNorm: nil, out: nil, in: point))
+                // The residual stream is one merge point through every block (a LayerNorm keeps a permutation of it);
+                // attention's inner units (qkv's outputs, proj's inputs) are left in each model's own basis.
+                body.append(conv(e.proj, from: source, shape: sourceShape, batchNorm: nil, out: stream, in: point))
                 sourceShape = [e.patches + 1, e.width]
-            case .transformer(let b, let stream):
+            case .transformer(let b, let residual):
                 let t = sourceShape[0], act = b.inputNames.fc2
-                body.append(linear(b.attn.qkv, tap: taps, tokens: t, out: nil, in: nil))
-                body.append(linear(b.attn.proj, tap: taps + 1, tokens: t, out: nil, in: nil))
-                body.append(linear(b.fc1, tap: taps + 2, tokens: t, out: act, in: nil))
-                body.append(linear(b.fc2, tap: taps + 3, tokens: t, out: nil, in: act))
+                body.append(linear(b.attn.qkv, tap: taps, tokens: t, out: nil, in: stream))
+                body.append(linear(b.attn.proj, tap: taps + 1, tokens: t, out: stream, in: nil))
+                body.append(linear(b.fc1, tap: taps + 2, tokens: t, out: act, in: stream))
+                body.append(linear(b.fc2, tap: taps + 3, tokens: t, out: stream, in: act))
                 taps += 4
-                tapped(stream, isPoint: false)
+                tapped(residual, isPoint: false)
+                point = stream
             case .classToken: sourceShape = [sourceShape[sourceShape.count - 1]]
-            case .layerNorm(_, let tap): tapped(tap, isPoint: false)
+            case .layerNorm(_, let tap):
+                tapped(tap, isPoint: false)
+                point = stream
             case .project(let l, _, let tap):
                 body.append(layer(prefix(l.weight), from: source, shape: sourceShape, in: l.inFeatures, out: l.outFeatures, bias: l.bias != nil,
                                   outPoint: nil, inPoint: point))

@@ -56,6 +56,9 @@ public final class Network<S: FloatScalar> {
     let nodes: [Node<S>]
     public let head: Linear<S>
     public let mergePoints: [MergePoint]
+    /// Taps whose activations belong to another merge point (a ViT's residual stream after block i, tapped as "blocks.i",
+    /// is the one point "stream"); a tap that is neither a point nor listed here feeds no alignment statistic.
+    public let tapPoints: [String: String]
     private var flattenShape: [Int] = [], tokenShape: [Int] = []
 
     /// A network of `arch` with He-normal weights drawn from `seed`.
@@ -80,6 +83,7 @@ public final class Network<S: FloatScalar> {
         var rng = initial
         var nodes: [Node<S>] = []
         var points: [MergePoint] = []
+        var aliases: [String: String] = [:]
         let (h, w, c) = (arch.input[0], arch.input[1], arch.input[2])
         switch arch.kind {
         case .mlp:
@@ -134,6 +138,8 @@ public final class Network<S: FloatScalar> {
             // timm's VisionTransformer: tokens, pre-norm blocks, final norm, the head on the class token (global_pool='token');
             // CLIP's tower adds norm_pre before the blocks and a projection (to unit length) before the head.
             let d = arch.width!, grid = arch.vitGrid!, hidden = arch.vitHidden!, eps = arch.layerNormEps
+            // One residual stream through every block: one merge point, whatever block it is tapped after.
+            points.append(MergePoint(name: Self.vitStream, channels: d))
             nodes.append(.tokens(TokenEmbedding(channels: c, patch: arch.patch!, grid: grid, width: d, bias: arch.patchBias != false, rng: &rng)))
             if arch.preNorm == true { nodes.append(.layerNorm(LayerNorm(name: "norm_pre", features: d, eps: eps), tap: "norm_pre")) }
             for i in 0..<arch.depth! {
@@ -141,7 +147,7 @@ public final class Network<S: FloatScalar> {
                                                 quickGELU: arch.activation == .quickGELU, rng: &rng)
                 nodes.append(.transformer(block, stream: "blocks.\(i)"))
                 points.append(MergePoint(name: block.inputNames.fc2, channels: hidden))
-                points.append(MergePoint(name: "blocks.\(i)", channels: d))
+                aliases["blocks.\(i)"] = Self.vitStream
             }
             // Only the class token reaches the head, so the final norm is applied to it alone (per token, the same values).
             nodes.append(.classToken)
@@ -155,7 +161,12 @@ public final class Network<S: FloatScalar> {
         }
         self.nodes = nodes
         self.mergePoints = points
+        self.tapPoints = aliases
     }
+
+    /// A ViT's residual stream as a merge point: the patch embedding, class token, position embedding, every LayerNorm,
+    /// attention output projection and fc2 write it; qkv, fc1 and the head (or CLIP's proj) read it.
+    public static var vitStream: String { "stream" }
 
     public var featureWidth: Int { head.inFeatures }
     public var classes: Int { head.outFeatures }

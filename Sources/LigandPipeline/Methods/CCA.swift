@@ -14,6 +14,8 @@ public enum CCA: SameTaskAlignment {
     public static let family = MethodFamily.alignment
     public static let aligns = true
     public static let parameters = CommonParameters.alignment + [gammas]
+    /// CCA's maps are dense: refused where a LayerNorm sits on the point (a ViT's residual stream).
+    public static let mapsArePermutations = false
 
     /// The reference code's grid: 1e-6 … 1e7, one value per decade.
     public static let gammas = MethodParameter(

@@ -9,6 +9,12 @@ import LigandNumerics
 /// pipeline averages the aligned models with the rank-count-independent sum (MergeRun.mergeSameTask).
 public protocol SameTaskAlignment: MergeMethod {
     static func align(_ c: AlignmentContext) throws -> AlignmentOutcome
+    /// Whether every map it applies is a permutation (or none), so it applies where only permutations keep the function.
+    static var mapsArePermutations: Bool { get }
+}
+
+extension SameTaskAlignment {
+    public static var mapsArePermutations: Bool { true }
 }
 
 /// What an alignment returns: the fused network, this rank's aligned models, what it chose and how candidates scored.
@@ -90,12 +96,12 @@ public final class AlignmentContext {
         for (bi, lo) in stride(from: 0, to: nCal, by: batchSize).enumerated() {
             let x = MergeRun.batch(calibration, Array(calIndices[lo..<min(nCal, lo + batchSize)]))
             // Only the reference's activations travel: every rank pairs them with its own models'.
-            let refActs = referenceNet.map { captureActivations($0, x) }
+            let refActs = referenceNet.map { captureActivations($0, x, for: graph) }
             var buf: [Float] = refActs.map { $0.flatMap(\.activation.storage) } ?? []
             try comm.broadcast(&buf, root: holder)
             if failure != nil { continue }
             for i in local where i != reference {
-                let mine = captureActivations(nets[i - local.lowerBound], x)
+                let mine = captureActivations(nets[i - local.lowerBound], x, for: graph)
                 var offset = 0
                 let theirs = mine.map { tap -> (point: String, activation: Tensor) in
                     let n = tap.activation.count
