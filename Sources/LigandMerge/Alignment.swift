@@ -109,9 +109,17 @@ public func correlation(_ s: PairStatistics) throws -> Matrix {
 }
 
 /// Permutation alignment: at every point, the linear assignment maximising the total correlation gives P_k (M = P, M⁻¹ = Pᵀ).
+/// A ViT's attention points are matched head by head (`headMatching`).
 public func permutationMaps(_ stats: ModelPairStatistics) throws -> [String: PointMap] {
     var maps: [String: PointMap] = [:]
-    for s in stats.points {
+    let attention = stats.graph.attention
+    for a in attention {
+        guard let qk = stats[a.qk], let v = stats[a.v] else { throw MergeError.unknownMergePoint(a.qk) }
+        let perm = try headMatching(qk: correlation(qk), v: correlation(v), heads: a.heads, point: a.qk)
+        maps[a.qk] = try PointMap.permutation(perm.qk)
+        maps[a.v] = try PointMap.permutation(perm.v)
+    }
+    for s in stats.points where maps[s.point] == nil {
         guard s.c1 == s.ck else {
             throw MergeError.degenerateStatistics(point: s.point, reason: "a permutation needs the same width in both models, got \(s.c1) and \(s.ck)")
         }
@@ -122,6 +130,41 @@ public func permutationMaps(_ stats: ModelPairStatistics) throws -> [String: Poi
         maps[s.point] = try PointMap.permutation(perm)
     }
     return maps
+}
+
+/// Attention heads matched as wholes (Verma & Elbayad 2024, "Merging Text Transformer Models from Different
+/// Initializations", Sec. 3.2): for every pair (reference head a, model head b) the best within-head assignment of the
+/// query/key correlations and of the value correlations scores the pair; one head assignment σ maximises the summed
+/// scores; within each matched pair the two assignments give the unit permutations (perm[a·dh + i] = σ(a)·dh + π_a(i)).
+func headMatching(qk: Matrix, v: Matrix, heads: Int, point: String) throws -> (qk: [Int], v: [Int]) {
+    let d = qk.rows, dh = d / heads
+    func block(_ c: Matrix, _ a: Int, _ b: Int) -> Matrix {
+        var m = Matrix(zeros: dh, dh)
+        for i in 0..<dh { for j in 0..<dh { m[i, j] = c[a * dh + i, b * dh + j] } }
+        return m
+    }
+    func assign(_ m: Matrix) throws -> [Int] {
+        do { return try Assignment.solve(cost: m, maximize: true) } catch { throw MergeError.linalg(point: point, message: "\(error)") }
+    }
+    var score = Matrix(zeros: heads, heads)
+    var within: [[(qk: [Int], v: [Int])]] = []
+    for a in 0..<heads {
+        var row: [(qk: [Int], v: [Int])] = []
+        for b in 0..<heads {
+            let cq = block(qk, a, b), cv = block(v, a, b)
+            let pq = try assign(cq), pv = try assign(cv)
+            score[a, b] = (0..<dh).reduce(0.0) { $0 + cq[$1, pq[$1]] + cv[$1, pv[$1]] }
+            row.append((pq, pv))
+        }
+        within.append(row)
+    }
+    let sigma = try assign(score)
+    var pq = [Int](repeating: 0, count: d), pv = pq
+    for a in 0..<heads {
+        let (wq, wv) = within[a][sigma[a]]
+        for i in 0..<dh { pq[a * dh + i] = sigma[a] * dh + wq[i]; pv[a * dh + i] = sigma[a] * dh + wv[i] }
+    }
+    return (pq, pv)
 }
 
 /// The outcome of Git Re-Basin weight matching.
@@ -158,6 +201,8 @@ public func weightMatching(reference: StateDict, model: StateDict, graph: MergeG
         var improved = false
         for pi in rng.permutation(graph.points.count) {
             let p = graph.points[pi]
+            // Attention points stay as they are: heads would have to move as wholes, which a per-point assignment ignores.
+            if graph.attentionGroup(of: p.name) != nil { continue }
             var sim = Matrix(zeros: p.channels, p.channels)
             for (k, (role, axis)) in touching[p.name]!.enumerated() {
                 let other = axis == 0 ? role.inPoint.flatMap { perms[$0] } : role.outPoint.flatMap { perms[$0] }

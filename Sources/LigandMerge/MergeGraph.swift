@@ -26,6 +26,8 @@ public struct TensorRole: Equatable, Sendable {
     public let inPoint: String?
     /// Part of the classification head (frozen in the multi-task setting).
     public let isHead: Bool
+    /// Axis 0 cut into equal segments, each on its point (a ViT's qkv: [qk, qk, v]); nil: `outPoint` covers axis 0.
+    public var outSegments: [String]? = nil
 
     public var isRunningStatistic: Bool { kind == .runningMean || kind == .runningVar }
     /// The axis of `outPoint`'s units: 0, or the last for an embedding ([1, T, d]).
@@ -42,6 +44,8 @@ public struct MergeGraph: Sendable {
     public let permutationOnly: [String: String]
     /// Taps whose activations belong to another point (`Network.tapPoints`).
     public let tapPoints: [String: String]
+    /// A ViT's attention points (heads matched as wholes), in block order.
+    public let attention: [AttentionPoints]
     /// In state_dict order.
     public let tensors: [TensorRole]
     private let index: [String: Int]
@@ -52,9 +56,19 @@ public struct MergeGraph: Sendable {
         self.architecture = architecture
         points = net.mergePoints
         tapPoints = net.tapPoints
+        attention = net.attention
+        let qkvSegments = Dictionary(uniqueKeysWithValues: net.attention.map { ($0.qkv, [$0.qk, $0.qk, $0.v]) })
+        let pointChannels = Dictionary(uniqueKeysWithValues: net.mergePoints.map { ($0.name, $0.channels) })
         let stream = Network<Float>.vitStream
-        permutationOnly = architecture.kind == .vit
-            ? [stream: "the residual stream passes through LayerNorms, which a permutation of its units commutes with and a dense map does not"] : [:]
+        var only: [String: String] = [:]
+        if architecture.kind == .vit {
+            only[stream] = "the residual stream passes through LayerNorms, which a permutation of its units commutes with and a dense map does not"
+        }
+        for a in net.attention {
+            only[a.qk] = "a head's scores q·k are kept by permuting its query and key units alike, not by a dense map"
+            only[a.v] = "a head's value units are matched with its query and key units as one head"
+        }
+        permutationOnly = only
         let rules = Self.pointRules(net.layerMap)
         let headPrefix = String(net.head.weight.name.dropLast(".weight".count)) + "."
         let state = net.stateDict()
@@ -89,11 +103,18 @@ public struct MergeGraph: Sendable {
                     rule = r
                 }
             }
-            let role = TensorRole(name: name, kind: kind, shape: value.shape, outPoint: rule.out,
+            var role = TensorRole(name: name, kind: kind, shape: value.shape, outPoint: rule.out,
                                   inPoint: (kind == .linearWeight || kind == .convWeight) ? rule.in : nil,
                                   isHead: name.hasPrefix(headPrefix))
+            if let dot = name.lastIndex(of: "."), let segments = qkvSegments[String(name[..<dot])] {
+                role.outSegments = segments
+                let each = value.shape[0] / segments.count
+                if let p = segments.first(where: { each * segments.count != value.shape[0] || pointChannels[$0] != each }) {
+                    throw MergeError.invalidInput("merge graph: '\(name)' axis 0 (\(value.shape[0])) is not \(segments.count) segments of merge point '\(p)'")
+                }
+            }
             // The rules and the network must agree on every axis size.
-            if let p = role.outPoint, points.first(where: { $0.name == p })?.channels != value.shape[role.unitAxis] {
+            if let p = role.outPoint, pointChannels[p] != value.shape[role.unitAxis] {
                 throw MergeError.invalidInput("merge graph: '\(name)' axis \(role.unitAxis) (\(value.shape[role.unitAxis])) does not match merge point '\(p)'")
             }
             if let p = role.inPoint, points.first(where: { $0.name == p })?.channels != value.shape[1] {
@@ -125,7 +146,11 @@ public struct MergeGraph: Sendable {
 
     public func channels(of point: String) -> Int? { points.first { $0.name == point }?.channels }
 
-    /// Every tensor with an axis on `point`, with that axis (0 = output units, 1 = input units).
+    /// The attention block a point belongs to (its `qk` or `v`), nil for other points.
+    public func attentionGroup(of point: String) -> AttentionPoints? { attention.first { $0.qk == point || $0.v == point } }
+
+    /// Every tensor with an axis on `point`, with that axis (0 = output units, 1 = input units); qkv's segmented rows
+    /// are left out (weight matching keeps the attention points as they are).
     public func touching(_ point: String) -> [(role: TensorRole, axis: Int)] {
         var out: [(TensorRole, Int)] = []
         for t in tensors {

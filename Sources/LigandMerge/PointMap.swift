@@ -62,14 +62,37 @@ public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: Merge
             throw MergeError.invalidInput("merge point '\(p)' takes permutations only: \(why)")
         }
     }
+    // Attention: whole heads move (each reference head reads one model head), and Q, K and V of a head move together.
+    for a in graph.attention {
+        let heads = [a.qk, a.v].map { maps[$0]?.permutation.map { headPermutation($0, headWidth: a.headWidth) } }
+        for (point, h) in zip([a.qk, a.v], heads) where h != nil && h! == nil {
+            throw MergeError.invalidInput("merge point '\(point)': the permutation moves units between heads; heads move as wholes (\(a.heads) heads of \(a.headWidth))")
+        }
+        if let q = heads[0] ?? nil, let v = heads[1] ?? nil, q != v {
+            throw MergeError.invalidInput("merge points '\(a.qk)' and '\(a.v)' match the heads differently (\(q) and \(v)); a head's q, k and v move together")
+        }
+        if (maps[a.qk] == nil) != (maps[a.v] == nil), let h = (heads[0] ?? nil) ?? (heads[1] ?? nil), h != Array(0..<a.heads) {
+            throw MergeError.invalidInput("merge points '\(a.qk)' and '\(a.v)': one moves the heads, the other has no map")
+        }
+    }
     var out = state
     for role in graph.tensors where !frozen.contains(role.kind) {
         let outMap = role.outPoint.flatMap { maps[$0] }
         let inMap = role.inPoint.flatMap { maps[$0] }
-        if outMap == nil && inMap == nil { continue }
+        let segmented = role.outSegments?.contains { maps[$0] != nil } ?? false
+        if outMap == nil && inMap == nil && !segmented { continue }
         let t = state[role.name]!
         var w = t.storage.map(Double.init)
         let d0 = t.shape[0], inner = t.count / max(d0, 1)
+        if let segments = role.outSegments {
+            // qkv's rows [q; k; v], each segment mapped by its own point.
+            let each = d0 / segments.count, cols = inner
+            for (j, point) in segments.enumerated() {
+                guard let m = maps[point] else { continue }
+                let rows = Array(w[(j * each * cols)..<((j + 1) * each * cols)])
+                w.replaceSubrange((j * each * cols)..<((j + 1) * each * cols), with: leftMultiply(m.forward, rows, rows: each, cols: cols))
+            }
+        }
         if let m = outMap, role.kind == .embedding {
             // Token rows [n, d]: each row v becomes M·v, i.e. rows · Mᵀ.
             let d = t.shape[role.unitAxis]
@@ -106,4 +129,17 @@ func rightMultiplyInputAxis(_ w: [Double], _ r: Matrix, d0: Int, d1: Int, taps: 
     var back = v
     for o in 0..<d0 { for i in 0..<d1 { for t in 0..<taps { back[(o * d1 + i) * taps + t] = v[(o * taps + t) * d1 + i] } } }
     return back
+}
+
+/// The head permutation σ (σ[a] = the model head at reference head a) of a unit permutation that moves whole heads,
+/// nil when some head's units come from several heads.
+public func headPermutation(_ perm: [Int], headWidth: Int) -> [Int]? {
+    guard headWidth > 0, perm.count % headWidth == 0 else { return nil }
+    var sigma: [Int] = []
+    for a in 0..<(perm.count / headWidth) {
+        let block = perm[(a * headWidth)..<((a + 1) * headWidth)].map { $0 / headWidth }
+        guard let first = block.first, block.allSatisfy({ $0 == first }) else { return nil }
+        sigma.append(first)
+    }
+    return sigma
 }

@@ -102,16 +102,41 @@ public struct PairStatistics: Equatable, Sendable {
 
 /// The activations of every tap that feeds a merge point of `graph`, under that point's name, in call order (a ResNet
 /// stream appears once per block, a ViT's residual stream as "stream" after every block); other taps are dropped.
+/// A ViT block's query and key rows are computed from its qkv input and pooled as samples of the `qk` point.
 public func captureActivations(_ net: Network<Float>, _ x: Tensor, for graph: MergeGraph) -> [(point: String, activation: Tensor)] {
     var out: [(String, Tensor)] = []
-    _ = net.features(x, training: false) { name, a in if let p = graph.point(ofTap: name) { out.append((p, a)) } }
+    let qkvInputs = Dictionary(uniqueKeysWithValues: graph.attention.map { ($0.input, $0) })
+    let parameters = qkvInputs.isEmpty ? [:] : Dictionary(uniqueKeysWithValues: net.parameters.map { ($0.name, $0.value) })
+    _ = net.features(x, training: false) { name, a in
+        if let p = graph.point(ofTap: name) { out.append((p, a)) }
+        if let att = qkvInputs[name], let w = parameters[att.qkv + ".weight"] {
+            out.append((att.qk, queriesAndKeys(a, weight: w, bias: parameters[att.qkv + ".bias"], width: att.width)))
+        }
+    }
     return out
+}
+
+/// [q; k] rows [2R, d] of x [R, d]: q = x·W_qᵀ + b_q and k = x·W_kᵀ + b_k, W_q and W_k the first 2d rows of qkv's weight.
+func queriesAndKeys(_ x: Tensor, weight w: Tensor, bias b: Tensor?, width d: Int) -> Tensor {
+    let r = x.shape[0]
+    var y = [Float](repeating: 0, count: 2 * r * d)
+    for part in 0..<2 {
+        let wq = Array(w.storage[(part * d * d)..<((part + 1) * d * d)])
+        let bq = b.map { Array($0.storage[(part * d)..<((part + 1) * d)]) }
+        // y_part [R, d] = x [R, d] · W_partᵀ
+        x.storage.withUnsafeBufferPointer { px in wq.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
+            Float.gemm(transA: false, transB: true, m: r, n: d, k: d, alpha: 1, a: px.baseAddress!, lda: d, b: pw.baseAddress!, ldb: d,
+                       beta: 0, c: py.baseAddress! + part * r * d, ldc: d)
+        } } }
+        if let bq { for i in 0..<r { for j in 0..<d { y[part * r * d + i * d + j] += bq[j] } } }
+    }
+    return Tensor(shape: [2 * r, d], storage: y)
 }
 
 /// `PairStatistics` for every merge point of an architecture, in `graph.points` order.
 public struct ModelPairStatistics: Equatable, Sendable {
     public private(set) var points: [PairStatistics]
-    private let graph: MergeGraph
+    let graph: MergeGraph
 
     public init(graph: MergeGraph) {
         self.graph = graph

@@ -124,13 +124,13 @@ extension Network {
                 tapped(stream)
             case .tokens(let e):
                 // The residual stream is one merge point through every block (a LayerNorm keeps a permutation of it);
-                // attention's inner units (qkv's outputs, proj's inputs) are left in each model's own basis.
+                // qkv's output rows belong to the block's attention points (MergeGraph reads them off `AttentionPoints`).
                 body.append(conv(e.proj, from: source, shape: sourceShape, batchNorm: nil, out: stream, in: point))
                 sourceShape = [e.patches + 1, e.width]
             case .transformer(let b, let residual):
                 let t = sourceShape[0], act = b.inputNames.fc2
                 body.append(linear(b.attn.qkv, tap: taps, tokens: t, out: nil, in: stream))
-                body.append(linear(b.attn.proj, tap: taps + 1, tokens: t, out: stream, in: nil))
+                body.append(linear(b.attn.proj, tap: taps + 1, tokens: t, out: stream, in: b.attentionPoints.v))
                 body.append(linear(b.fc1, tap: taps + 2, tokens: t, out: act, in: stream))
                 body.append(linear(b.fc2, tap: taps + 3, tokens: t, out: stream, in: act))
                 taps += 4

@@ -59,6 +59,8 @@ public final class Network<S: FloatScalar> {
     /// Taps whose activations belong to another merge point (a ViT's residual stream after block i, tapped as "blocks.i",
     /// is the one point "stream"); a tap that is neither a point nor listed here feeds no alignment statistic.
     public let tapPoints: [String: String]
+    /// A ViT's attention blocks as merge points (heads matched as wholes), in block order; empty for other kinds.
+    public let attention: [AttentionPoints]
     private var flattenShape: [Int] = [], tokenShape: [Int] = []
 
     /// A network of `arch` with He-normal weights drawn from `seed`.
@@ -84,6 +86,7 @@ public final class Network<S: FloatScalar> {
         var nodes: [Node<S>] = []
         var points: [MergePoint] = []
         var aliases: [String: String] = [:]
+        var attention: [AttentionPoints] = []
         let (h, w, c) = (arch.input[0], arch.input[1], arch.input[2])
         switch arch.kind {
         case .mlp:
@@ -146,8 +149,12 @@ public final class Network<S: FloatScalar> {
                 let block = TransformerBlock<S>(name: "blocks.\(i)", width: d, heads: arch.heads!, hidden: hidden, eps: eps,
                                                 quickGELU: arch.activation == .quickGELU, rng: &rng)
                 nodes.append(.transformer(block, stream: "blocks.\(i)"))
-                points.append(MergePoint(name: block.inputNames.fc2, channels: hidden))
+                let heads = block.attentionPoints
+                points += [MergePoint(name: heads.qk, channels: d), MergePoint(name: heads.v, channels: d),
+                           MergePoint(name: block.inputNames.fc2, channels: hidden)]
                 aliases["blocks.\(i)"] = Self.vitStream
+                aliases[block.inputNames.proj] = heads.v
+                attention.append(heads)
             }
             // Only the class token reaches the head, so the final norm is applied to it alone (per token, the same values).
             nodes.append(.classToken)
@@ -162,6 +169,7 @@ public final class Network<S: FloatScalar> {
         self.nodes = nodes
         self.mergePoints = points
         self.tapPoints = aliases
+        self.attention = attention
     }
 
     /// A ViT's residual stream as a merge point: the patch embedding, class token, position embedding, every LayerNorm,

@@ -302,6 +302,12 @@ public final class TransformerBlock<S: FloatScalar> {
     public var parameters: [Parameter<S>] { norm1.parameters + attn.parameters + norm2.parameters + fc1.parameters + fc2.parameters }
     public var layerNorms: [LayerNorm<S>] { [norm1, norm2] }
 
+    /// This block's attention as merge points (see `AttentionPoints`).
+    public var attentionPoints: AttentionPoints {
+        AttentionPoints(qk: "\(name).attn.qk", v: "\(name).attn.v", heads: attn.heads, width: attn.width, input: inputNames.qkv,
+                        qkv: "\(name).attn.qkv")
+    }
+
     /// The names under which `forward`'s `inputs` reports each linear layer's input, in call order.
     public var inputNames: (qkv: String, proj: String, fc1: String, fc2: String) {
         ("\(name).norm1", "\(name).attn.heads", "\(name).norm2", "\(name).mlp.act")
@@ -404,4 +410,21 @@ public final class TokenEmbedding<S: FloatScalar> {
         positions.grad.withUnsafeMutableBufferPointer { g in for i in 0..<(t * d) { g[i] += S(sum[i]) } }
         return proj.backward(dgrid)
     }
+}
+
+/// One attention block's units as merge points. Permuting the query and key units of a head alike keeps every score
+/// q·k (a sum over the head's units), permuting its value units and the projection's matching inputs keeps its output,
+/// and permuting whole heads (their q, k and v together) keeps the block's output: so a map here is a head permutation
+/// σ with a permutation within each head, one for Q and K (point `qk`) and one for V (point `v`), σ shared by both.
+public struct AttentionPoints: Equatable, Sendable {
+    /// Point of the query and key units (rows 0..<d and d..<2d of qkv), and of the value units (rows 2d..<3d; the
+    /// projection's input columns).
+    public let qk: String, v: String
+    public let heads: Int, width: Int
+    /// The tap of qkv's input (norm1's output), from which the query and key rows are computed for statistics.
+    public let input: String
+    /// qkv's state-dict prefix.
+    public let qkv: String
+
+    public var headWidth: Int { width / heads }
 }

@@ -109,7 +109,8 @@ final class ModelFileTests: XCTestCase {
         XCTAssertEqual(shapes["blocks.1.mlp.fc2.weight"], [8, 32])
         XCTAssertEqual(Array(state.suffix(4).map(\.name)), ["norm.weight", "norm.bias", "head.weight", "head.bias"])
         XCTAssertEqual(state.count, 4 + 2 * 12 + 4)
-        XCTAssertEqual(net.mergePoints.map(\.name), ["stream", "blocks.0.mlp.act", "blocks.1.mlp.act"])
+        XCTAssertEqual(net.mergePoints.map(\.name), ["stream", "blocks.0.attn.qk", "blocks.0.attn.v", "blocks.0.mlp.act",
+                                                     "blocks.1.attn.qk", "blocks.1.attn.v", "blocks.1.mlp.act"])
         XCTAssertEqual(net.features(Tensor(zeros: [3, 28, 28, 1])).shape, [3, 8])
     }
 
