@@ -31,6 +31,8 @@ struct Run: ParsableCommand {
     var dryRun = false
     @Flag(help: "No progress output; the results table is still printed (default: off, progress on stderr).")
     var quiet = false
+    @Option(name: .customLong("k"), help: ArgumentHelp("Run only the planned runs of these K (comma-separated, e.g. 64; default: every K of the recipe's grids).", valueName: "list"))
+    var onlyK: String?
     @Flag(help: "Run every planned run again (default: off: a run whose OUT/runs/…/record.json was written for the same models, method settings, K, subset, seed and rank count is reused, so an interrupted recipe resumes where it stopped).")
     var fresh = false
     @OptionGroup var verification: VerifyOption
@@ -63,7 +65,18 @@ struct Run: ParsableCommand {
         } catch { failBeforeCollectives(error) }
         let root = (cache ?? r.cache).map { URL(fileURLWithPath: $0, isDirectory: true) } ?? ZooCache.defaultRoot
         let outDir = URL(fileURLWithPath: out ?? r.out, isDirectory: true)
-        let plan = r.plan()
+        var plan = r.plan()
+        if let onlyK {
+            let grid = Set(plan.map(\.k))
+            let ks = onlyK.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if let bad = zip(onlyK.split(separator: ",", omittingEmptySubsequences: false), ks).first(where: { $0.1 == nil }) {
+                failBeforeCollectives(ValidationError("--k: '\(bad.0)' is not an integer (give K values, e.g. --k 32,64)"))
+            }
+            if let missing = ks.compactMap({ $0 }).first(where: { !grid.contains($0) }) {
+                failBeforeCollectives(ValidationError("--k \(missing): the recipe plans no run of K = \(missing) (its K values: \(grid.sorted().map(String.init).joined(separator: ", ")))"))
+            }
+            plan = plan.filter { ks.contains($0.k) }
+        }
         if dryRun {
             for (i, p) in plan.enumerated() { print("[\(i + 1)/\(plan.count)] \(Self.label(p, r))") }
             return
