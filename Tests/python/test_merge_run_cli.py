@@ -37,3 +37,14 @@ def test_merge_refuses_an_option_of_another_method_and_degenerate_values(tmp_pat
             "--epochs: must be at least 1, got -3")
     refused(ligand("merge", "--method", "cca", "--suite", "s", "--out", out, "--bogus", "1"), "unknown option '--bogus'")
     assert not out.exists()
+
+
+def test_run_k_keeps_only_those_runs_and_refuses_a_k_not_planned():
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    recipe = "recipes/run-scale.yaml"   # its zoo recipe is named from the repository root
+    r = ligand("run", recipe, "--k", "32,64", "--dry-run", cwd=root)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 10 and all(", K = 32," in x or ", K = 64," in x for x in lines), r.stdout
+    refused(ligand("run", recipe, "--k", "65", "--dry-run", cwd=root), "--k 65: the recipe plans no run of K = 65 (its K values: 2, 4, 8, 16, 32, 64)")
+    refused(ligand("run", recipe, "--k", "6x", "--dry-run", cwd=root), "--k: '6x' is not an integer")
