@@ -59,10 +59,13 @@ check_method tiny-vit-seeds average average.safetensors "fused: average"
 # ViTs of different seeds aligned: one permutation of the residual stream, one per MLP hidden layer.
 check_method tiny-vit-seeds permute permute.safetensors "fused: permute"
 check_method tiny-vit-seeds weight-matching weight-matching.safetensors "fused: weight-matching"
+# CCA: dense maps on the MLP hidden layers, permutations on the stream and heads; then multi-level fusions on top.
+check_method tiny-vit-seeds cca cca.safetensors "fused: cca" --gammas 0.01,1
+check_method tiny-vit-seeds progressive progressive.safetensors "fused: progressive after cca" --align cca --gammas 0.1 --ridges 1e-2
+check_method tiny-vit-seeds neulig neulig-global.safetensors "permute then NeuLig, fused" --align permute --epochs 20 --calibration-samples 300
 
-echo "--- refused: dense maps on a ViT's residual stream, a ViT merged with an MLP"
+echo "--- refused: a ViT merged with an MLP"
 merge_error() { local name="$1" pattern="$2" np="$3"; shift 3; expect_error "$name" "$pattern" "$np" merge --out "$tmp/bad-$name" --quiet "$@"; }
-merge_error vit-cca "cca on vit models: its dense maps cannot act on merge point 'stream'" 2 --method cca --suite tiny-vit-seeds
 "$bin" init --arch mlp --hidden 8 --out "$tmp/mlp.safetensors" >/dev/null 2>&1 || fail "init mlp"
 vit0=$(ls "$tmp"/cache/tiny-vit-seeds-*/vit-seed0.safetensors)
 merge_error vit-with-mlp "holds a (vit|mlp).*but.*holds a (mlp|vit)" 1 --method average --model-files "$vit0,$tmp/mlp.safetensors"

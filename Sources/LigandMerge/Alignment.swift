@@ -68,17 +68,23 @@ func checkGamma(_ gamma: Double) throws {
     }
 }
 
-/// CCA solvers for every merge point of one model pair: one statistics pass, then any number of γ.
+/// CCA solvers for every merge point of one model pair: one statistics pass, then any number of γ. Where the graph
+/// takes permutations only (a ViT's residual stream and attention heads), the permutation of activation matching
+/// stands in for the dense map, for every γ.
 public struct CCAMapper: Sendable {
     public let solvers: [CCASolver]
+    /// The permutation-only points' maps (empty for MLP, VGG, ResNet).
+    public let permutations: [String: PointMap]
 
     public init(_ stats: ModelPairStatistics) throws {
-        solvers = try stats.points.map { try CCASolver($0) }
+        let only = stats.graph.permutationOnly
+        permutations = only.isEmpty ? [:] : try permutationMaps(stats).filter { only[$0.key] != nil }
+        solvers = try stats.points.filter { only[$0.point] == nil }.map { try CCASolver($0) }
     }
 
     public func maps(gamma: Double) throws -> [String: PointMap] {
         try checkGamma(gamma)
-        return Dictionary(uniqueKeysWithValues: try solvers.map { ($0.point, try $0.map(gamma: gamma)) })
+        return Dictionary(uniqueKeysWithValues: try solvers.map { ($0.point, try $0.map(gamma: gamma)) }).merging(permutations) { a, _ in a }
     }
 
     /// Maps for each γ of a grid, every γ checked before any work.

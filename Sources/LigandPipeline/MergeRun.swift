@@ -123,10 +123,6 @@ public enum MergeRun {
         guard input.calibration.count >= 2 else { throw PipelineError("the calibration split holds \(input.calibration.count) images, at least 2 are needed") }
         let graph: MergeGraph
         do { graph = try MergeGraph(arch) } catch { throw PipelineError(wrapping: error) }
-        if !method.mapsArePermutations, let point = graph.points.first(where: { graph.permutationOnly[$0.name] != nil })?.name,
-           let why = graph.permutationOnly[point] {
-            throw PipelineError("--method \(method.name) on \(arch.kind.rawValue) models: its dense maps cannot act on merge point '\(point)': \(why); use permute or weight-matching")
-        }
         let shard = ModelShard(total: k, comm: comm)
         let local = shard.local
 

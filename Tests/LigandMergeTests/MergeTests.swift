@@ -237,6 +237,27 @@ final class MergeTests: XCTestCase {
         }
     }
 
+    func testCCAOnViTMapsTheMLPDenselyAndPermutesTheStreamAndHeads() throws {
+        for arch in [Self.vit, Self.clip] {
+            let (graph, original, permuted, perms) = try permutedPair(arch, seed: 15)
+            var stats = ModelPairStatistics(graph: graph)
+            for b in 0..<6 { try stats.accumulate(reference: original, model: permuted, batch: input(arch, 16, seed: UInt64(200 + b))) }
+            let maps = try CCAMapper(stats).maps(gamma: 1e-4)
+            for p in graph.points {
+                if graph.permutationOnly[p.name] != nil {
+                    XCTAssertEqual(maps[p.name]!.permutation, inverse(perms[p.name]!), "\(arch) \(p.name)")
+                } else {
+                    XCTAssertNil(maps[p.name]!.permutation, "\(arch) \(p.name): CCA's map is dense")
+                }
+            }
+            // The dense maps undo the MLP permutation up to the ridge: the aligned model computes (nearly) the same logits.
+            let aligned = try network(arch, try applyMaps(permuted.stateDictionary(), maps: maps, graph: graph))
+            let x = input(arch, 16, seed: 3)
+            let a = original.forward(x), b = aligned.forward(x)
+            XCTAssertLessThan(maxAbsDiff(a, b), 1e-3 * max(1, a.maxAbs()), "\(arch)")
+        }
+    }
+
     func testWeightMatchingIsDeterministicAndAligningAModelToItselfIsIdentity() throws {
         let graph = try MergeGraph(Self.resnet)
         let a = try makeNetwork(Self.resnet, seed: 1).stateDictionary(), b = try makeNetwork(Self.resnet, seed: 2).stateDictionary()

@@ -6,6 +6,8 @@ import LigandZoo
 /// CCA Merge (Horoi et al., "Harmony in Diversity: Merging Neural Networks with Canonical Correlation Analysis",
 /// ICML 2024, Sec. 3.2, Eq. 3-5): per merge point, the canonical directions of reference and model activations
 /// (ridge γ, relative to tr(Σ)/C) give the dense map T = U_ref V_kᵀ-style transform (CCAMapper); γ on calibration.
+/// On a ViT the dense maps act on the MLP hidden layers; the residual stream and the attention heads, where a dense map
+/// cannot cross a LayerNorm or a head's scores, take activation matching's permutation (CCAMapper.permutations).
 public enum CCA: SameTaskAlignment {
     public static let name = "cca"
     public static let summary = "aligns every model into a reference's feature space at each merge point by canonical correlation analysis of their activations (ridge γ fitted on calibration), then averages"
@@ -14,8 +16,6 @@ public enum CCA: SameTaskAlignment {
     public static let family = MethodFamily.alignment
     public static let aligns = true
     public static let parameters = CommonParameters.alignment + [gammas]
-    /// CCA's maps are dense: refused where a LayerNorm sits on the point (a ViT's residual stream).
-    public static let mapsArePermutations = false
 
     /// The reference code's grid: 1e-6 … 1e7, one value per decade.
     public static let gammas = MethodParameter(

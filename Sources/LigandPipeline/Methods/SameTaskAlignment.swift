@@ -9,12 +9,6 @@ import LigandNumerics
 /// pipeline averages the aligned models with the rank-count-independent sum (MergeRun.mergeSameTask).
 public protocol SameTaskAlignment: MergeMethod {
     static func align(_ c: AlignmentContext) throws -> AlignmentOutcome
-    /// Whether every map it applies is a permutation (or none), so it applies where only permutations keep the function.
-    static var mapsArePermutations: Bool { get }
-}
-
-extension SameTaskAlignment {
-    public static var mapsArePermutations: Bool { true }
 }
 
 /// What an alignment returns: the fused network, this rank's aligned models, what it chose and how candidates scored.
