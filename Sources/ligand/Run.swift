@@ -130,10 +130,11 @@ struct Run: ParsableCommand {
         return "\(e.name): \(p.method.label), K = \(p.k), subset \(p.subset.map(String.init).joined(separator: ","))" + (p.method.usesSeed ? ", seed \(p.seed)" : "")
     }
 
-    /// A run's directory under OUT/runs: experiment, method, K, subset and seed.
+    /// A run's directory under OUT/runs: experiment, alignment and method, K, subset and seed.
     static func directory(_ p: PlannedRun, _ r: RunRecipe, out: URL) -> URL {
         let e = r.experiments[p.experiment], m = p.method
-        let label = m.label.replacingOccurrences(of: " ", with: "-").filter { $0 != "(" && $0 != ")" }
+        // An alignment first names the series ("cca → progressive"), so it names the directory too.
+        let label = (m.settings["align"].map { "\($0)-" } ?? "") + m.label.replacingOccurrences(of: " ", with: "-").filter { $0 != "(" && $0 != ")" }
         return out.appendingPathComponent("runs/\(e.name)-\(label)-k\(p.k)-\(p.subset.map(String.init).joined(separator: "_"))-seed\(p.seed)")
     }
 
