@@ -2,18 +2,29 @@
 """docs/scale.md's tables from `ligand run recipes/run-scale.yaml` reports at several rank counts.
 
     python3 benchmarks/scale_table.py out/scale-np4/report.json out/scale-np1/report.json
+    python3 benchmarks/scale_table.py out/scale-np4        # the runs finished so far (their record.json files)
 
 Per series and K: wall seconds, the busiest rank's CPU seconds and that over K/P (flat when CPU per rank
 grows as K/P), the largest peak RSS of any rank, MB communicated by rank 0 and the largest phase, NeuLig's KB per
 Portland step; then per series and rank count the least-squares line RSS = a + b·(K/P) over the K grid.
 """
+import glob
 import json
+import os
 import sys
 
 
 def load(path):
-    with open(path) as f:
-        report = json.load(f)
+    """A report.json, or an --out directory whose runs so far left runs/*/record.json (a run still under way)."""
+    if os.path.isdir(path):
+        records = []
+        for rec in sorted(glob.glob(os.path.join(path, "runs", "*", "record.json"))):
+            with open(rec) as f:
+                records += json.load(f)["records"]
+        report = {"ranks": records[0]["ranks"] if records else 1, "records": records}
+    else:
+        with open(path) as f:
+            report = json.load(f)
     rows = {}
     for r in report["records"]:
         series = r["method"] if r.get("hyperparameters", {}).get("align") is None else f'{r["hyperparameters"]["align"]} → {r["method"]}'
@@ -40,6 +51,8 @@ def main(paths):
         for key in rows:
             if key not in keys:
                 keys.append(key)
+    series_order = list(dict.fromkeys(s for s, _ in keys))
+    keys.sort(key=lambda sk: (series_order.index(sk[0]), sk[1]))
     print("| series | K | P | wall s | CPU s (busiest rank) | CPU s / (K/P) | peak RSS MB (any rank) | MB sent (rank 0) | largest phase (MB) | KB / Portland step |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for series, k in keys:

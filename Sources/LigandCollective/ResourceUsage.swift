@@ -9,8 +9,15 @@ public struct ResourceMark {
     let cpu: Double
 
     /// Starts a measurement. On Linux the kernel's peak-RSS mark is reset first (`/proc/self/clear_refs` ← 5), so the
-    /// peak read at the end is this work's own, not the process's since it began.
+    /// peak read at the end is this work's own, not the process's since it began; before that the allocator hands the
+    /// memory earlier work freed back to the kernel (`malloc_trim`), which would otherwise count as resident here.
     public static func start() -> ResourceMark {
+        #if canImport(Glibc)
+        // glibc's malloc_trim is not in the Glibc module map; look it up (RTLD_DEFAULT is the null handle on glibc).
+        if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") {
+            _ = unsafeBitCast(sym, to: (@convention(c) (Int) -> Int32).self)(0)
+        }
+        #endif
         if let f = fopen("/proc/self/clear_refs", "w") { fputs("5", f); fclose(f) }
         return ResourceMark(cpu: cpuSeconds())
     }
