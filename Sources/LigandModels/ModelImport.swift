@@ -78,6 +78,14 @@ public enum ModelImport {
         public var stripPrefix: String?
         /// A CLIP tower's MLP activation (nil: QuickGELU, OpenAI's CLIP; open_clip's own trainings use GELU).
         public var activation: Architecture.Activation?
+
+        /// The given architecture as the import uses it: the whole of it wins over what the tensors say, and
+        /// `input` over its input.
+        var given: Architecture? {
+            guard var a = architecture else { return nil }
+            if let i = input { a.input = i }
+            return a
+        }
         public init() {}
     }
 
@@ -126,7 +134,7 @@ public enum ModelImport {
             (arch, m, layout) = try mlp(shapes, mo, path: path, notes: &notes)
             mlpMapping = m
             // A given architecture is the whole of it: the tensors are then checked against it, by name and shape.
-            if let given = o.architecture { arch = given; if let i = o.input { arch.input = i } }
+            if let given = o.given { arch = given }
         case .vit, .resnet20, .vgg:
             if o.layout == .flax { throw fail("--layout flax is only read for MLPs; save a \(kind.rawValue) with PyTorch's layout (timm/torchvision names)") }
             layout = .torch
@@ -345,9 +353,8 @@ public enum ModelImport {
         let headWeight = try shape(aliases["\(head).weight"] ?? "\(head).weight")
         guard headWeight.count == 2 else { throw fail("the head's weight has shape \(headWeight), not [classes, features]") }
         var arch: Architecture
-        if let given = o.architecture {
+        if let given = o.given {
             arch = given
-            if let input = o.input { arch.input = input }
         } else {
             switch kind {
             case .vit:
@@ -445,7 +452,7 @@ public enum ModelImport {
         guard shapes[head + ".bias"] != nil else { throw fail("'\(head).bias' is missing; Ligand's head carries one: save zeros if yours has none") }
         var arch = Architecture.clip(patch: patch, width: d, depth: depth, heads: heads, mlpRatio: Double(fc[0]) / Double(d), embed: proj[1],
                                      input: input, classes: headWeight[0])
-        if let given = o.architecture { arch = given; if let i = o.input { arch.input = i } }
+        if let given = o.given { arch = given }
         else {
             arch.activation = o.activation == .gelu ? nil : .quickGELU
             if o.activation == nil { notes.append("activation: QuickGELU (OpenAI's CLIP weights; pass --activation gelu for open_clip's own trainings)") }
