@@ -64,10 +64,18 @@ final class LayerMapTests: XCTestCase {
         XCTAssertEqual(fc1.outPoint, "blocks.1.mlp.act")
         XCTAssertEqual(fc2.inPoint, "blocks.1.mlp.act")
         XCTAssertEqual(fc2.columns, 16)
-        XCTAssertNil(map.body[5].inPoint)
+        // The residual stream is one merge point: block 1's qkv reads it, its output projection writes it and reads the
+        // value units; fc2 writes it; the head reads it.
+        XCTAssertEqual(map.body[5].name, "blocks.1.attn.qkv")
+        XCTAssertEqual(map.body[5].inPoint, "stream")
+        XCTAssertNil(map.body[5].outPoint)
+        XCTAssertEqual(map.body[6].outPoint, "stream")
+        XCTAssertEqual(map.body[6].inPoint, "blocks.1.attn.v")
+        XCTAssertEqual(fc2.outPoint, "stream")
+        XCTAssertEqual(embed.outPoint, "stream")
         XCTAssertEqual(map.head.source, .tap(10))
         XCTAssertEqual(map.head.sourceShape, [8])
-        XCTAssertNil(map.head.inPoint)
+        XCTAssertEqual(map.head.inPoint, "stream")
         // 2·(tokens·in·out) per layer plus 4·T²·d of attention per block.
         let layers = 2.0 * Double(16 * 49 * 8 + 2 * (17 * 8 * 24 + 17 * 8 * 8 + 17 * 8 * 16 + 17 * 16 * 8) + 8 * 10)
         XCTAssertEqual(net.forwardFLOPs, layers + 2 * 4 * 17 * 17 * 8)
