@@ -19,7 +19,8 @@ final class MergeTests: XCTestCase {
         let net = try Network<Float>(arch, seed: seed)
         var rng = SeededRNG(seed: seed, stream: "test-randomise")
         var state = net.stateDictionary()
-        for (name, t) in state where t.rank == 1 {
+        // In name order: a dictionary's order differs from process to process, and so would the network.
+        for (name, t) in state.sorted(by: { $0.key < $1.key }) where t.rank == 1 {
             let v: [Float]
             switch name {
             case _ where name.hasSuffix("running_var"): v = (0..<t.count).map { _ in Float(0.5 + 1.5 * rng.uniform()) }
@@ -183,7 +184,7 @@ final class MergeTests: XCTestCase {
             let a = original.forward(x), b = permuted.forward(x)
             let scale = max(1, a.maxAbs())
             XCTAssertLessThan(maxAbsDiff(a, b), 1e-5 * scale, "\(arch)")
-            XCTAssertGreaterThan(a.maxAbs(), 0.1, "\(arch): logits should not be trivial")
+            XCTAssertGreaterThan(a.maxAbs(), 0.01, "\(arch): logits should not be trivial")   // CLIP: unit features, a std-0.02 head
             // The permutation really changed the weights.
             XCTAssertNotEqual(original.stateDictionary(), permuted.stateDictionary(), "\(arch)")
         }
