@@ -68,9 +68,10 @@ struct Run: ParsableCommand {
         var plan = r.plan()
         if let onlyK {
             let grid = Set(plan.map(\.k))
-            let ks = onlyK.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            if let bad = zip(onlyK.split(separator: ",", omittingEmptySubsequences: false), ks).first(where: { $0.1 == nil }) {
-                failBeforeCollectives(ValidationError("--k: '\(bad.0)' is not an integer (give K values, e.g. --k 32,64)"))
+            let parts = onlyK.split(separator: ",", omittingEmptySubsequences: false)
+            let ks = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if let i = ks.firstIndex(where: { $0 == nil }) {
+                failBeforeCollectives(ValidationError("--k: '\(parts[i])' is not an integer (give K values, e.g. --k 32,64)"))
             }
             if let missing = ks.compactMap({ $0 }).first(where: { !grid.contains($0) }) {
                 failBeforeCollectives(ValidationError("--k \(missing): the recipe plans no run of K = \(missing) (its K values: \(grid.sorted().map(String.init).joined(separator: ", ")))"))
