@@ -61,6 +61,8 @@ check_method tiny-vit-seeds permute permute.safetensors "fused: permute"
 check_method tiny-vit-seeds weight-matching weight-matching.safetensors "fused: weight-matching"
 # CCA: dense maps on the MLP hidden layers, permutations on the stream and heads; then multi-level fusions on top.
 check_method tiny-vit-seeds cca cca.safetensors "fused: cca" --gammas 0.01,1
+# The ablation: CCA's dense map on the stream too, every LayerNorm folded into the layer it feeds.
+merge_on_ranks cca-dense-stream tiny-vit-seeds cca cca.safetensors "fused: cca" --gammas 0.01,1 --stream dense
 check_method tiny-vit-seeds progressive progressive.safetensors "fused: progressive after cca" --align cca --gammas 0.1 --ridges 1e-2
 check_method tiny-vit-seeds neulig neulig-global.safetensors "permute then NeuLig, fused" --align permute --epochs 20 --calibration-samples 300
 

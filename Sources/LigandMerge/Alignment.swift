@@ -76,8 +76,10 @@ public struct CCAMapper: Sendable {
     /// The permutation-only points' maps (empty for MLP, VGG, ResNet).
     public let permutations: [String: PointMap]
 
-    public init(_ stats: ModelPairStatistics) throws {
-        let only = stats.graph.permutationOnly
+    /// `denseStream`: a ViT's residual stream takes CCA's dense map too (applied with `applyMaps(denseStream:)`).
+    public init(_ stats: ModelPairStatistics, denseStream: Bool = false) throws {
+        var only = stats.graph.permutationOnly
+        if denseStream { only[Network<Float>.vitStream] = nil }
         permutations = only.isEmpty ? [:] : try permutationMaps(stats).filter { only[$0.key] != nil }
         solvers = try stats.points.filter { only[$0.point] == nil }.map { try CCASolver($0) }
     }

@@ -46,6 +46,8 @@ public struct MergeGraph: Sendable {
     public let tapPoints: [String: String]
     /// A ViT's attention points (heads matched as wholes), in block order.
     public let attention: [AttentionPoints]
+    /// Each LayerNorm's reader, the linear layer its output alone feeds (`Network.layerNormReaders`).
+    public let layerNormReaders: [String: String]
     /// In state_dict order.
     public let tensors: [TensorRole]
     private let index: [String: Int]
@@ -57,6 +59,7 @@ public struct MergeGraph: Sendable {
         points = net.mergePoints
         tapPoints = net.tapPoints
         attention = net.attention
+        layerNormReaders = net.layerNormReaders
         let qkvSegments = Dictionary(uniqueKeysWithValues: net.attention.map { ($0.qkv, [$0.qk, $0.qk, $0.v]) })
         let pointChannels = Dictionary(uniqueKeysWithValues: net.mergePoints.map { ($0.name, $0.channels) })
         let stream = Network<Float>.vitStream

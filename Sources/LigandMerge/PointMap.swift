@@ -47,9 +47,21 @@ public struct PointMap: Equatable, Sendable {
 /// and running variance, as the reference does) and each token row of an embedding ← M_out·v. Points without a map keep the identity.
 /// Computed in Float64; a permutation map reproduces every value exactly.
 /// `frozen` kinds keep their values (BN's identity scale and statistics after `foldBatchNorm`).
+/// `denseStream`: a ViT's residual stream may take a dense map, its LayerNorms folded first (`foldLayerNorms`, checked);
+/// the normalisation n(M·x) ≠ M·n(x) then makes the mapped model an approximation (CCA's `stream: dense`).
 public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: MergeGraph, model: String = "model",
-                      frozen: Set<TensorRole.Kind> = []) throws -> StateDict {
+                      frozen: Set<TensorRole.Kind> = [], denseStream: Bool = false) throws -> StateDict {
     try graph.validate(state, model: model)
+    var frozen = frozen
+    if denseStream {
+        for t in graph.tensors where t.kind == .normWeight || t.kind == .normBias {
+            let identity: Float = t.kind == .normWeight ? 1 : 0
+            guard state[t.name]!.storage.allSatisfy({ $0 == identity }) else {
+                throw MergeError.invalidInput("\(model): a dense map of the residual stream needs its LayerNorms folded first, but '\(t.name)' is not \(identity)")
+            }
+        }
+        frozen.formUnion([.normWeight, .normBias])
+    }
     for (p, m) in maps {
         guard let c = graph.channels(of: p) else { throw MergeError.unknownMergePoint(p) }
         for (label, a) in [("forward", m.forward), ("inverse", m.inverse)] where a.rows != c || a.cols != c {
@@ -58,7 +70,7 @@ public func applyMaps(_ state: StateDict, maps: [String: PointMap], graph: Merge
         if m.forward.firstNonFinite != nil || m.inverse.firstNonFinite != nil {
             throw MergeError.linalg(point: p, message: "its map holds a NaN or infinite value")
         }
-        if let why = graph.permutationOnly[p], m.permutation == nil {
+        if let why = graph.permutationOnly[p], m.permutation == nil, !(denseStream && p == Network<Float>.vitStream) {
             throw MergeError.invalidInput("merge point '\(p)' takes permutations only: \(why)")
         }
     }

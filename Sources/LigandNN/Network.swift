@@ -295,6 +295,26 @@ public final class Network<S: FloatScalar> {
         }
     }
 
+    /// Each LayerNorm's reader: the linear layer (state-dict prefix) its output alone feeds, where one does (a block's
+    /// norm1 → attn.qkv, norm2 → mlp.fc1, the final norm → proj or the head); CLIP's norm_pre feeds the stream, no layer.
+    public var layerNormReaders: [String: String] {
+        var out: [String: String] = [:]
+        var open: String?
+        func prefix(_ l: Linear<S>) -> String { String(l.weight.name.dropLast(".weight".count)) }
+        for node in nodes {
+            switch node {
+            case .transformer(let b, _):
+                out[b.norm1.name] = prefix(b.attn.qkv); out[b.norm2.name] = prefix(b.fc1); open = nil
+            case .layerNorm(let l, _): open = l.name
+            case .project(let l, _, _): if let n = open { out[n] = prefix(l) }; open = nil
+            case .classToken: break
+            default: open = nil
+            }
+        }
+        if let n = open { out[n] = prefix(head) }
+        return out
+    }
+
     public var batchNorms: [BatchNorm2d<S>] {
         nodes.flatMap { node -> [BatchNorm2d<S>] in
             switch node {

@@ -259,6 +259,64 @@ final class MergeTests: XCTestCase {
         }
     }
 
+    func testFoldingLayerNormsKeepsAViTsLogitsAndIsRefusedWhereANormFeedsNoLayer() throws {
+        let graph = try MergeGraph(Self.vit)
+        XCTAssertEqual(graph.layerNormReaders, ["blocks.0.norm1": "blocks.0.attn.qkv", "blocks.0.norm2": "blocks.0.mlp.fc1",
+                                                "blocks.1.norm1": "blocks.1.attn.qkv", "blocks.1.norm2": "blocks.1.mlp.fc1", "norm": "head"])
+        let net = try makeNetwork(Self.vit, seed: 21)
+        let folded = try foldLayerNorms(net.stateDictionary(), graph: graph)
+        XCTAssertEqual(folded["norm.weight"]!.storage, [Float](repeating: 1, count: 8))
+        XCTAssertEqual(folded["blocks.1.norm2.bias"]!.storage, [Float](repeating: 0, count: 8))
+        XCTAssertNotEqual(folded["blocks.0.attn.qkv.weight"], net.stateDictionary()["blocks.0.attn.qkv.weight"])
+        let x = input(Self.vit, 8, seed: 4)
+        let a = net.forward(x), b = try network(Self.vit, folded).forward(x)
+        XCTAssertLessThan(maxAbsDiff(a, b), 1e-5 * max(1, a.maxAbs()))
+        // CLIP's norm_pre normalises the stream itself: nothing to fold it into.
+        let clip = try MergeGraph(Self.clip)
+        XCTAssertNil(clip.layerNormReaders["norm_pre"])
+        XCTAssertEqual(clip.layerNormReaders["norm"], "proj")
+        XCTAssertThrowsError(try foldLayerNorms(makeNetwork(Self.clip, seed: 2).stateDictionary(), graph: clip, model: "c.safetensors")) {
+            XCTAssertTrue("\($0)".contains("c.safetensors: LayerNorm 'norm_pre'"), "\($0)")
+        }
+    }
+
+    func testADenseStreamMapNeedsFoldedLayerNormsAndAScaledStreamKeepsTheLogits() throws {
+        let graph = try MergeGraph(Self.vit)
+        let net = try makeNetwork(Self.vit, seed: 22)
+        // A Householder reflection H = I − 2vvᵀ/‖v‖² with Σv = 0: dense, orthogonal and H·1 = 1, so n(H·x) = H·n(x) exactly.
+        var rng = SeededRNG(seed: 9, stream: "householder")
+        var v = (0..<8).map { _ in rng.normal() }
+        let mean = v.reduce(0, +) / 8
+        v = v.map { $0 - mean }
+        let vv = v.reduce(0) { $0 + $1 * $1 }
+        var h = Matrix.identity(8)
+        for i in 0..<8 { for j in 0..<8 { h[i, j] -= 2 * v[i] * v[j] / vv } }
+        let scale = PointMap(forward: h, inverse: h)
+        let stream = Network<Float>.vitStream
+        // Without the fold (or without asking for it) a dense stream map is refused.
+        XCTAssertThrowsError(try applyMaps(net.stateDictionary(), maps: [stream: scale], graph: graph)) {
+            XCTAssertTrue("\($0)".contains("permutations only"), "\($0)")
+        }
+        XCTAssertThrowsError(try applyMaps(net.stateDictionary(), maps: [stream: scale], graph: graph, model: "m", denseStream: true)) {
+            XCTAssertTrue("\($0)".contains("m: a dense map of the residual stream needs its LayerNorms folded first"), "\($0)")
+        }
+        // The reflected stream of the folded model keeps its logits.
+        let folded = try foldLayerNorms(net.stateDictionary(), graph: graph)
+        let mapped = try applyMaps(folded, maps: [stream: scale], graph: graph, denseStream: true)
+        XCTAssertEqual(mapped["blocks.0.norm1.weight"], folded["blocks.0.norm1.weight"])
+        XCTAssertNotEqual(mapped["cls_token"], folded["cls_token"])
+        let x = input(Self.vit, 8, seed: 5)
+        let a = net.forward(x), b = try network(Self.vit, mapped).forward(x)
+        XCTAssertLessThan(maxAbsDiff(a, b), 1e-4 * max(1, a.maxAbs()))
+        // A dense CCA map of the stream (stream: dense) on a permuted copy: dense where the ablation asks, heads still permuted.
+        let (g, original, permuted, _) = try permutedPair(Self.vit, seed: 16)
+        var stats = ModelPairStatistics(graph: g)
+        for bi in 0..<6 { try stats.accumulate(reference: original, model: permuted, batch: input(Self.vit, 16, seed: UInt64(300 + bi))) }
+        let maps = try CCAMapper(stats, denseStream: true).maps(gamma: 1e-4)
+        XCTAssertNil(maps[stream]!.permutation)
+        XCTAssertNotNil(maps["blocks.0.attn.qk"]!.permutation)
+    }
+
     func testWeightMatchingIsDeterministicAndAligningAModelToItselfIsIdentity() throws {
         let graph = try MergeGraph(Self.resnet)
         let a = try makeNetwork(Self.resnet, seed: 1).stateDictionary(), b = try makeNetwork(Self.resnet, seed: 2).stateDictionary()

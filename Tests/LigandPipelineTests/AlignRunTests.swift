@@ -183,6 +183,13 @@ final class AlignRunTests: XCTestCase {
         XCTAssertThrowsError(try o.parameters.set(CCA.gammas, numbers: [1e-3, 0])) { XCTAssertTrue("\($0)".contains("--gammas: every γ must be finite and > 0"), "\($0)") }
         XCTAssertThrowsError(try o.parameters.set(CCA.gammas, numbers: [-1])) { XCTAssertTrue("\($0)".contains("--gammas"), "\($0)") }
         assertError(1, inputs(arch, models: models), options(TIES.self), contains: "tasks suite")
+        // A dense stream map is a ViT's; CLIP's norm_pre feeds the stream itself, so there is no layer to fold it into.
+        o = options(CCA.self)
+        try o.parameters.set(CCA.stream, text: "dense")
+        assertError(2, inputs(arch, models: models), o, contains: "stream: dense applies to a ViT's residual stream; this is a mlp")
+        let clip = Architecture.clip(patch: 2, width: 4, depth: 1, heads: 2, embed: 3, input: [4, 4, 1], classes: 3)
+        let clips = try (0..<2).map { try model(clip, seed: 70 + UInt64($0)) }
+        assertError(2, inputs(clip, models: clips), o, contains: "LayerNorm 'norm_pre' normalises the residual stream itself")
         // A dead layer (every unit constant): CCA cannot estimate a map; the rank holding it names the model and point.
         let dead = try model(arch, seed: 60)
         var s = dead.stateDictionary()

@@ -64,12 +64,14 @@ public final class AlignmentContext {
     public func calibrationHits(_ net: Network<Float>) throws -> Double { try MergeRun.hits(net, calibration, comm: comm) }
 
     /// Each local model's state dict mapped by `maps(i)` (nil: unchanged); every rank agrees on failure.
-    public func applying(_ phase: String, _ maps: (Int) throws -> [String: PointMap]?) throws -> [StateDict] {
+    /// `denseStream`: every model's LayerNorms folded first (the reference's too), then a dense stream map allowed.
+    public func applying(_ phase: String, denseStream: Bool = false, _ maps: (Int) throws -> [String: PointMap]?) throws -> [StateDict] {
         try MergeRun.agreeing(comm, phase) {
             try zip(shard.local, states).map { i, s -> StateDict in
                 do {
+                    let s = denseStream ? try foldLayerNorms(s, graph: graph, model: names[i]) : s
                     guard let m = try maps(i) else { return s }
-                    return try applyMaps(s, maps: m, graph: graph, model: names[i], frozen: frozen)
+                    return try applyMaps(s, maps: m, graph: graph, model: names[i], frozen: frozen, denseStream: denseStream)
                 } catch let e as PipelineError { throw e } catch { throw PipelineError("\(names[i]): \(error)") }
             }
         }
