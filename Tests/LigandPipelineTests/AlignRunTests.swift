@@ -111,6 +111,17 @@ final class AlignRunTests: XCTestCase {
             let fusedRow = r[0].report.rows.first { $0.kind == .fused }!
             XCTAssertEqual(fusedRow.mean, r[0].report.rows.first { $0.name.hasPrefix("reference") }!.mean, "\(method)")
         }
+        // CCA reports each mapped model's own calibration accuracy: the permuted copy mapped back scores as the original,
+        // the same for any rank count.
+        let calibration = images(arch, 120, seed: 1)
+        let own = try MergeRun.hits(original, calibration, comm: InProcessCommunicator.single()) / 120
+        for size in [1, 2] {
+            let r = try InProcessCommunicator.run(size: size) { comm in
+                try MergeRun.mergeSameTask(self.inputs(arch, models: [original, permuted]), options: self.options(CCA.self), comm: comm)
+            }
+            XCTAssertEqual(r[0].report.calibrationScores["aligned m1"]!, own, accuracy: 1.0 / 120 + 1e-12, "-np \(size)")
+            XCTAssertNil(r[0].report.calibrationScores["aligned m0"], "the reference is not mapped")
+        }
     }
 
     /// BN folded before mapping (fold) and REPAIR (repair): a BatchNorm VGG merged with a permuted copy of itself

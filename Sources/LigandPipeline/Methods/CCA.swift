@@ -56,6 +56,9 @@ public enum CCA: SameTaskAlignment {
             if best == nil || h > best!.hits { best = (g, h, candidate, aligned) }
         }
         c.lap("gamma-grid")
+        // What the chosen maps cost each model on its own (a permutation costs nothing; a ridge or a dense stream map does).
+        scores.merge(try c.alignedAccuracies(best!.aligned)) { a, _ in a }
+        c.lap("aligned-models")
         return AlignmentOutcome(fused: best!.net, aligned: best!.aligned,
                                 hyperparameters: ["gamma": MergeRun.formatted(best!.gamma), "gamma_scale": "relative to tr(Σ)/C"].merging(dense ? ["stream": "dense"] : [:]) { a, _ in a },
                                 calibrationScores: scores)

@@ -63,6 +63,21 @@ public final class AlignmentContext {
     /// Correct predictions of `net` on the calibration split, rows spread over the ranks (exact integer sums).
     public func calibrationHits(_ net: Network<Float>) throws -> Double { try MergeRun.hits(net, calibration, comm: comm) }
 
+    /// Each mapped model's own calibration accuracy before averaging, keyed "aligned <name>" (the reference left out):
+    /// how far a map that is not exact (a ridge, a dense map through a LayerNorm) moves a model from itself. Each rank
+    /// evaluates its own models on the whole split, so the figures do not depend on the rank count.
+    public func alignedAccuracies(_ aligned: [StateDict]) throws -> [String: Double] {
+        var acc = [Double](repeating: 0, count: names.count)
+        try MergeRun.agreeing(comm, "evaluating the aligned models") {
+            for (i, s) in zip(shard.local, aligned) where i != reference {
+                let net = try Network<Float>.loaded(graph.architecture, s)
+                acc[i] = try MergeRun.hits(net, calibration, comm: InProcessCommunicator.single()) / Double(max(calibration.count, 1))
+            }
+        }
+        try comm.allreduce(&acc, op: .sum)
+        return Dictionary(uniqueKeysWithValues: names.indices.filter { $0 != reference }.map { ("aligned \(names[$0])", acc[$0]) })
+    }
+
     /// Each local model's state dict mapped by `maps(i)` (nil: unchanged); every rank agrees on failure.
     /// `denseStream`: every model's LayerNorms folded first (the reference's too), then a dense stream map allowed.
     public func applying(_ phase: String, denseStream: Bool = false, _ maps: (Int) throws -> [String: PointMap]?) throws -> [StateDict] {
