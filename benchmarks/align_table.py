@@ -17,18 +17,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scale_table import load  # noqa: E402
 
 
-def records(path):
-    """Every run's record: scale_table's reader (a report.json, or an --out directory of runs/*/record.json)."""
-    _, rows = load(path)
-    return [r for group in rows.values() for r in group]
-
-
-def label(r):
-    hp = r.get("hyperparameters", {})
-    name = r["method"] + (" (stream dense)" if hp.get("stream") == "dense" and "(" not in r["method"] else "")
-    return f'{hp["align"]} → {name}' if hp.get("align") else name
-
-
 def aligned(paths):
     """Per report: K, γ, stream, mean calibration accuracy of the mapped models alone and of the same models unmapped."""
     for path in paths:
@@ -36,8 +24,8 @@ def aligned(paths):
             r = json.load(f)
         own = {row["name"]: float(row["hyperparameters"]["calibration"]) for row in r["rows"] if row["kind"] == "single"}
         mapped = {k[len("aligned "):]: v for k, v in r["calibrationScores"].items() if k.startswith("aligned ")}
-        fused = next(row["mean"] for row in r["rows"] if row["kind"] == "fused")
-        hp = r["rows"][[row["kind"] for row in r["rows"]].index("fused")]["hyperparameters"]
+        fused_row = next(row for row in r["rows"] if row["kind"] == "fused")
+        fused, hp = fused_row["mean"], fused_row["hyperparameters"]
         drop = [own[m] - v for m, v in mapped.items()]
         print(f'K = {len(own)}, stream {hp.get("stream", "permute")}, γ {hp.get("gamma")}: mapped models alone '
               f'{100 * sum(mapped.values()) / len(mapped):.2f}% on calibration (unmapped {100 * sum(own[m] for m in mapped) / len(mapped):.2f}%; '
@@ -48,15 +36,15 @@ def main():
     if sys.argv[1] == "--aligned":
         aligned(sys.argv[2:])
         return
-    rs = records(sys.argv[1])
+    # scale_table's reader: records by (series, K), a series "method" or "align → method" (tags already in the name).
+    _, groups = load(sys.argv[1])
+    by = {key: group[0] for key, group in groups.items()}
+    rs = list(by.values())
     ks = sorted({r["k"] for r in rs})
-    by = {}
-    for r in rs:
-        by[(label(r), r["k"])] = r
     # recipes/run-align-vit.yaml's methods, listed (as "—") before they have run.
     order = ["average", "weight-matching", "permute", "cca", "cca (stream dense)", "cca → progressive", "permute → progressive",
              "cca → neulig"]
-    methods = sorted({label(r) for r in rs} | set(order), key=lambda m: (order.index(m) if m in order else len(order), m))
+    methods = sorted({m for m, _ in by} | set(order), key=lambda m: (order.index(m) if m in order else len(order), m))
     ref = {k: next(r for r in rs if r["k"] == k) for k in ks}
     print("| method | " + " | ".join(f"K = {k}" for k in ks) + " |")
     print("|---|" + "---|" * len(ks))
