@@ -79,12 +79,19 @@ public final class AlignmentContext {
     }
 
     /// Each local model's state dict mapped by `maps(i)` (nil: unchanged); every rank agrees on failure.
+    /// This rank's states with their LayerNorms folded (`foldLayerNorms`), by model index: folded once for a whole γ grid.
+    private var layerNormFolded: [Int: StateDict] = [:]
+
     /// `denseStream`: every model's LayerNorms folded first (the reference's too), then a dense stream map allowed.
     public func applying(_ phase: String, denseStream: Bool = false, _ maps: (Int) throws -> [String: PointMap]?) throws -> [StateDict] {
         try MergeRun.agreeing(comm, phase) {
             try zip(shard.local, states).map { i, s -> StateDict in
                 do {
-                    let s = denseStream ? try foldLayerNorms(s, graph: graph, model: names[i]) : s
+                    var s = s
+                    if denseStream {
+                        if layerNormFolded[i] == nil { layerNormFolded[i] = try foldLayerNorms(s, graph: graph, model: names[i]) }
+                        s = layerNormFolded[i]!
+                    }
                     guard let m = try maps(i) else { return s }
                     return try applyMaps(s, maps: m, graph: graph, model: names[i], frozen: frozen, denseStream: denseStream)
                 } catch let e as PipelineError { throw e } catch { throw PipelineError("\(names[i]): \(error)") }
