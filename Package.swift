@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "LigandDataTests", dependencies: ["LigandData", "LigandNumerics"]),
         .testTarget(name: "LigandFormatsTests", dependencies: ["LigandFormats", "LigandNumerics"]),
         .testTarget(name: "LigandNeuLigTests", dependencies: ["LigandNeuLig", "LigandCollective", "LigandNumerics"]),
-        .testTarget(name: "LigandZooTests", dependencies: ["LigandZoo", "LigandData", "LigandCollective", "LigandNumerics"]),
+        .testTarget(name: "LigandZooTests", dependencies: ["LigandZoo", "LigandData", "LigandCollective", "LigandNumerics", "LigandNN"]),
         .testTarget(name: "LigandMergeTests", dependencies: ["LigandMerge", "LigandNN", "LigandNumerics", "LigandCollective"]),
         .testTarget(name: "LigandPipelineTests", dependencies: ["LigandPipeline", "LigandMerge", "LigandNN", "LigandNumerics", "LigandCollective", "LigandData"]),
         .testTarget(name: "LigandNNTests", dependencies: ["LigandNN", "LigandNumerics", "LigandFormats", "LigandData", "LigandModels"]),

@@ -123,6 +123,12 @@ public enum ZooBuilder {
         let input = [data.train.height, data.train.width, data.train.channels]
         let splits = try SuitePlan.splits(spec, labels: data.train.labels)
         let jobs = SuitePlan.jobs(spec)
+        // A fine_tune entry that names no parameter is a typo: refuse it before anything trains.
+        if let only = spec.fineTune {
+            for arch in spec.architectures {
+                _ = try expertFrozen(try Network<Float>(arch.architecture(input: input, classes: 10), seed: 0), fineTune: only, suite: spec.name)
+            }
+        }
         // Rank 0 speaks for the job: its models' epochs stand for every rank's.
         let style: PhaseProgress.Style = (quiet || !comm.isRoot) ? .quiet : PhaseProgress.defaultStyle
         // Task data sets are built once per rank, only for the tasks this rank trains.
@@ -180,7 +186,7 @@ public enum ZooBuilder {
                     let head = try PrototypeHead.fit(backbone: pre, images: sets.train.subset(shots), logitScale: spec.logitScale ?? 10)
                     net = try expertNetwork(pretrained: pre, head: head)
                     var c = spec.trainingConfig(for: job.architecture, seed: spec.seed &+ 100 &+ UInt64(jobs.firstIndex(of: job)!))
-                    c.frozen = Set(net.head.parameters.map(\.name))
+                    c.frozen = try expertFrozen(net, fineTune: spec.fineTune, suite: spec.name)
                     config = c
                     trainCount = sets.train.count
                     _ = try Trainer.train(net, data: sets.train, indices: Array(0..<sets.train.count), config: config, progressStyle: style)
@@ -222,6 +228,18 @@ public enum ZooBuilder {
         }
         try comm.barrier()
         return manifest
+    }
+
+    /// What an expert leaves untouched: its head, and with `fine_tune` every backbone parameter whose name contains
+    /// none of the entries. Throws when an entry matches no backbone parameter.
+    static func expertFrozen(_ net: Network<Float>, fineTune: [String]?, suite: String) throws -> Set<String> {
+        let head = Set(net.head.parameters.map(\.name))
+        guard let only = fineTune else { return head }
+        let backbone = net.parameters.map(\.name).filter { !head.contains($0) }
+        for entry in only where !backbone.contains(where: { $0.contains(entry) }) {
+            throw ZooError("suite \(suite): fine_tune entry '\(entry)' matches no backbone parameter (they are named like \(backbone.prefix(4).joined(separator: ", ")), …)")
+        }
+        return head.union(backbone.filter { name in !only.contains(where: { name.contains($0) }) })
     }
 
     /// The pretrained backbone under a new head (its class count the head's).

@@ -107,6 +107,9 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
     public var logitScale: Double?
     /// tasks: images each expert trains on (a seeded subset of the expert pool); nil → the whole pool.
     public var expertImages: Int?
+    /// tasks: the backbone parameters each expert fine-tunes, as substrings of their timm names (e.g. ".attn." for
+    /// attention only); nil → all of them. The head is frozen either way.
+    public var fineTune: [String]?
 
     /// The canonical definition: sorted-key JSON of every resolved setting.
     public var canonicalJSON: String {
@@ -235,6 +238,18 @@ public struct Recipe: Sendable {
             s.shots = try f.int("shots", min: 1, max: L.trainingImages) ?? 10
             s.logitScale = try f.double("logit_scale", positive: true) ?? 10
             s.expertImages = try f.int("expert_images", min: 1, max: L.trainingImages)
+            if let items = try f.list("fine_tune", required: false) {
+                guard !items.isEmpty, items.count <= L.maxLayers else {
+                    throw f.error("fine_tune", "must list 1...\(L.maxLayers) parameter-name substrings, got \(items.count)")
+                }
+                s.fineTune = try items.enumerated().map { i, item in
+                    guard let str = item as? String, !str.isEmpty, str.utf8.count <= 256 else {
+                        throw RecipeError(file: f.file, path: f.sub("fine_tune[\(i)]"),
+                                          message: "must be a non-empty parameter-name substring such as '.attn.', got \(describe(item))")
+                    }
+                    return str
+                }
+            }
             if archs.contains(where: { $0.kind == .resnet20 }) {
                 throw f.error("architectures", "resnet20 is not supported in a tasks suite (its BatchNorm statistics do not merge plainly); use mlp or vgg")
             }

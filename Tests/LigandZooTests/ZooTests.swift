@@ -1,5 +1,6 @@
 import Foundation
 import LigandData
+import LigandNN
 import LigandNumerics
 import XCTest
 @testable import LigandZoo
@@ -189,6 +190,33 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(SuiteHash.compute(try parsed("    label_smoothing: 0\n"), dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
         XCTAssertTrue(error(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    label_smoothing: 1\n"))
                         .hasPrefix("r.yaml: suites.s.label_smoothing:"))
+    }
+
+    func testFineTuneKey() throws {
+        func tasks(_ line: String) -> String { valid.replacingOccurrences(of: "    pretrain: {images: 100}", with: "    pretrain: {images: 100}\n\(line)") }
+        let plain = try Recipe.parse(valid, path: "r.yaml").suite(named: "t")
+        let only = try Recipe.parse(tasks("    fine_tune: [.0.]"), path: "r.yaml").suite(named: "t")
+        XCTAssertNil(plain.fineTune)
+        XCTAssertEqual(only.fineTune, [".0."])
+        XCTAssertNotEqual(SuiteHash.compute(only, dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
+        XCTAssertTrue(error(tasks("    fine_tune: []")).hasPrefix("r.yaml: suites.t.fine_tune: must list"))
+        XCTAssertTrue(error(tasks("    fine_tune: [.attn., 3]")).hasPrefix("r.yaml: suites.t.fine_tune[1]: must be a non-empty"))
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    fine_tune: [x]\n")).hasPrefix("r.yaml: suites.s.fine_tune: unknown key"))
+
+        // What an expert trains: the entries' parameters; the head stays frozen either way; a typo is refused.
+        let net = try Network<Float>(Architecture.vit(patch: 7, width: 8, depth: 2, heads: 2, mlpRatio: 2), seed: 0)
+        let head = Set(net.head.parameters.map(\.name))
+        XCTAssertEqual(try ZooBuilder.expertFrozen(net, fineTune: nil, suite: "t"), head)
+        let frozen = try ZooBuilder.expertFrozen(net, fineTune: [".attn."], suite: "t")
+        let trained = Set(net.parameters.map(\.name)).subtracting(frozen)
+        XCTAssertEqual(trained, ["blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight", "blocks.0.attn.proj.bias",
+                                 "blocks.1.attn.qkv.weight", "blocks.1.attn.qkv.bias", "blocks.1.attn.proj.weight", "blocks.1.attn.proj.bias"])
+        XCTAssertTrue(head.isSubset(of: try ZooBuilder.expertFrozen(net, fineTune: ["blocks.1."], suite: "t")))
+        for typo in [".atn.", "head."] {   // the head is not the backbone's to fine-tune
+            XCTAssertThrowsError(try ZooBuilder.expertFrozen(net, fineTune: [".attn.", typo], suite: "t")) {
+                XCTAssertTrue("\($0)".contains("fine_tune entry '\(typo)' matches no backbone parameter"), "\($0)")
+            }
+        }
     }
 
     func testOptimizerKey() throws {
