@@ -174,7 +174,12 @@ public enum ZooBuilder {
                     net = try Network<Float>(job.architecture.architecture(input: input, classes: 10), seed: seed)
                     let idx = try SuitePlan.trainingIndices(spec, job: job, splits: splits, labels: data.train.labels)
                     trainCount = idx.count
-                    _ = try Trainer.train(net, data: data.train, indices: idx, config: config, progressStyle: style)
+                    if job.role == .pretrained, let views = spec.pretrain?.views {
+                        let mixed = try pretrainingViews(data.train, indices: idx, views: views.compactMap(TaskTransform.init(rawValue:)))
+                        _ = try Trainer.train(net, data: mixed, indices: Array(0..<mixed.count), config: config, progressStyle: style)
+                    } else {
+                        _ = try Trainer.train(net, data: data.train, indices: idx, config: config, progressStyle: style)
+                    }
                     testAcc = try Trainer.accuracy(net, data: data.test, indices: Array(0..<data.test.count))
                     calAcc = splits.calibration.isEmpty ? nil : try Trainer.accuracy(net, data: data.train, indices: splits.calibration)
                 case .expert(let task):
@@ -228,6 +233,19 @@ public enum ZooBuilder {
         }
         try comm.barrier()
         return manifest
+    }
+
+    /// The pretraining images dealt round-robin over the original view and `views` (image j gets view j mod (n + 1)),
+    /// each transformed, in view order: as many images as `indices`, each seen in one view.
+    static func pretrainingViews(_ data: LabeledImages, indices: [Int], views: [TaskTransform]) throws -> LabeledImages {
+        var pixels: [Float] = [], labels: [Int] = []
+        for v in 0...views.count {
+            let mine = stride(from: v, to: indices.count, by: views.count + 1).map { indices[$0] }
+            let part = v == 0 ? data.subset(mine) : try views[v - 1].apply(data.subset(mine))
+            pixels += part.pixels; labels += part.labels
+        }
+        return LabeledImages(height: data.height, width: data.width, channels: data.channels, pixels: pixels, labels: labels,
+                             classCount: data.classCount)
     }
 
     /// What an expert leaves untouched: its head, and with `fine_tune` every backbone parameter whose name contains

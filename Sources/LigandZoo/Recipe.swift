@@ -73,6 +73,9 @@ public struct PretrainSpec: Codable, Equatable, Sendable {
     public var images: Int
     public var epochs: Int
     public var lr: Double
+    /// Fine-label task transforms whose inputs the backbone also pretrains on: the pretraining images are dealt
+    /// round-robin over the original view and these; nil → the original images only.
+    public var views: [String]?
 }
 
 /// A suite with every default resolved: its canonical JSON is what the cache key hashes.
@@ -230,6 +233,17 @@ public struct Recipe: Sendable {
             s.pretrain = PretrainSpec(images: try p.int("images", min: 1, max: L.trainingImages - 1, required: true)!,
                                       epochs: try p.int("epochs", min: 1, max: L.maxEpochs) ?? 3,
                                       lr: try p.double("lr", positive: true) ?? 0.05)
+            if let items = try p.list("views", required: false) {
+                guard !items.isEmpty else { throw p.error("views", "must list at least one task transform") }
+                s.pretrain!.views = try items.enumerated().map { i, n in
+                    guard let str = n as? String, let t = TaskTransform(rawValue: str), t.classes == 10 else {
+                        throw RecipeError(file: f.file, path: p.sub("views[\(i)]"),
+                                          message: "must be a fine-label task transform (\(TaskTransform.allCases.filter { $0.classes == 10 }.map(\.rawValue).joined(separator: ", "))), got \(describe(n))")
+                    }
+                    return str
+                }
+                if Set(s.pretrain!.views!).count != s.pretrain!.views!.count { throw p.error("views", "lists a view twice") }
+            }
             // The pretraining images come out of what calibration leaves, and the experts need some left over.
             if s.pretrain!.images + s.calibration >= L.trainingImages {
                 throw p.error("images", "\(s.pretrain!.images) pretraining images and the \(s.calibration) calibration images leave none of the \(L.grouped(L.trainingImages)) training images for the experts")

@@ -41,6 +41,11 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
     case thumbTRFlipCoarse = "thumb_tr_flip_coarse"
     case thumbBLRotate90Coarse = "thumb_bl_rotate90_coarse"
     case thumbBRCoarse = "thumb_br_coarse"
+    // Plain thumbnails in the other three quadrants (with `thumb_tl`, the format without a task's own
+    // transform): views a backbone can pretrain on (`pretrain.views`).
+    case thumbTR = "thumb_tr"
+    case thumbBL = "thumb_bl"
+    case thumbBR = "thumb_br"
 
     /// The eight tasks a recipe gets when it does not list them (docs/suites.md says why these).
     public static let standard: [TaskTransform] = [.thumbTL, .thumbTRRotate90, .thumbBLInvert, .thumbBRFlip,
@@ -56,7 +61,9 @@ public enum TaskTransform: String, CaseIterable, Codable, Sendable {
         case .thumbTLInvertCoarse: return (.invert, 0)
         case .thumbTRFlipCoarse: return (.flipVertical, 1)
         case .thumbBLRotate90Coarse: return (.rotate90, 2)
-        case .thumbBRCoarse: return (nil, 3)
+        case .thumbBRCoarse, .thumbBR: return (nil, 3)
+        case .thumbTR: return (nil, 1)
+        case .thumbBL: return (nil, 2)
         default: return nil
         }
     }

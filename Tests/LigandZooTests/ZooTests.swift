@@ -219,6 +219,39 @@ final class RecipeTests: XCTestCase {
         }
     }
 
+    func testPretrainViews() throws {
+        let plain = try Recipe.parse(valid, path: "r.yaml").suite(named: "t")
+        let viewed = try Recipe.parse(valid.replacingOccurrences(of: "{images: 100}", with: "{images: 100, views: [thumb_tr, rotate90]}"),
+                                      path: "r.yaml").suite(named: "t")
+        XCTAssertNil(plain.pretrain?.views)
+        XCTAssertEqual(viewed.pretrain?.views, ["thumb_tr", "rotate90"])
+        XCTAssertNotEqual(SuiteHash.compute(viewed, dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
+        for (bad, message) in [("[thumb_tl_coarse]", "suites.t.pretrain.views[0]: must be a fine-label task transform"),
+                               ("[thumb_tl, spin]", "suites.t.pretrain.views[1]: must be a fine-label"),
+                               ("[thumb_tl, thumb_tl]", "suites.t.pretrain.views: lists a view twice"), ("[]", "suites.t.pretrain.views: must list")] {
+            let e = error(valid.replacingOccurrences(of: "{images: 100}", with: "{images: 100, views: \(bad)}"))
+            XCTAssertTrue(e.hasPrefix("r.yaml: \(message)"), e)
+        }
+
+        // Image j is seen in view j mod (n + 1), grouped by view, each view transformed; labels follow their images.
+        var rng = SeededRNG(seed: 3)
+        let px: [Float] = (0..<(7 * 784)).map { _ in Float(rng.int(below: 256)) / 255 }
+        let d = LabeledImages(height: 28, width: 28, channels: 1, pixels: px, labels: [3, 1, 4, 1, 5, 9, 2], classCount: 10)
+        let mixed = try ZooBuilder.pretrainingViews(d, indices: [6, 5, 4, 3, 2, 1, 0], views: [.thumbTR, .thumbBL])
+        XCTAssertEqual(mixed.count, 7)
+        let order: [Int] = [6, 3, 0, 5, 2, 4, 1]
+        XCTAssertEqual(mixed.labels, order.map { d.labels[$0] })
+        XCTAssertEqual(Array(mixed.pixels[0..<784]), Array(d.pixels[6 * 784..<7 * 784]))
+        XCTAssertEqual(Array(mixed.pixels[3 * 784..<4 * 784]), try TaskTransform.thumbTR.apply(d.subset([5])).pixels)
+        XCTAssertEqual(Array(mixed.pixels[5 * 784..<6 * 784]), try TaskTransform.thumbBL.apply(d.subset([4])).pixels)
+        // The plain thumbnails sit in their own quadrant, the rest black; their labels are the fine ones.
+        let tr = try TaskTransform.thumbTR.apply(d.subset([0]))
+        XCTAssertEqual(tr.pixels[0], 0); XCTAssertEqual(tr.pixels[20 * 28 + 20], 0)
+        let pooled: Float = (d.pixels[0] + d.pixels[1] + d.pixels[28] + d.pixels[29]) / 4
+        XCTAssertEqual(tr.pixels[14], pooled, accuracy: 1e-6)
+        XCTAssertEqual(tr.labels, [d.labels[0]])
+    }
+
     func testOptimizerKey() throws {
         let adam = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    optimizer: adam\n"), path: "r.yaml")
         let s = try adam.suite(named: "s")
