@@ -15,7 +15,7 @@ struct BenchTrain: ParsableCommand {
         the peak is the best sgemm GFLOP/s at n = 1024 with the same threads.
         """)
 
-    @Option(help: "Architectures, comma-separated (mlp = 784-512-512-10, vgg = the default VGG-style net, resnet20 = width 1, vit = patch 4 (50 tokens: the network of benchmarks/vit-vs-jax.sh), width 64, depth 4, 4 heads, MLP ×2).")
+    @Option(help: "Architectures, comma-separated (mlp = 784-512-512-10, vgg = the default VGG-style net, resnet20 = width 1, vit = patch 4 (50 tokens: the network of benchmarks/jax_bench.py), width 64, depth 4, 4 heads, MLP ×2).")
     var archs: String = "mlp,vgg,resnet20"
     @Option(parsing: .unconditional, help: "OpenBLAS thread counts, comma-separated.")
     var threads = PositiveIntList([1, 2])
