@@ -77,7 +77,7 @@ def resnet_init(keys):
     for stage, cout in enumerate([16, 32, 64]):
         for b in range(3):
             stride = 2 if stage > 0 and b == 0 else 1
-            bp, bs = {"c1": he(3, cin, cout), "c2": he(3, cout, cout), "stride": stride}, {}
+            bp, bs = {"c1": he(3, cin, cout), "c2": he(3, cout, cout)}, {}
             bp["n1"], bs["n1"] = bn_init(cout)
             bp["n2"], bs["n2"] = bn_init(cout)
             if stride != 1 or cin != cout:
@@ -94,12 +94,12 @@ def resnet_forward(p, s, x, train):
     ns = {"blocks": []}
     z, ns["stem_bn"] = bn(conv(x, p["stem"], 1), p["stem_bn"], s["stem_bn"], train)
     z = jax.nn.relu(z)
-    for bp, bs in zip(p["blocks"], s["blocks"]):
-        o = {}
-        y, o["n1"] = bn(conv(z, bp["c1"], bp["stride"]), bp["n1"], bs["n1"], train)
+    for i, (bp, bs) in enumerate(zip(p["blocks"], s["blocks"])):
+        o, stride = {}, 2 if i in (3, 6) else 1   # the first block of stages 2 and 3
+        y, o["n1"] = bn(conv(z, bp["c1"], stride), bp["n1"], bs["n1"], train)
         y, o["n2"] = bn(conv(jax.nn.relu(y), bp["c2"], 1), bp["n2"], bs["n2"], train)
         if "sc" in bp:
-            z, o["scn"] = bn(conv(z, bp["sc"], bp["stride"]), bp["scn"], bs["scn"], train)
+            z, o["scn"] = bn(conv(z, bp["sc"], stride), bp["scn"], bs["scn"], train)
         z = jax.nn.relu(y + z)
         ns["blocks"].append(o)
     return z.mean((1, 2)) @ p["head_w"] + p["head_b"], ns
@@ -156,15 +156,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=128)
     a = ap.parse_args()
-    init, forward = ARCHS[a.arch]
+    init, fwd = ARCHS[a.arch]
     params, state = init(Keys(1))
-    # Strides are structure, not parameters: kept out of the differentiated tree.
-    static = [blk.pop("stride") for blk in params.get("blocks", []) if "stride" in blk]
-
-    def fwd(p, s, x, train):
-        if static:
-            p = dict(p, blocks=[dict(blk, stride=st) for blk, st in zip(p["blocks"], static)])
-        return forward(p, s, x, train)
 
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.uniform(0, 1, (a.batch, SIDE, SIDE, CH)).astype(np.float32))

@@ -220,29 +220,14 @@ public struct Recipe: Sendable {
             }
         case .tasks:
             let names: [Any] = try f.list("tasks", required: false) ?? TaskTransform.standard.map(\.rawValue)
-            guard !names.isEmpty else { throw f.error("tasks", "must list at least one task") }
-            s.tasks = try names.enumerated().map { i, n in
-                guard let str = n as? String, TaskTransform(rawValue: str) != nil else {
-                    throw RecipeError(file: f.file, path: f.sub("tasks[\(i)]"),
-                                      message: "must be one of \(TaskTransform.allCases.map(\.rawValue).joined(separator: ", ")), got \(describe(n))")
-                }
-                return str
-            }
-            if Set(s.tasks!).count != s.tasks!.count { throw f.error("tasks", "lists a task twice") }
+            s.tasks = try transformNames(names, f, "tasks", allowed: TaskTransform.allCases, noun: ("task", "task")) { "one of \($0)" }
             let p = try f.map("pretrain", required: true)!
             s.pretrain = PretrainSpec(images: try p.int("images", min: 1, max: L.trainingImages - 1, required: true)!,
                                       epochs: try p.int("epochs", min: 1, max: L.maxEpochs) ?? 3,
                                       lr: try p.double("lr", positive: true) ?? 0.05)
             if let items = try p.list("views", required: false) {
-                guard !items.isEmpty else { throw p.error("views", "must list at least one task transform") }
-                s.pretrain!.views = try items.enumerated().map { i, n in
-                    guard let str = n as? String, let t = TaskTransform(rawValue: str), t.classes == 10 else {
-                        throw RecipeError(file: f.file, path: p.sub("views[\(i)]"),
-                                          message: "must be a fine-label task transform (\(TaskTransform.allCases.filter { $0.classes == 10 }.map(\.rawValue).joined(separator: ", "))), got \(describe(n))")
-                    }
-                    return str
-                }
-                if Set(s.pretrain!.views!).count != s.pretrain!.views!.count { throw p.error("views", "lists a view twice") }
+                s.pretrain!.views = try transformNames(items, p, "views", allowed: TaskTransform.allCases.filter { $0.classes == 10 },
+                                                       noun: ("task transform", "view")) { "a fine-label task transform (\($0))" }
             }
             // The pretraining images come out of what calibration leaves, and the experts need some left over.
             if s.pretrain!.images + s.calibration >= L.trainingImages {
@@ -271,6 +256,22 @@ public struct Recipe: Sendable {
         try f.finish()
         try checkModelCount(s, f)
         return s
+    }
+
+    /// A list of task-transform names at `key`: not empty, each one of `allowed` (`expected` words the list for the
+    /// message), none twice; `noun` names an item in the empty and the twice messages.
+    static func transformNames(_ items: [Any], _ f: Fields, _ key: String, allowed: [TaskTransform], noun: (one: String, twice: String),
+                               expected: (String) -> String) throws -> [String] {
+        guard !items.isEmpty else { throw f.error(key, "must list at least one \(noun.one)") }
+        let names = try items.enumerated().map { i, n -> String in
+            guard let str = n as? String, let t = TaskTransform(rawValue: str), allowed.contains(t) else {
+                throw RecipeError(file: f.file, path: f.sub("\(key)[\(i)]"),
+                                  message: "must be \(expected(allowed.map(\.rawValue).joined(separator: ", "))), got \(describe(n))")
+            }
+            return str
+        }
+        if Set(names).count != names.count { throw f.error(key, "lists a \(noun.twice) twice") }
+        return names
     }
 
     /// The suite's models over every architecture, counted without building the job list.

@@ -78,20 +78,23 @@ public final class AlignmentContext {
         return Dictionary(uniqueKeysWithValues: names.indices.filter { $0 != reference }.map { ("aligned \(names[$0])", acc[$0]) })
     }
 
-    /// Each local model's state dict mapped by `maps(i)` (nil: unchanged); every rank agrees on failure.
     /// This rank's states with their LayerNorms folded (`foldLayerNorms`), by model index: folded once for a whole γ grid.
     private var layerNormFolded: [Int: StateDict] = [:]
 
+    private func folded(_ i: Int, _ s: StateDict) throws -> StateDict {
+        if let f = layerNormFolded[i] { return f }
+        let f = try foldLayerNorms(s, graph: graph, model: names[i])
+        layerNormFolded[i] = f
+        return f
+    }
+
+    /// Each local model's state dict mapped by `maps(i)` (nil: unchanged); every rank agrees on failure.
     /// `denseStream`: every model's LayerNorms folded first (the reference's too), then a dense stream map allowed.
     public func applying(_ phase: String, denseStream: Bool = false, _ maps: (Int) throws -> [String: PointMap]?) throws -> [StateDict] {
         try MergeRun.agreeing(comm, phase) {
             try zip(shard.local, states).map { i, s -> StateDict in
                 do {
-                    var s = s
-                    if denseStream {
-                        if layerNormFolded[i] == nil { layerNormFolded[i] = try foldLayerNorms(s, graph: graph, model: names[i]) }
-                        s = layerNormFolded[i]!
-                    }
+                    let s = denseStream ? try folded(i, s) : s
                     guard let m = try maps(i) else { return s }
                     return try applyMaps(s, maps: m, graph: graph, model: names[i], frozen: frozen, denseStream: denseStream)
                 } catch let e as PipelineError { throw e } catch { throw PipelineError("\(names[i]): \(error)") }
