@@ -22,13 +22,13 @@ public final class Linear<S: FloatScalar> {
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
         let b = x.count / inFeatures, fi = inFeatures, fo = outFeatures
         precondition(b * fi == x.count, "\(weight.name): input \(x.shape) is not a multiple of \(fi) features")
-        var y = TensorOf<S>(zeros: [b, fo])
         let biasValues = bias?.value.storage
-        x.withUnsafeBufferPointer { px in weight.value.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
+        // The bias copy or the β = 0 GEMM writes every element of y.
+        let y = TensorOf<S>(shape: [b, fo]) { py in x.withUnsafeBufferPointer { px in weight.value.withUnsafeBufferPointer { pw in
             let xp = px.baseAddress!, wp = pw.baseAddress!, yp = py.baseAddress!
             Parallel.forEach((b + Self.block - 1) / Self.block) { chunk in
                 let lo = chunk * Self.block, rows = min(Self.block, b - lo)
-                if let biasValues { biasValues.withUnsafeBufferPointer { bv in for r in lo..<(lo + rows) { (yp + r * fo).update(from: bv.baseAddress!, count: fo) } } }
+                if let biasValues { biasValues.withUnsafeBufferPointer { bv in for r in lo..<(lo + rows) { (yp + r * fo).initialize(from: bv.baseAddress!, count: fo) } } }
                 S.gemm(transA: false, transB: true, m: rows, n: fo, k: fi, alpha: 1, a: xp + lo * fi, lda: fi,
                        b: wp, ldb: fi, beta: biasValues == nil ? 0 : 1, c: yp + lo * fo, ldc: fo)
             }
@@ -40,7 +40,6 @@ public final class Linear<S: FloatScalar> {
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
         guard let x = input else { preconditionFailure("\(weight.name): backward without a training forward") }
         let b = dy.count / outFeatures, fi = inFeatures, fo = outFeatures
-        var dx = TensorOf<S>(zeros: x.shape)
         dy.withUnsafeBufferPointer { pdy in
             let dyp = pdy.baseAddress!
             x.withUnsafeBufferPointer { px in weight.grad.withUnsafeMutableBufferPointer { pg in
@@ -53,15 +52,16 @@ public final class Linear<S: FloatScalar> {
                 }
             } }
             if let bias { addColumnSums(pdy, rows: b, cols: fo, into: &bias.grad) }
-            weight.value.withUnsafeBufferPointer { pw in dx.withUnsafeMutableBufferPointer { pdx in
-                let wp = pw.baseAddress!, dxp = pdx.baseAddress!
-                Parallel.forEach((b + Self.block - 1) / Self.block) { chunk in
-                    let lo = chunk * Self.block, rows = min(Self.block, b - lo)
-                    S.gemm(transA: false, transB: false, m: rows, n: fi, k: fo, alpha: 1, a: dyp + lo * fo, lda: fo,
-                           b: wp, ldb: fi, beta: 0, c: dxp + lo * fi, ldc: fi)
-                }
-            } }
         }
+        // The β = 0 GEMMs write every element of dx.
+        let dx = TensorOf<S>(shape: x.shape) { pdx in dy.withUnsafeBufferPointer { pdy in weight.value.withUnsafeBufferPointer { pw in
+            let dyp = pdy.baseAddress!, wp = pw.baseAddress!, dxp = pdx.baseAddress!
+            Parallel.forEach((b + Self.block - 1) / Self.block) { chunk in
+                let lo = chunk * Self.block, rows = min(Self.block, b - lo)
+                S.gemm(transA: false, transB: false, m: rows, n: fi, k: fo, alpha: 1, a: dyp + lo * fo, lda: fo,
+                       b: wp, ldb: fi, beta: 0, c: dxp + lo * fi, ldc: fi)
+            }
+        } } }
         input = nil
         return dx
     }
@@ -139,17 +139,17 @@ public final class Conv2d<S: FloatScalar> {
         let t0 = ConvProfiler.enabled ? ConvProfiler.now() : 0
         let g = geometry(x.shape)
         let n = x.shape[0], spatial = g.outHeight * g.outWidth, kk = g.patchSize, co = outChannels
-        var y = TensorOf<S>(zeros: [n, g.outHeight, g.outWidth, co])
         let w = tapMajorWeight()
         let per = imagesPerChunk(g, batch: n)
         let chunks = (n + per - 1) / per
         let biasValues = bias?.value.storage
-        x.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
+        // The bias copy or the β = 0 GEMM writes every element of y.
+        let y = TensorOf<S>(shape: [n, g.outHeight, g.outWidth, co]) { py in x.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in
             let xp = px.baseAddress!, wp = pw.baseAddress!, yp = py.baseAddress!
             Parallel.forEach(chunks) { chunk in
                 let first = chunk * per, count = min(per, n - first), rows = count * spatial
                 let out = yp + first * spatial * co
-                if let biasValues { for r in 0..<rows { biasValues.withUnsafeBufferPointer { (out + r * co).update(from: $0.baseAddress!, count: co) } } }
+                if let biasValues { for r in 0..<rows { biasValues.withUnsafeBufferPointer { (out + r * co).initialize(from: $0.baseAddress!, count: co) } } }
                 withPatches(xp, first: first, count: count, g) { col in
                     S.gemm(transA: false, transB: true, m: rows, n: co, k: kk, alpha: 1, a: col, lda: kk,
                            b: wp, ldb: kk, beta: biasValues == nil ? 0 : 1, c: out, ldc: co)
@@ -288,10 +288,9 @@ public final class BatchNorm2d<S: FloatScalar> {
             }
             for j in 0..<c { m[j] = Double(runningMean.value[j]); inv[j] = 1 / (Double(runningVar.value[j]) + eps).squareRoot() }
         }
-        var y = TensorOf<S>(zeros: x.shape)
         let scale = (0..<c).map { S(inv[$0] * Double(weight.value[$0])) }
         let shift = (0..<c).map { S(Double(bias.value[$0]) - m[$0] * inv[$0] * Double(weight.value[$0])) }
-        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
+        let y = TensorOf<S>(shape: x.shape) { py in x.withUnsafeBufferPointer { px in scale.withUnsafeBufferPointer { sc in shift.withUnsafeBufferPointer { sh in
             let xp = px.baseAddress!, yp = py.baseAddress!, scp = sc.baseAddress!, shp = sh.baseAddress!
             Parallel.forEachChunk(rows: rows) { _, lo, hi in
                 for r in lo..<hi { let o = r * c; for j in 0..<c { yp[o + j] = xp[o + j] * scp[j] + shp[j] } }
@@ -339,8 +338,7 @@ public final class ReLU<S: FloatScalar> {
     private var output: TensorOf<S>?
     public init() {}
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
-        var y = TensorOf<S>(zeros: x.shape)
-        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
+        let y = TensorOf<S>(shape: x.shape) { py in x.withUnsafeBufferPointer { px in
             let xp = px.baseAddress!, yp = py.baseAddress!
             Parallel.forEachChunk(rows: (x.count + 63) / 64) { _, lo, hi in
                 for i in (lo * 64)..<min(x.count, hi * 64) { yp[i] = max(xp[i], 0) }
@@ -351,16 +349,36 @@ public final class ReLU<S: FloatScalar> {
     }
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
         guard let y = output else { preconditionFailure("ReLU: backward without a training forward") }
-        var dx = TensorOf<S>(zeros: dy.shape)
-        dy.withUnsafeBufferPointer { pd in y.withUnsafeBufferPointer { py in dx.withUnsafeMutableBufferPointer { px in
+        let dx = TensorOf<S>(shape: dy.shape) { px in dy.withUnsafeBufferPointer { pd in y.withUnsafeBufferPointer { py in
             let dp = pd.baseAddress!, yp = py.baseAddress!, xp = px.baseAddress!
             Parallel.forEachChunk(rows: (dy.count + 63) / 64) { _, lo, hi in
-                for i in (lo * 64)..<min(dy.count, hi * 64) { xp[i] = yp[i] > 0 ? dp[i] : 0 }
+                let start = lo * 64, end = min(dy.count, hi * 64)
+                if S.self == Float.self {
+                    passWherePositive(UnsafeRawPointer(yp + start).assumingMemoryBound(to: Float.self),
+                                      UnsafeRawPointer(dp + start).assumingMemoryBound(to: Float.self),
+                                      UnsafeMutableRawPointer(xp + start).assumingMemoryBound(to: Float.self), count: end - start)
+                } else {
+                    for i in start..<end { xp[i] = yp[i] > 0 ? dp[i] : 0 }
+                }
             }
         } } }
         output = nil
         return dx
     }
+}
+
+/// out = y > 0 ? d : 0, eight lanes at a time as a select: the scalar ternary compiles to a branch per element,
+/// which mispredicts on the signs.
+private func passWherePositive(_ y: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 8 <= count {
+        let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+        var r = UnsafeRawPointer(d + i).loadUnaligned(as: SIMD8<Float>.self)
+        r.replace(with: 0, where: .!(yv .> 0))
+        UnsafeMutableRawPointer(out + i).storeBytes(of: r, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count { out[i] = y[i] > 0 ? d[i] : 0; i += 1 }
 }
 
 /// Max pooling with a square window on NHWC activations.

@@ -55,28 +55,36 @@ public final class Optimizer<S: FloatScalar> {
         let lrS = S(lr), wd = S(weightDecay), mu = S(momentum)
         let b1 = S(beta1), b2 = S(beta2), e = S(eps)
         let c1 = S(1 - pow(beta1, Double(step))), c2 = S(1 - pow(beta2, Double(step)))
+        let kind = kind, nesterov = nesterov, span = 16_384
         for (i, p) in params.enumerated() {
             let decay = p.decays ? wd : 0
-            p.value.withUnsafeMutableBufferPointer { w in p.grad.withUnsafeBufferPointer { g in m[i].withUnsafeMutableBufferPointer { mb in
-                switch kind {
-                case .sgd:
-                    for j in 0..<w.count {
-                        let gj = g[j] + decay * w[j]
-                        mb[j] = mu * mb[j] + gj
-                        w[j] -= lrS * (nesterov ? gj + mu * mb[j] : mb[j])
-                    }
-                case .adam, .adamw:
-                    v[i].withUnsafeMutableBufferPointer { vb in
-                        let coupled = kind == .adam
-                        for j in 0..<w.count {
-                            let gj = coupled ? g[j] + decay * w[j] : g[j]
-                            mb[j] = b1 * mb[j] + (1 - b1) * gj
-                            vb[j] = b2 * vb[j] + (1 - b2) * gj * gj
-                            let upd = (mb[j] / c1) / ((vb[j] / c2).squareRoot() + e)
-                            w[j] -= lrS * (upd + (coupled ? 0 : decay * w[j]))
+            p.value.withUnsafeMutableBufferPointer { pw in p.grad.withUnsafeBufferPointer { pg in m[i].withUnsafeMutableBufferPointer { pm in
+                guard let w = pw.baseAddress, let g = pg.baseAddress, let mb = pm.baseAddress else { return }
+                let count = pw.count
+                // Every element updates on its own, so spans of them run in parallel with the same result.
+                let update = { (vb: UnsafeMutablePointer<S>?) in
+                    Parallel.forEach((count + span - 1) / span) { chunk in
+                        let lo = chunk * span, hi = min(count, lo + span)
+                        switch kind {
+                        case .sgd:
+                            for j in lo..<hi {
+                                let gj = g[j] + decay * w[j]
+                                mb[j] = mu * mb[j] + gj
+                                w[j] -= lrS * (nesterov ? gj + mu * mb[j] : mb[j])
+                            }
+                        case .adam, .adamw:
+                            let vb = vb!, coupled = kind == .adam
+                            for j in lo..<hi {
+                                let gj = coupled ? g[j] + decay * w[j] : g[j]
+                                mb[j] = b1 * mb[j] + (1 - b1) * gj
+                                vb[j] = b2 * vb[j] + (1 - b2) * gj * gj
+                                let upd = (mb[j] / c1) / ((vb[j] / c2).squareRoot() + e)
+                                w[j] -= lrS * (upd + (coupled ? 0 : decay * w[j]))
+                            }
                         }
                     }
                 }
+                if kind == .sgd { update(nil) } else { v[i].withUnsafeMutableBufferPointer { update($0.baseAddress) } }
             } } }
         }
     }

@@ -25,33 +25,45 @@ public final class LayerNorm<S: FloatScalar> {
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
         let d = features, rows = x.count / d
         precondition(rows * d == x.count, "\(name): input \(x.shape) is not a multiple of \(d) features")
-        var y = TensorOf<S>(zeros: x.shape)
         var normalised = TensorOf<S>(zeros: training ? x.shape : [0])
         var inv = [Double](repeating: 0, count: training ? rows : 0)
-        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in normalised.withUnsafeMutableBufferPointer { pn in
+        let y = TensorOf<S>(shape: x.shape) { py in
+        x.withUnsafeBufferPointer { px in normalised.withUnsafeMutableBufferPointer { pn in
             inv.withUnsafeMutableBufferPointer { pi in weight.value.withUnsafeBufferPointer { pg in bias.value.withUnsafeBufferPointer { pb in
                 // An empty array's buffer may still have an address: evaluation keeps nothing.
                 let np = training ? pn.baseAddress : nil, ip = training ? pi.baseAddress : nil
                 let xp = px.baseAddress!, yp = py.baseAddress!, gp = pg.baseAddress!, bp = pb.baseAddress!
                 Parallel.forEachChunk(rows: rows) { _, lo, hi in
-                    for r in lo..<hi {
-                        let row = xp + r * d
-                        var mean = 0.0
-                        for j in 0..<d { mean += Double(row[j]) }
-                        mean /= Double(d)
-                        var variance = 0.0
-                        for j in 0..<d { let c = Double(row[j]) - mean; variance += c * c }
-                        let s = 1 / (variance / Double(d) + eps).squareRoot()
+                    // Four rows per pass, one SIMD lane each: every lane sums its row in the scalar order.
+                    var r = lo
+                    while r < hi {
+                        let group = min(4, hi - r)
+                        let p0 = xp + r * d, p1 = xp + (r + min(1, group - 1)) * d
+                        let p2 = xp + (r + min(2, group - 1)) * d, p3 = xp + (r + min(3, group - 1)) * d
+                        var sum = SIMD4<Double>(repeating: 0)
+                        for j in 0..<d { sum += SIMD4(Double(p0[j]), Double(p1[j]), Double(p2[j]), Double(p3[j])) }
+                        let mean = sum / Double(d)
+                        var squares = SIMD4<Double>(repeating: 0)
                         for j in 0..<d {
-                            let h = S((Double(row[j]) - mean) * s)
-                            yp[r * d + j] = h * gp[j] + bp[j]
-                            if let np { np[r * d + j] = h }
+                            let c = SIMD4(Double(p0[j]), Double(p1[j]), Double(p2[j]), Double(p3[j])) - mean
+                            squares += c * c
                         }
-                        if let ip { ip[r] = s }
+                        let scale = 1 / (squares / Double(d) + eps).squareRoot()
+                        for i in 0..<group {
+                            let row = xp + (r + i) * d, out = yp + (r + i) * d, mi = mean[i], s = scale[i]
+                            for j in 0..<d {
+                                let h = S((Double(row[j]) - mi) * s)
+                                out[j] = h * gp[j] + bp[j]
+                            }
+                            if let np { for j in 0..<d { np[(r + i) * d + j] = S((Double(row[j]) - mi) * s) } }
+                            if let ip { ip[r + i] = s }
+                        }
+                        r += 4
                     }
                 }
             } } }
-        } } }
+        } }
+        }
         if training { xhat = normalised; invStd = inv }
         return y
     }
@@ -61,24 +73,35 @@ public final class LayerNorm<S: FloatScalar> {
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
         guard let xh = xhat else { preconditionFailure("\(name): backward without a training forward") }
         let d = features, rows = dy.count / d, chunks = Parallel.chunkCount(rows: rows)
-        var dx = TensorOf<S>(zeros: dy.shape)
         var partial = [Double](repeating: 0, count: chunks * 2 * d)
-        dy.withUnsafeBufferPointer { pd in xh.withUnsafeBufferPointer { ph in dx.withUnsafeMutableBufferPointer { px in
+        let dx = TensorOf<S>(shape: dy.shape) { px in dy.withUnsafeBufferPointer { pd in xh.withUnsafeBufferPointer { ph in
             partial.withUnsafeMutableBufferPointer { pp in weight.value.withUnsafeBufferPointer { pg in invStd.withUnsafeBufferPointer { pi in
                 let dp = pd.baseAddress!, hp = ph.baseAddress!, xp = px.baseAddress!, pa = pp.baseAddress!, gp = pg.baseAddress!, ip = pi.baseAddress!
                 Parallel.forEachChunk(rows: rows) { chunk, lo, hi in
                     let sg = pa + chunk * 2 * d, sb = sg + d
-                    for r in lo..<hi {
-                        let o = r * d
-                        var a = 0.0, b = 0.0
+                    // The row sums a, b: four rows per pass, one SIMD lane each, every lane in the scalar order.
+                    var r = lo
+                    while r < hi {
+                        let group = min(4, hi - r)
+                        let o0 = r * d, o1 = (r + min(1, group - 1)) * d, o2 = (r + min(2, group - 1)) * d, o3 = (r + min(3, group - 1)) * d
+                        var a = SIMD4<Double>(repeating: 0), b = SIMD4<Double>(repeating: 0)
                         for j in 0..<d {
-                            let g = Double(dp[o + j]) * Double(gp[j]), h = Double(hp[o + j])
-                            a += g; b += g * h
-                            sg[j] += Double(dp[o + j]) * h; sb[j] += Double(dp[o + j])
+                            let gj = Double(gp[j])
+                            let g = SIMD4(Double(dp[o0 + j]), Double(dp[o1 + j]), Double(dp[o2 + j]), Double(dp[o3 + j])) * gj
+                            a += g
+                            b += g * SIMD4(Double(hp[o0 + j]), Double(hp[o1 + j]), Double(hp[o2 + j]), Double(hp[o3 + j]))
                         }
                         a /= Double(d); b /= Double(d)
-                        let s = ip[r]
-                        for j in 0..<d { xp[o + j] = S(s * (Double(dp[o + j]) * Double(gp[j]) - a - Double(hp[o + j]) * b)) }
+                        for i in 0..<group {
+                            let o = (r + i) * d, s = ip[r + i], ai = a[i], bi = b[i]
+                            for j in 0..<d { xp[o + j] = S(s * (Double(dp[o + j]) * Double(gp[j]) - ai - Double(hp[o + j]) * bi)) }
+                        }
+                        r += 4
+                    }
+                    // dγ, dβ per feature over the chunk's rows in order (independent across j, so vectorised).
+                    for r in lo..<hi {
+                        let o = r * d
+                        for j in 0..<d { sg[j] += Double(dp[o + j]) * Double(hp[o + j]); sb[j] += Double(dp[o + j]) }
                     }
                 }
             } } }
@@ -99,45 +122,49 @@ public final class LayerNorm<S: FloatScalar> {
 /// dy/dx = Φ(x) + x·φ(x). `quick`: OpenAI CLIP's QuickGELU, y = x·σ(1.702x), dy/dx = σ + 1.702x·σ(1 − σ).
 public final class GELU<S: FloatScalar> {
     public let quick: Bool
-    private var input: TensorOf<S>?
+    /// Training keeps x and the transcendental term, 1 + erf(x/√2) (QuickGELU: 1 + e^(−1.702x)), which the
+    /// backward pass reuses instead of evaluating it again.
+    private var saved: (input: TensorOf<S>, term: TensorOf<S>)?
     public init(quick: Bool = false) { self.quick = quick }
 
     public func forward(_ x: TensorOf<S>, training: Bool) -> TensorOf<S> {
-        var y = TensorOf<S>(zeros: x.shape)
-        let r = S(0.5.squareRoot()), quick = quick
-        x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
-            let xp = px.baseAddress!, yp = py.baseAddress!, n = x.count
+        let r = S(0.5.squareRoot()), quick = quick, n = x.count
+        var term = TensorOf<S>(zeros: training ? x.shape : [0])
+        let y = TensorOf<S>(shape: x.shape) { py in x.withUnsafeBufferPointer { px in term.withUnsafeMutableBufferPointer { pt in
+            // An empty array's buffer may still have an address: evaluation keeps nothing.
+            let xp = px.baseAddress!, yp = py.baseAddress!, tp = training ? pt.baseAddress : nil
             Parallel.forEachChunk(rows: (n + 63) / 64) { _, lo, hi in
-                if quick {
-                    for i in (lo * 64)..<min(n, hi * 64) { let v = xp[i]; yp[i] = v / (1 + S.exp(-S(1.702) * v)) }
-                } else {
-                    for i in (lo * 64)..<min(n, hi * 64) { let v = xp[i]; yp[i] = S(0.5) * v * (1 + S.erf(v * r)) }
+                for i in (lo * 64)..<min(n, hi * 64) {
+                    let v = xp[i], e = quick ? 1 + S.exp(-S(1.702) * v) : 1 + S.erf(v * r)
+                    yp[i] = quick ? v / e : S(0.5) * v * e
+                    tp?[i] = e
                 }
             }
-        } }
-        if training { input = x }
+        } } }
+        if training { saved = (x, term) }
         return y
     }
 
     public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
-        guard let x = input else { preconditionFailure("GELU: backward without a training forward") }
-        var dx = TensorOf<S>(zeros: dy.shape)
-        let r = S(0.5.squareRoot()), c = S(1 / (2 * Double.pi).squareRoot()), quick = quick
-        dy.withUnsafeBufferPointer { pd in x.withUnsafeBufferPointer { px in dx.withUnsafeMutableBufferPointer { po in
-            let dp = pd.baseAddress!, xp = px.baseAddress!, op = po.baseAddress!, n = dy.count
-            Parallel.forEachChunk(rows: (n + 63) / 64) { _, lo, hi in
-                for i in (lo * 64)..<min(n, hi * 64) {
-                    let v = xp[i]
-                    if quick {
-                        let s = 1 / (1 + S.exp(-S(1.702) * v))
-                        op[i] = dp[i] * (s + S(1.702) * v * s * (1 - s))
-                    } else {
-                        op[i] = dp[i] * (S(0.5) * (1 + S.erf(v * r)) + v * c * S.exp(-S(0.5) * v * v))
+        guard let (x, term) = saved else { preconditionFailure("GELU: backward without a training forward") }
+        let c = S(1 / (2 * Double.pi).squareRoot()), quick = quick
+        let dx = TensorOf<S>(shape: dy.shape) { po in dy.withUnsafeBufferPointer { pd in x.withUnsafeBufferPointer { px in
+            term.withUnsafeBufferPointer { pt in
+                let dp = pd.baseAddress!, xp = px.baseAddress!, tp = pt.baseAddress!, op = po.baseAddress!, n = dy.count
+                Parallel.forEachChunk(rows: (n + 63) / 64) { _, lo, hi in
+                    for i in (lo * 64)..<min(n, hi * 64) {
+                        let v = xp[i]
+                        if quick {
+                            let s = 1 / tp[i]
+                            op[i] = dp[i] * (s + S(1.702) * v * s * (1 - s))
+                        } else {
+                            op[i] = dp[i] * (S(0.5) * tp[i] + v * c * S.exp(-S(0.5) * v * v))
+                        }
                     }
                 }
             }
         } } }
-        input = nil
+        saved = nil
         return dx
     }
 }
@@ -208,16 +235,19 @@ public final class MultiHeadAttention<S: FloatScalar> {
         precondition(x.rank == 3 && x.shape[2] == width, "\(name): expected [N, T, \(width)] tokens, got \(x.shape)")
         let n = x.shape[0], t = x.shape[1], d = width, h = heads, dh = d / h
         let q = qkv.forward(x.reshaped([n * t, d]), training: training)   // [N·T, 3d]
-        var o = TensorOf<S>(zeros: [n * t, d])
         // Training keeps every attention map for the backward pass; evaluation needs one map per pair at a time.
         var p = [S](repeating: 0, count: training ? n * h * t * t : 0)
         let scale = S(1 / Double(dh).squareRoot())
-        q.withUnsafeBufferPointer { pq in o.withUnsafeMutableBufferPointer { po in p.withUnsafeMutableBufferPointer { pp in
+        // Every (sample, head) pair writes its own [T, d_h] block of o, so o needs no zero-fill.
+        let o = TensorOf<S>(shape: [n * t, d]) { po in q.withUnsafeBufferPointer { pq in p.withUnsafeMutableBufferPointer { pp in
             let qp = pq.baseAddress!, op = po.baseAddress!, ap = training ? pp.baseAddress : nil
-            Parallel.forEach(n * h) { pair in
+            let pairs = n * h, block = 16
+            Parallel.forEach((pairs + block - 1) / block) { chunk in
+              let lo = chunk * block, hi = min(pairs, lo + block)
+              let scratch = ap == nil ? UnsafeMutablePointer<S>.allocate(capacity: t * t) : nil
+              defer { scratch?.deallocate() }
+              for pair in lo..<hi {
                 let b = pair / h, head = pair % h
-                let scratch = ap == nil ? UnsafeMutablePointer<S>.allocate(capacity: t * t) : nil
-                defer { scratch?.deallocate() }
                 let base = qp + b * t * 3 * d + head * dh, a = ap.map { $0 + pair * t * t } ?? scratch!
                 // S = Q·Kᵀ/√d_h [T, T]
                 S.gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: base, lda: 3 * d,
@@ -226,6 +256,7 @@ public final class MultiHeadAttention<S: FloatScalar> {
                 // O = A·V [T, d_h] into the head's columns
                 S.gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: a, lda: t,
                        b: base + 2 * d, ldb: 3 * d, beta: 0, c: op + b * t * d + head * dh, ldc: d)
+              }
             }
         } } }
         seen?(o)
@@ -240,9 +271,9 @@ public final class MultiHeadAttention<S: FloatScalar> {
         guard let (q, p, n, t) = saved else { preconditionFailure("\(name): backward without a training forward") }
         let d = width, h = heads, dh = d / h
         let dO = proj.backward(dy.reshaped([n * t, d]))
-        var dq = TensorOf<S>(zeros: [n * t, 3 * d])
         let scale = S(1 / Double(dh).squareRoot())
-        dO.withUnsafeBufferPointer { pdo in q.withUnsafeBufferPointer { pq in p.withUnsafeBufferPointer { pp in dq.withUnsafeMutableBufferPointer { pdq in
+        // Every pair's four β = 0 GEMMs write its head's q, k and v columns: dq needs no zero-fill.
+        let dq = TensorOf<S>(shape: [n * t, 3 * d]) { pdq in dO.withUnsafeBufferPointer { pdo in q.withUnsafeBufferPointer { pq in p.withUnsafeBufferPointer { pp in
             let dop = pdo.baseAddress!, qp = pq.baseAddress!, ap = pp.baseAddress!, dqp = pdq.baseAddress!
             Parallel.forEach(n * h) { pair in
                 let b = pair / h, head = pair % h
@@ -252,11 +283,21 @@ public final class MultiHeadAttention<S: FloatScalar> {
                 defer { da.deallocate() }
                 S.gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: g, lda: d, b: base + 2 * d, ldb: 3 * d, beta: 0, c: da, ldc: t)
                 S.gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: a, lda: t, b: g, ldb: d, beta: 0, c: dbase + 2 * d, ldc: 3 * d)
-                for r in 0..<t {
-                    var s = 0.0
-                    for c in 0..<t { s += Double(da[r * t + c]) * Double(a[r * t + c]) }
-                    let sS = S(s)
-                    for c in 0..<t { da[r * t + c] = a[r * t + c] * (da[r * t + c] - sS) * scale }
+                // rowsum(dA ⊙ A): four rows per pass, one SIMD lane each, every lane in the scalar order.
+                var r = 0
+                while r < t {
+                    let group = min(4, t - r)
+                    let o0 = r * t, o1 = (r + min(1, group - 1)) * t, o2 = (r + min(2, group - 1)) * t, o3 = (r + min(3, group - 1)) * t
+                    var s = SIMD4<Double>(repeating: 0)
+                    for c in 0..<t {
+                        s += SIMD4(Double(da[o0 + c]), Double(da[o1 + c]), Double(da[o2 + c]), Double(da[o3 + c]))
+                           * SIMD4(Double(a[o0 + c]), Double(a[o1 + c]), Double(a[o2 + c]), Double(a[o3 + c]))
+                    }
+                    for i in 0..<group {
+                        let o = (r + i) * t, sS = S(s[i])
+                        for c in 0..<t { da[o + c] = a[o + c] * (da[o + c] - sS) * scale }
+                    }
+                    r += 4
                 }
                 S.gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: da, lda: t, b: base + d, ldb: 3 * d, beta: 0, c: dbase, ldc: 3 * d)
                 S.gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: da, lda: t, b: base, ldb: 3 * d, beta: 0, c: dbase + d, ldc: 3 * d)
@@ -267,16 +308,29 @@ public final class MultiHeadAttention<S: FloatScalar> {
     }
 }
 
-/// Row-wise softmax in place, the max subtracted first and the normaliser summed in Float64.
+/// Row-wise softmax in place, the max subtracted first and the normaliser summed in Float64, column by column.
+/// Four rows advance together (one SIMD lane each, every lane's sum in the scalar order) so the dependent Float64
+/// adds overlap; the exponentials run in a pass of their own, with no running sum live across the calls.
 @inline(__always) func softmaxRows<S: FloatScalar>(_ a: UnsafeMutablePointer<S>, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let row = a + r * cols
-        var m = row[0]
-        for c in 1..<cols { m = max(m, row[c]) }
-        var z = 0.0
-        for c in 0..<cols { let e = S.exp(row[c] - m); row[c] = e; z += Double(e) }
-        let inv = S(1 / z)
-        for c in 0..<cols { row[c] *= inv }
+    var r = 0
+    while r < rows {
+        let p0 = a + r * cols
+        // A short last group repeats its final row in the spare lanes (read only; the repeated lanes are discarded).
+        let p1 = a + min(r + 1, rows - 1) * cols, p2 = a + min(r + 2, rows - 1) * cols, p3 = a + min(r + 3, rows - 1) * cols
+        var m = SIMD4<S>(p0[0], p1[0], p2[0], p3[0])
+        for c in 1..<cols { let v = SIMD4(p0[c], p1[c], p2[c], p3[c]); m.replace(with: v, where: v .> m) }
+        let group = min(4, rows - r)
+        for i in 0..<group {
+            let row = a + (r + i) * cols, mi = m[i]
+            for c in 0..<cols { row[c] = S.exp(row[c] - mi) }
+        }
+        var z = SIMD4<Double>(repeating: 0)
+        for c in 0..<cols { z += SIMD4(Double(p0[c]), Double(p1[c]), Double(p2[c]), Double(p3[c])) }
+        for i in 0..<group {
+            let row = a + (r + i) * cols, inv = S(1 / z[i])
+            for c in 0..<cols { row[c] *= inv }
+        }
+        r += 4
     }
 }
 

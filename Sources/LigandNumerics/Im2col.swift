@@ -17,22 +17,24 @@ public struct ConvGeometry: Equatable, Sendable, Codable {
 @_specialize(exported: true, where S == Float)
 @_specialize(exported: true, where S == Double)
 public func im2col<S: FloatScalar>(_ x: UnsafePointer<S>, batch: Int, geometry g: ConvGeometry, into col: UnsafeMutablePointer<S>) {
-    let oh = g.outHeight, ow = g.outWidth, c = g.channels, kk = g.patchSize
+    let oh = g.outHeight, ow = g.outWidth, c = g.channels, kk = g.patchSize, kw = g.kernelW
     for n in 0..<batch {
         for y in 0..<oh {
             for xo in 0..<ow {
                 let row = col + ((n * oh + y) * ow + xo) * kk
+                // Taps j in [jlo, jhi) fall inside the image; their sources are one contiguous run of (jhi − jlo)·C values.
+                let iw0 = xo * g.stride - g.padding
+                let jlo = min(kw, max(0, -iw0)), jhi = max(jlo, min(kw, g.width - iw0))
                 for i in 0..<g.kernelH {
                     let ih = y * g.stride - g.padding + i
-                    for j in 0..<g.kernelW {
-                        let iw = xo * g.stride - g.padding + j
-                        let dst = row + (i * g.kernelW + j) * c
-                        if ih < 0 || ih >= g.height || iw < 0 || iw >= g.width {
-                            dst.update(repeating: 0, count: c)
-                        } else {
-                            dst.update(from: x + ((n * g.height + ih) * g.width + iw) * c, count: c)
-                        }
+                    let dst = row + i * kw * c
+                    if ih < 0 || ih >= g.height {
+                        dst.update(repeating: 0, count: kw * c)
+                        continue
                     }
+                    if jlo > 0 { dst.update(repeating: 0, count: jlo * c) }
+                    if jhi > jlo { (dst + jlo * c).update(from: x + ((n * g.height + ih) * g.width + iw0 + jlo) * c, count: (jhi - jlo) * c) }
+                    if jhi < kw { (dst + jhi * c).update(repeating: 0, count: (kw - jhi) * c) }
                 }
             }
         }
@@ -43,21 +45,22 @@ public func im2col<S: FloatScalar>(_ x: UnsafePointer<S>, batch: Int, geometry g
 @_specialize(exported: true, where S == Float)
 @_specialize(exported: true, where S == Double)
 public func col2im<S: FloatScalar>(_ col: UnsafePointer<S>, batch: Int, geometry g: ConvGeometry, into dx: UnsafeMutablePointer<S>) {
-    let oh = g.outHeight, ow = g.outWidth, c = g.channels, kk = g.patchSize
+    let oh = g.outHeight, ow = g.outWidth, c = g.channels, kk = g.patchSize, kw = g.kernelW
     for n in 0..<batch {
         for y in 0..<oh {
             for xo in 0..<ow {
                 let row = col + ((n * oh + y) * ow + xo) * kk
+                // As in im2col, the in-image taps [jlo, jhi) of one tap row are one contiguous run; each image value
+                // still receives its contributions in (y, x, i, j) order.
+                let iw0 = xo * g.stride - g.padding
+                let jlo = min(kw, max(0, -iw0)), jhi = max(jlo, min(kw, g.width - iw0))
+                if jhi == jlo { continue }
                 for i in 0..<g.kernelH {
                     let ih = y * g.stride - g.padding + i
                     if ih < 0 || ih >= g.height { continue }
-                    for j in 0..<g.kernelW {
-                        let iw = xo * g.stride - g.padding + j
-                        if iw < 0 || iw >= g.width { continue }
-                        let src = row + (i * g.kernelW + j) * c
-                        let dst = dx + ((n * g.height + ih) * g.width + iw) * c
-                        for ch in 0..<c { dst[ch] += src[ch] }
-                    }
+                    let src = row + (i * kw + jlo) * c
+                    let dst = dx + ((n * g.height + ih) * g.width + iw0 + jlo) * c
+                    for k in 0..<((jhi - jlo) * c) { dst[k] += src[k] }
                 }
             }
         }

@@ -1,5 +1,5 @@
 /// The scalar types the engine runs in: Float32 for work, Float64 for gradient checks.
-public protocol FloatScalar: BinaryFloatingPoint, Sendable, Codable, CustomStringConvertible
+public protocol FloatScalar: BinaryFloatingPoint, SIMDScalar, Sendable, Codable, CustomStringConvertible
 where RawSignificand: FixedWidthInteger {
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
                      a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
@@ -15,9 +15,9 @@ extension Float: FloatScalar {
                                               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
-    @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.expf(x) }
-    @inline(__always) public static func log(_ x: Float) -> Float { Foundation.logf(x) }
-    @inline(__always) public static func erf(_ x: Float) -> Float { Foundation.erff(x) }
+    @inlinable @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.expf(x) }
+    @inlinable @inline(__always) public static func log(_ x: Float) -> Float { Foundation.logf(x) }
+    @inlinable @inline(__always) public static func erf(_ x: Float) -> Float { Foundation.erff(x) }
 }
 
 extension Double: FloatScalar {
@@ -26,9 +26,9 @@ extension Double: FloatScalar {
                                               beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
         BLAS.dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
-    @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
-    @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
-    @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
+    @inlinable @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
+    @inlinable @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
+    @inlinable @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
 }
 
 /// The engine's working tensor.
@@ -56,6 +56,15 @@ public struct TensorOf<Scalar: FloatScalar>: Equatable, Sendable {
     @inlinable
     public init(shape: [Int], repeating value: Scalar) {
         self.init(shape: shape, storage: [Scalar](repeating: value, count: shape.reduce(1, *)))
+    }
+
+    /// A tensor whose every element `fill` writes, with no zero-fill first (a wasted pass over memory on hot paths);
+    /// `fill` must write all `count` elements.
+    @inlinable
+    public init(shape: [Int], filling fill: (UnsafeMutableBufferPointer<Scalar>) -> Void) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        let n = shape.reduce(1, *)
+        self.init(shape: shape, storage: [Scalar](unsafeUninitializedCapacity: n) { buffer, count in fill(buffer); count = n })
     }
 
     @inlinable
