@@ -27,8 +27,7 @@ public final class LayerNorm<S: FloatScalar> {
         precondition(rows * d == x.count, "\(name): input \(x.shape) is not a multiple of \(d) features")
         var normalised = TensorOf<S>(zeros: training ? x.shape : [0])
         var inv = [Double](repeating: 0, count: training ? rows : 0)
-        let y = TensorOf<S>(shape: x.shape) { py in
-        x.withUnsafeBufferPointer { px in normalised.withUnsafeMutableBufferPointer { pn in
+        let y = TensorOf<S>(shape: x.shape) { py in x.withUnsafeBufferPointer { px in normalised.withUnsafeMutableBufferPointer { pn in
             inv.withUnsafeMutableBufferPointer { pi in weight.value.withUnsafeBufferPointer { pg in bias.value.withUnsafeBufferPointer { pb in
                 // An empty array's buffer may still have an address: evaluation keeps nothing.
                 let np = training ? pn.baseAddress : nil, ip = training ? pi.baseAddress : nil
@@ -62,8 +61,7 @@ public final class LayerNorm<S: FloatScalar> {
                     }
                 }
             } } }
-        } }
-        }
+        } } }
         if training { xhat = normalised; invStd = inv }
         return y
     }
@@ -241,22 +239,23 @@ public final class MultiHeadAttention<S: FloatScalar> {
         // Every (sample, head) pair writes its own [T, d_h] block of o, so o needs no zero-fill.
         let o = TensorOf<S>(shape: [n * t, d]) { po in q.withUnsafeBufferPointer { pq in p.withUnsafeMutableBufferPointer { pp in
             let qp = pq.baseAddress!, op = po.baseAddress!, ap = training ? pp.baseAddress : nil
+            // Blocks of 16 pairs over the workers; in evaluation each block reuses one scratch map.
             let pairs = n * h, block = 16
             Parallel.forEach((pairs + block - 1) / block) { chunk in
-              let lo = chunk * block, hi = min(pairs, lo + block)
-              let scratch = ap == nil ? UnsafeMutablePointer<S>.allocate(capacity: t * t) : nil
-              defer { scratch?.deallocate() }
-              for pair in lo..<hi {
-                let b = pair / h, head = pair % h
-                let base = qp + b * t * 3 * d + head * dh, a = ap.map { $0 + pair * t * t } ?? scratch!
-                // S = Q·Kᵀ/√d_h [T, T]
-                S.gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: base, lda: 3 * d,
-                       b: base + d, ldb: 3 * d, beta: 0, c: a, ldc: t)
-                softmaxRows(a, rows: t, cols: t)
-                // O = A·V [T, d_h] into the head's columns
-                S.gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: a, lda: t,
-                       b: base + 2 * d, ldb: 3 * d, beta: 0, c: op + b * t * d + head * dh, ldc: d)
-              }
+                let lo = chunk * block, hi = min(pairs, lo + block)
+                let scratch = ap == nil ? UnsafeMutablePointer<S>.allocate(capacity: t * t) : nil
+                defer { scratch?.deallocate() }
+                for pair in lo..<hi {
+                    let b = pair / h, head = pair % h
+                    let base = qp + b * t * 3 * d + head * dh, a = ap.map { $0 + pair * t * t } ?? scratch!
+                    // S = Q·Kᵀ/√d_h [T, T]
+                    S.gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale, a: base, lda: 3 * d,
+                           b: base + d, ldb: 3 * d, beta: 0, c: a, ldc: t)
+                    softmaxRows(a, rows: t, cols: t)
+                    // O = A·V [T, d_h] into the head's columns
+                    S.gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: a, lda: t,
+                           b: base + 2 * d, ldb: 3 * d, beta: 0, c: op + b * t * d + head * dh, ldc: d)
+                }
             }
         } } }
         seen?(o)
