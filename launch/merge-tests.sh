@@ -121,6 +121,10 @@ if (( ${#fused[@]} == 8 )) && [[ -s "$mf/out-1/report.json" && -s "$mf/out-2/rep
         && [[ -d "$mf/out-1/runs/my-mlps-cca-k3-0_1_2-seed0" ]]; then
     ok "ligand run over 3 model files: ${#fused[@]} bitwise-identical fused files for -np 1 and 2, report.json ($(grep '^| cca | 3' "$mf/out-2/report.md"))"
 else fail "ligand run over model files: ${#fused[@]} fused file(s), identical: $same"; sed 's/^/    | /' "$mf/run-2.out" | tail; fi
+# The record keeps every candidate's calibration score beside the choice: cca weighed both γ.
+rec="$mf/out-2/runs/my-mlps-cca-k3-0_1_2-seed0/record.json"
+if grep -q '"gamma=1e-2"' "$rec" && grep -q '"gamma=1e0"' "$rec"; then ok "record.json: cca's calibration scores for both γ beside the chosen one"
+else fail "record.json: no calibration score per γ in $rec"; fi
 # Resume: a rerun reuses every finished run's record (same report); a model file changed reruns only the runs that use it.
 cp "$mf/out-2/report.json" "$mf/first-report.json"
 run_np 2 "$mf/rerun.out" run "$mf/run.yaml" --out "$mf/out-2" || fail "ligand run (models) rerun"

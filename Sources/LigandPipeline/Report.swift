@@ -29,6 +29,9 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var baselines: [String: Double]
     /// The recipe's settings and the hyper-parameters chosen on calibration.
     public var hyperparameters: [String: String]
+    /// Merges: the mean calibration accuracy of every candidate the method weighed, keyed by its settings, so the
+    /// choice in `hyperparameters` can be checked against its alternatives (nil for NeuLig and older records).
+    public var calibrationScores: [String: Double]?
     public var wallSeconds: Double
     /// Payload bytes rank 0 moved through collectives during the run (0 on one rank).
     public var bytesCommunicated: Int?
@@ -64,7 +67,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
                             k: Int, subset: [String], subsetIndices: [Int], seed: UInt64, settings: [String: String],
                             wallSeconds: Double, bytes: Int?, ranks: Int,
                             usage: (cpuSeconds: [Double], peakResidentBytes: [Int]?)? = nil,
-                            bytesPerPhase: [String: Int]? = nil, bytesPerPortlandStep: Double? = nil) -> [RunRecord] {
+                            bytesPerPhase: [String: Int]? = nil, bytesPerPortlandStep: Double? = nil,
+                            calibrationScores: [String: Double]? = nil) -> [RunRecord] {
         // NeuLig reports a fused row per mode; every other method one.
         let fused = rows.filter { $0.kind == .fused }
         let merged = method == "neulig" ? fused : Array(fused.prefix(1))
@@ -87,6 +91,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
             record.peakResidentBytesPerRank = usage?.peakResidentBytes
             record.bytesPerPhase = bytesPerPhase
             record.bytesPerPortlandStep = bytesPerPortlandStep
+            record.calibrationScores = calibrationScores
             return record
         }
     }
@@ -116,6 +121,9 @@ extension RunRecord {
         if !fraction(bestSingle) { return ("bestSingle", "\(what), got \(bestSingle!)") }
         if !fraction(portlandEnsemble) { return ("portlandEnsemble", "\(what), got \(portlandEnsemble!)") }
         if let (name, v) = baselines.sorted(by: { $0.key < $1.key }).first(where: { !fraction($0.value) }) { return ("baselines.\(name)", "\(what), got \(v)") }
+        if let (name, v) = calibrationScores?.sorted(by: { $0.key < $1.key }).first(where: { !fraction($0.value) }) {
+            return ("calibrationScores.\(name)", "\(what), got \(v)")
+        }
         if !(wallSeconds.isFinite && wallSeconds >= 0) { return ("wallSeconds", "must be a finite number of seconds ≥ 0, got \(wallSeconds)") }
         if ranks < 1 { return ("ranks", "must be at least 1, got \(ranks)") }
         if let b = bytesCommunicated, b < 0 { return ("bytesCommunicated", "must be ≥ 0, got \(b)") }

@@ -217,7 +217,8 @@ struct Run: ParsableCommand {
             let wall = Date().timeIntervalSince(start), bytes = counter.bytes
             return RunRecord.from(rows: report.rows, method: m.label, suite: e.name, suiteKind: report.suiteKind, architecture: report.architecture,
                                   columns: report.columns, k: p.k, subset: report.models, subsetIndices: p.subset, seed: p.seed, settings: m.settings,
-                                  wallSeconds: wall, bytes: bytes, ranks: comm.size, usage: try mark.gathered(comm), bytesPerPhase: report.bytes)
+                                  wallSeconds: wall, bytes: bytes, ranks: comm.size, usage: try mark.gathered(comm), bytesPerPhase: report.bytes,
+                                  calibrationScores: report.calibrationScores.isEmpty ? nil : report.calibrationScores)
         }
         var o = NeuLigOptions(suite: e.name, outDirectory: runDir)
         o.parameters = m.parameters

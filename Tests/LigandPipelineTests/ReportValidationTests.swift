@@ -8,9 +8,11 @@ import XCTest
 /// `ligand report` input: implausible figures refused while decoding; names escaped in Markdown and SVG.
 final class ReportValidationTests: XCTestCase {
     func record(suite: String = "s", method: String = "cca", k: Int = 2, acc: Double = 0.8) -> RunRecord {
-        RunRecord(suite: suite, suiteKind: "seeds", architecture: "mlp", method: method, k: k, subset: ["a", "b"], subsetIndices: [0, 1], seed: 0,
-                  columns: ["accuracy"], accuracies: [acc], accuracy: acc, ensemble: 0.85, bestSingle: 0.84, baselines: ["mean single": 0.7],
-                  wallSeconds: 1, bytesCommunicated: 0, ranks: 1)
+        var r = RunRecord(suite: suite, suiteKind: "seeds", architecture: "mlp", method: method, k: k, subset: ["a", "b"], subsetIndices: [0, 1], seed: 0,
+                          columns: ["accuracy"], accuracies: [acc], accuracy: acc, ensemble: 0.85, bestSingle: 0.84, baselines: ["mean single": 0.7],
+                          wallSeconds: 1, bytesCommunicated: 0, ranks: 1)
+        r.calibrationScores = ["alpha=0.5": 0.75]
+        return r
     }
 
     /// The report JSON with one value replaced in the text, decoded; the DecodingError's path and message, or "ok".
@@ -34,6 +36,10 @@ final class ReportValidationTests: XCTestCase {
                        ".records[0].ensemble: must be an accuracy, a fraction in [0, 1], got -0.5")
         XCTAssertEqual(decode { $0.replacingOccurrences(of: "\"mean single\":0.7", with: "\"mean single\":7") },
                        ".records[0].baselines.mean single: must be an accuracy, a fraction in [0, 1], got 7.0")
+        XCTAssertEqual(decode { $0.replacingOccurrences(of: "\"alpha=0.5\":0.75", with: "\"alpha=0.5\":75") },
+                       ".records[0].calibrationScores.alpha=0.5: must be an accuracy, a fraction in [0, 1], got 75.0")
+        // A record written before the field existed still reads.
+        XCTAssertEqual(decode { $0.replacingOccurrences(of: "\"calibrationScores\":{\"alpha=0.5\":0.75},", with: "") }, "ok")
         XCTAssertEqual(decode { $0.replacingOccurrences(of: "\"wallSeconds\":1", with: "\"wallSeconds\":-3") },
                        ".records[0].wallSeconds: must be a finite number of seconds ≥ 0, got -3.0")
         XCTAssertEqual(decode { $0.replacingOccurrences(of: "\"ranks\":1,\"recipe\"", with: "\"ranks\":0,\"recipe\"") }, ".ranks: must be at least 1, got 0")
