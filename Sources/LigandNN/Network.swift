@@ -329,6 +329,12 @@ public final class Network<S: FloatScalar> {
 
     public func zeroGrad() { for p in parameters { p.zeroGrad() } }
 
+    /// `stateDict()` without the classification head: what task vectors, merges and fused backbones cover.
+    public func backboneStateDict() -> [(name: String, value: TensorOf<S>)] {
+        let headNames = Set(head.parameters.map(\.name))
+        return stateDict().filter { !headNames.contains($0.name) }
+    }
+
     /// Every floating-point tensor in PyTorch state_dict order (parameters and BN running statistics).
     public func stateDict() -> [(name: String, value: TensorOf<S>)] {
         var out: [(String, TensorOf<S>)] = []

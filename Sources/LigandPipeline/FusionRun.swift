@@ -187,8 +187,7 @@ public enum FusionRun {
         let heldOut = selection.allSatisfy { $0.count > 0 }
 
         let shard = ModelShard(total: k, comm: comm), local = shard.local
-        let headNames = Set(pre.head.parameters.map(\.name))
-        let layout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
+        let layout = FlatLayout(pre.backboneStateDict())
         let nets = try MergeRun.agreeing(comm, "loading the experts") { try local.map { try input.load($0) } }
         let states = nets.map { $0.stateDictionary() }
         let expertFlats = states.map { layout.flatten($0) }

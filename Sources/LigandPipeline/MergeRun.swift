@@ -248,8 +248,7 @@ public enum MergeRun {
         let shard = ModelShard(total: k, comm: comm)
         let local = shard.local
         let pre = input.pretrained
-        let headNames = Set(pre.head.parameters.map(\.name))
-        let backboneLayout = FlatLayout(pre.stateDict().filter { !headNames.contains($0.name) })
+        let backboneLayout = FlatLayout(pre.backboneStateDict())
         let preFlat = backboneLayout.flatten(pre.stateDictionary())
         let experts = try agreeing(comm, "loading the experts") { try local.map { backboneLayout.flatten(try input.load($0).stateDictionary()) } }
         timer.lap("load")

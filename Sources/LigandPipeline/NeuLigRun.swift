@@ -165,7 +165,6 @@ public enum NeuLigRun {
 
         // Every rank reads every task's head (small), so a missing or misfit head fails on all ranks alike; only its own experts' backbones.
         let probe = try Network<Float>(try ModelFile.architecture(of: SafeTensorsFile(url: source.urls[0])), seed: 0)
-        let headNames = Set(probe.head.parameters.map(\.name))
         let heads = try zip(source.names, source.urls).map { name, url -> (weight: Tensor, bias: Tensor) in
             do {
                 let f = try SafeTensorsFile(url: url)
@@ -199,8 +198,8 @@ public enum NeuLigRun {
         featureProgress.finish()
         timer.lap("features")
 
-        let backbones: [[(name: String, value: Tensor)]] = nets.map { n in n.stateDict().filter { !headNames.contains($0.name) } }
-        let backboneLayout = probe.stateDict().filter { !headNames.contains($0.name) }.map { (name: $0.name, shape: $0.value.shape) }
+        let backbones: [[(name: String, value: Tensor)]] = nets.map { $0.backboneStateDict() }
+        let backboneLayout = probe.backboneStateDict().map { (name: $0.name, shape: $0.value.shape) }
         let flat = backbones.map { $0.flatMap(\.value.storage) }
         let regularizer: [Double]
         switch o.portland.regularizer {
@@ -315,7 +314,7 @@ public enum NeuLigRun {
         if o.baselines {
             // The task-vector methods' own maths (TaskVectorContext, TaskArithmetic.search, TIES.search), scored on calibration.
             let pretrained = try ModelFile.load(source.pretrained).network
-            let pre = pretrained.stateDict().filter { !headNames.contains($0.name) }
+            let pre = pretrained.backboneStateDict()
             let cals = try (0..<k).map { try calibrationSet($0) }
             let context = try taskVectorContext(pre: pre, experts: backbones, shard: shard, options: o) { flat in
                 try evaluate(flat, onTasks: all, sets: cals).reduce(0, +) / Double(k)

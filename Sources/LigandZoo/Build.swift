@@ -262,9 +262,8 @@ public enum ZooBuilder {
 
     /// The pretrained backbone under a new head (its class count the head's).
     public static func expertNetwork(pretrained: Network<Float>, head: (weight: Tensor, bias: Tensor)) throws -> Network<Float> {
-        let headNames = Set(pretrained.head.parameters.map(\.name))
         var backbone: [String: Tensor] = [:]
-        for (name, value) in pretrained.stateDict() where !headNames.contains(name) { backbone[name] = value }
+        for (name, value) in pretrained.backboneStateDict() { backbone[name] = value }
         return try pretrained.with(backbone: backbone, head: head)
     }
 }

@@ -183,8 +183,7 @@ public enum Evaluation {
         if baselines {
             let pre = try ModelFile.load(pretrained).network
             // The task-vector maths of every merge (TaskVectors); each rank holds every expert here, so its sums are serial.
-            let headNames = Set(pre.head.parameters.map(\.name))
-            let layout = pre.stateDict().filter { !headNames.contains($0.name) }.map { (name: $0.name, shape: $0.value.shape) }
+            let layout = pre.backboneStateDict().map { (name: $0.name, shape: $0.value.shape) }
             func flat(_ net: Network<Float>) -> [Double] {
                 let d = Dictionary(uniqueKeysWithValues: net.stateDict().map { ($0.name, $0.value) })
                 return layout.flatMap { d[$0.name]!.storage.map(Double.init) }
