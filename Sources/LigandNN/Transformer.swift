@@ -33,20 +33,13 @@ public final class LayerNorm<S: FloatScalar> {
                 let np = training ? pn.baseAddress : nil, ip = training ? pi.baseAddress : nil
                 let xp = px.baseAddress!, yp = py.baseAddress!, gp = pg.baseAddress!, bp = pb.baseAddress!
                 Parallel.forEachChunk(rows: rows) { _, lo, hi in
-                    // Four rows per pass, one SIMD lane each: every lane sums its row in the scalar order.
-                    var r = lo
-                    while r < hi {
-                        let group = min(4, hi - r)
-                        let p0 = xp + r * d, p1 = xp + (r + min(1, group - 1)) * d
-                        let p2 = xp + (r + min(2, group - 1)) * d, p3 = xp + (r + min(3, group - 1)) * d
+                    RowQuad<S>.groups(lo, hi) { r, group in
+                        let x4 = RowQuad(xp, first: r, count: group, stride: d)
                         var sum = SIMD4<Double>(repeating: 0)
-                        for j in 0..<d { sum += SIMD4(Double(p0[j]), Double(p1[j]), Double(p2[j]), Double(p3[j])) }
+                        for j in 0..<d { sum += x4.double(j) }
                         let mean = sum / Double(d)
                         var squares = SIMD4<Double>(repeating: 0)
-                        for j in 0..<d {
-                            let c = SIMD4(Double(p0[j]), Double(p1[j]), Double(p2[j]), Double(p3[j])) - mean
-                            squares += c * c
-                        }
+                        for j in 0..<d { let c = x4.double(j) - mean; squares += c * c }
                         let scale = 1 / (squares / Double(d) + eps).squareRoot()
                         for i in 0..<group {
                             let row = xp + (r + i) * d, out = yp + (r + i) * d, mi = mean[i], s = scale[i]
@@ -57,7 +50,6 @@ public final class LayerNorm<S: FloatScalar> {
                             if let np { for j in 0..<d { np[(r + i) * d + j] = S((Double(row[j]) - mi) * s) } }
                             if let ip { ip[r + i] = s }
                         }
-                        r += 4
                     }
                 }
             } } }
@@ -77,24 +69,20 @@ public final class LayerNorm<S: FloatScalar> {
                 let dp = pd.baseAddress!, hp = ph.baseAddress!, xp = px.baseAddress!, pa = pp.baseAddress!, gp = pg.baseAddress!, ip = pi.baseAddress!
                 Parallel.forEachChunk(rows: rows) { chunk, lo, hi in
                     let sg = pa + chunk * 2 * d, sb = sg + d
-                    // The row sums a, b: four rows per pass, one SIMD lane each, every lane in the scalar order.
-                    var r = lo
-                    while r < hi {
-                        let group = min(4, hi - r)
-                        let o0 = r * d, o1 = (r + min(1, group - 1)) * d, o2 = (r + min(2, group - 1)) * d, o3 = (r + min(3, group - 1)) * d
+                    // The row sums a, b.
+                    RowQuad<S>.groups(lo, hi) { r, group in
+                        let dy4 = RowQuad(dp, first: r, count: group, stride: d), h4 = RowQuad(hp, first: r, count: group, stride: d)
                         var a = SIMD4<Double>(repeating: 0), b = SIMD4<Double>(repeating: 0)
                         for j in 0..<d {
-                            let gj = Double(gp[j])
-                            let g = SIMD4(Double(dp[o0 + j]), Double(dp[o1 + j]), Double(dp[o2 + j]), Double(dp[o3 + j])) * gj
+                            let g = dy4.double(j) * Double(gp[j])
                             a += g
-                            b += g * SIMD4(Double(hp[o0 + j]), Double(hp[o1 + j]), Double(hp[o2 + j]), Double(hp[o3 + j]))
+                            b += g * h4.double(j)
                         }
                         a /= Double(d); b /= Double(d)
                         for i in 0..<group {
                             let o = (r + i) * d, s = ip[r + i], ai = a[i], bi = b[i]
                             for j in 0..<d { xp[o + j] = S(s * (Double(dp[o + j]) * Double(gp[j]) - ai - Double(hp[o + j]) * bi)) }
                         }
-                        r += 4
                     }
                     // dγ, dβ per feature over the chunk's rows in order (independent across j, so vectorised).
                     for r in lo..<hi {
@@ -282,21 +270,15 @@ public final class MultiHeadAttention<S: FloatScalar> {
                 defer { da.deallocate() }
                 S.gemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: 1, a: g, lda: d, b: base + 2 * d, ldb: 3 * d, beta: 0, c: da, ldc: t)
                 S.gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: a, lda: t, b: g, ldb: d, beta: 0, c: dbase + 2 * d, ldc: 3 * d)
-                // rowsum(dA ⊙ A): four rows per pass, one SIMD lane each, every lane in the scalar order.
-                var r = 0
-                while r < t {
-                    let group = min(4, t - r)
-                    let o0 = r * t, o1 = (r + min(1, group - 1)) * t, o2 = (r + min(2, group - 1)) * t, o3 = (r + min(3, group - 1)) * t
+                // rowsum(dA ⊙ A)
+                RowQuad<S>.groups(0, t) { r, group in
+                    let da4 = RowQuad(UnsafePointer(da), first: r, count: group, stride: t), a4 = RowQuad(a, first: r, count: group, stride: t)
                     var s = SIMD4<Double>(repeating: 0)
-                    for c in 0..<t {
-                        s += SIMD4(Double(da[o0 + c]), Double(da[o1 + c]), Double(da[o2 + c]), Double(da[o3 + c]))
-                           * SIMD4(Double(a[o0 + c]), Double(a[o1 + c]), Double(a[o2 + c]), Double(a[o3 + c]))
-                    }
+                    for c in 0..<t { s += da4.double(c) * a4.double(c) }
                     for i in 0..<group {
                         let o = (r + i) * t, sS = S(s[i])
                         for c in 0..<t { da[o + c] = a[o + c] * (da[o + c] - sS) * scale }
                     }
-                    r += 4
                 }
                 S.gemm(transA: false, transB: false, m: t, n: dh, k: t, alpha: 1, a: da, lda: t, b: base + d, ldb: 3 * d, beta: 0, c: dbase, ldc: 3 * d)
                 S.gemm(transA: true, transB: false, m: t, n: dh, k: t, alpha: 1, a: da, lda: t, b: base, ldb: 3 * d, beta: 0, c: dbase + d, ldc: 3 * d)
@@ -307,29 +289,47 @@ public final class MultiHeadAttention<S: FloatScalar> {
     }
 }
 
-/// Row-wise softmax in place, the max subtracted first and the normaliser summed in Float64, column by column.
-/// Four rows advance together (one SIMD lane each, every lane's sum in the scalar order) so the dependent Float64
-/// adds overlap; the exponentials run in a pass of their own, with no running sum live across the calls.
+/// Four rows of a row-major matrix read as SIMD lanes, one row per lane, so four dependent Float64 sums advance
+/// together while each lane still sums its row in the scalar order. A group of fewer than four rows repeats its last
+/// row in the spare lanes, which are read and discarded.
+struct RowQuad<S: FloatScalar> {
+    let p0: UnsafePointer<S>, p1: UnsafePointer<S>, p2: UnsafePointer<S>, p3: UnsafePointer<S>
+
+    /// Rows first ..< first + count (count 1…4) of `base`, `stride` elements apart.
+    @inline(__always) init(_ base: UnsafePointer<S>, first: Int, count: Int, stride: Int) {
+        p0 = base + first * stride
+        p1 = base + (first + min(1, count - 1)) * stride
+        p2 = base + (first + min(2, count - 1)) * stride
+        p3 = base + (first + min(3, count - 1)) * stride
+    }
+
+    @inline(__always) subscript(_ j: Int) -> SIMD4<S> { SIMD4(p0[j], p1[j], p2[j], p3[j]) }
+    @inline(__always) func double(_ j: Int) -> SIMD4<Double> { SIMD4(Double(p0[j]), Double(p1[j]), Double(p2[j]), Double(p3[j])) }
+
+    /// body(first, count) over rows [lo, hi) in groups of four.
+    @inline(__always) static func groups(_ lo: Int, _ hi: Int, _ body: (Int, Int) -> Void) {
+        var r = lo
+        while r < hi { body(r, min(4, hi - r)); r += 4 }
+    }
+}
+
+/// Row-wise softmax in place, the max subtracted first and the normaliser summed in Float64, column by column, four
+/// rows at a time (`RowQuad`); the exponentials run in a pass of their own, with no running sum live across the calls.
 @inline(__always) func softmaxRows<S: FloatScalar>(_ a: UnsafeMutablePointer<S>, rows: Int, cols: Int) {
-    var r = 0
-    while r < rows {
-        let p0 = a + r * cols
-        // A short last group repeats its final row in the spare lanes (read only; the repeated lanes are discarded).
-        let p1 = a + min(r + 1, rows - 1) * cols, p2 = a + min(r + 2, rows - 1) * cols, p3 = a + min(r + 3, rows - 1) * cols
-        var m = SIMD4<S>(p0[0], p1[0], p2[0], p3[0])
-        for c in 1..<cols { let v = SIMD4(p0[c], p1[c], p2[c], p3[c]); m.replace(with: v, where: v .> m) }
-        let group = min(4, rows - r)
+    RowQuad<S>.groups(0, rows) { r, group in
+        let a4 = RowQuad(UnsafePointer(a), first: r, count: group, stride: cols)
+        var m = a4[0]
+        for c in 1..<cols { let v = a4[c]; m.replace(with: v, where: v .> m) }
         for i in 0..<group {
             let row = a + (r + i) * cols, mi = m[i]
             for c in 0..<cols { row[c] = S.exp(row[c] - mi) }
         }
         var z = SIMD4<Double>(repeating: 0)
-        for c in 0..<cols { z += SIMD4(Double(p0[c]), Double(p1[c]), Double(p2[c]), Double(p3[c])) }
+        for c in 0..<cols { z += a4.double(c) }
         for i in 0..<group {
             let row = a + (r + i) * cols, inv = S(1 / z[i])
             for c in 0..<cols { row[c] *= inv }
         }
-        r += 4
     }
 }
 
