@@ -21,7 +21,7 @@ public enum DiagonalFisher {
                 // ∂ log p_y / ∂logits = e_y − p; each class needs its own backward, hence its own forward.
                 net.zeroGrad()
                 _ = net.forward(x, training: true)
-                net.backward(Tensor(shape: [1, c], storage: (0..<c).map { Float(($0 == y ? 1 : 0) - p[$0]) }))
+                net.backwardParameters(Tensor(shape: [1, c], storage: (0..<c).map { Float(($0 == y ? 1 : 0) - p[$0]) }))
                 for (k, param) in parameters.enumerated() {
                     param.grad.withUnsafeBufferPointer { g in
                         for j in 0..<g.count { let v = Double(g[j]); fisher[k][j] += p[y] * v * v }

@@ -169,4 +169,11 @@ extension Network {
         }
         return total
     }
+
+    /// FLOPs of one sample's training step as `backwardParameters` runs it: the forward pass, the weight gradients
+    /// (one forward's worth) and the input gradients (another), less the first weight layer's, which nothing reads.
+    public var trainingFLOPs: Double {
+        guard let first = layerMap.body.first, case .image = first.source else { return 3 * forwardFLOPs }
+        return 3 * forwardFLOPs - 2 * Double(first.rowsPerSample * first.columns * first.outChannels)
+    }
 }

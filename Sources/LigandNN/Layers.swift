@@ -37,7 +37,10 @@ public final class Linear<S: FloatScalar> {
         return y
     }
 
-    public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
+    public func backward(_ dy: TensorOf<S>) -> TensorOf<S> { backward(dy, inputGradient: true)! }
+
+    /// Accumulates dW and db; returns dx, or nil without `inputGradient` (the first layer's dx, which nothing reads).
+    public func backward(_ dy: TensorOf<S>, inputGradient: Bool) -> TensorOf<S>? {
         guard let x = input else { preconditionFailure("\(weight.name): backward without a training forward") }
         let b = dy.count / outFeatures, fi = inFeatures, fo = outFeatures
         dy.withUnsafeBufferPointer { pdy in
@@ -53,6 +56,7 @@ public final class Linear<S: FloatScalar> {
             } }
             if let bias { addColumnSums(pdy, rows: b, cols: fo, into: &bias.grad) }
         }
+        guard inputGradient else { input = nil; return nil }
         // The β = 0 GEMMs write every element of dx.
         let dx = TensorOf<S>(shape: x.shape) { pdx in dy.withUnsafeBufferPointer { pdy in weight.value.withUnsafeBufferPointer { pw in
             let dyp = pdy.baseAddress!, wp = pw.baseAddress!, dxp = pdx.baseAddress!
@@ -161,7 +165,10 @@ public final class Conv2d<S: FloatScalar> {
         return y
     }
 
-    public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
+    public func backward(_ dy: TensorOf<S>) -> TensorOf<S> { backward(dy, inputGradient: true)! }
+
+    /// Accumulates dW and db; returns dx, or nil without `inputGradient` (the first layer's dx, which nothing reads).
+    public func backward(_ dy: TensorOf<S>, inputGradient: Bool) -> TensorOf<S>? {
         guard let x = input else { preconditionFailure("\(weight.name): backward without a training forward") }
         let t0 = ConvProfiler.enabled ? ConvProfiler.now() : 0
         let g = geometry(x.shape)
@@ -171,11 +178,11 @@ public final class Conv2d<S: FloatScalar> {
         let per = imagesPerChunk(g, batch: n)
         let chunks = (n + per - 1) / per
         var partials = [S](repeating: 0, count: chunks * co * kk)
-        var dx = TensorOf<S>(zeros: x.shape)
+        var dx = TensorOf<S>(zeros: inputGradient ? x.shape : [0])
         let imageSize = g.height * g.width * g.channels
         x.withUnsafeBufferPointer { px in dy.withUnsafeBufferPointer { pdy in w.withUnsafeBufferPointer { pw in
             partials.withUnsafeMutableBufferPointer { pp in dx.withUnsafeMutableBufferPointer { pdx in
-                let xp = px.baseAddress!, dyp = pdy.baseAddress!, wp = pw.baseAddress!, pap = pp.baseAddress!, dxp = pdx.baseAddress!
+                let xp = px.baseAddress!, dyp = pdy.baseAddress!, wp = pw.baseAddress!, pap = pp.baseAddress!, dxBase = pdx.baseAddress
                 Parallel.forEach(chunks) { chunk in
                     let first = chunk * per, count = min(per, n - first), rows = count * spatial
                     let d = dyp + first * spatial * co
@@ -183,6 +190,7 @@ public final class Conv2d<S: FloatScalar> {
                         S.gemm(transA: true, transB: false, m: co, n: kk, k: rows, alpha: 1, a: d, lda: co,
                                b: col, ldb: kk, beta: 0, c: pap + chunk * co * kk, ldc: kk)
                     }
+                    guard inputGradient, let dxp = dxBase else { return }
                     if isPointwise {
                         S.gemm(transA: false, transB: false, m: rows, n: kk, k: co, alpha: 1, a: d, lda: co,
                                b: wp, ldb: kk, beta: 0, c: dxp + first * imageSize, ldc: kk)
@@ -206,8 +214,8 @@ public final class Conv2d<S: FloatScalar> {
             } } }
         } }
         input = nil
-        if ConvProfiler.enabled { ConvProfiler.record(forward: false, since: t0, flops: 4.0 * Double(n * spatial * kk * co)) }
-        return dx
+        if ConvProfiler.enabled { ConvProfiler.record(forward: false, since: t0, flops: Double(inputGradient ? 4 : 2) * Double(n * spatial * kk * co)) }
+        return inputGradient ? dx : nil
     }
 }
 

@@ -36,7 +36,16 @@ public final class Optimizer<S: FloatScalar> {
     public var momentum: Double, nesterov: Bool, weightDecay: Double
     public var beta1: Double, beta2: Double, eps: Double
     public private(set) var step = 0
-    private var m: [[S]] = [], v: [[S]] = []
+    /// First and second moments per parameter; owned here (freed in deinit) so one loop can hold all of them.
+    private var m: [UnsafeMutableBufferPointer<S>] = [], v: [UnsafeMutableBufferPointer<S>] = []
+
+    deinit { (m + v).forEach { $0.deallocate() } }
+
+    private static func zeroed(_ count: Int) -> UnsafeMutableBufferPointer<S> {
+        let b = UnsafeMutableBufferPointer<S>.allocate(capacity: count)
+        b.initialize(repeating: 0)
+        return b
+    }
 
     public init(_ kind: OptimizerKind, momentum: Double = 0.9, nesterov: Bool = false, weightDecay: Double = 0,
                 beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8) {
@@ -47,8 +56,8 @@ public final class Optimizer<S: FloatScalar> {
     @_specialize(exported: true, where S == Float)
     public func update(_ params: [Parameter<S>], lr: Double) {
         if m.isEmpty {
-            m = params.map { [S](repeating: 0, count: $0.value.count) }
-            if kind != .sgd { v = m }
+            m = params.map { Self.zeroed($0.value.count) }
+            if kind != .sgd { v = params.map { Self.zeroed($0.value.count) } }
         }
         precondition(m.count == params.count, "optimizer was created for \(m.count) parameters, got \(params.count)")
         step += 1
@@ -56,36 +65,49 @@ public final class Optimizer<S: FloatScalar> {
         let b1 = S(beta1), b2 = S(beta2), e = S(eps)
         let c1 = S(1 - pow(beta1, Double(step))), c2 = S(1 - pow(beta2, Double(step)))
         let kind = kind, nesterov = nesterov, span = 16_384
+        // Every element updates on its own, so spans of them (across all parameters: one parallel loop per step)
+        // run in parallel with the same result.
+        var spans: [(parameter: Int, lo: Int, hi: Int)] = []
         for (i, p) in params.enumerated() {
-            let decay = p.decays ? wd : 0
-            p.value.withUnsafeMutableBufferPointer { pw in p.grad.withUnsafeBufferPointer { pg in m[i].withUnsafeMutableBufferPointer { pm in
-                guard let w = pw.baseAddress, let g = pg.baseAddress, let mb = pm.baseAddress else { return }
-                let count = pw.count
-                // Every element updates on its own, so spans of them run in parallel with the same result.
-                let update = { (vb: UnsafeMutablePointer<S>?) in
-                    Parallel.forEach((count + span - 1) / span) { chunk in
-                        let lo = chunk * span, hi = min(count, lo + span)
-                        switch kind {
-                        case .sgd:
-                            for j in lo..<hi {
-                                let gj = g[j] + decay * w[j]
-                                mb[j] = mu * mb[j] + gj
-                                w[j] -= lrS * (nesterov ? gj + mu * mb[j] : mb[j])
-                            }
-                        case .adam, .adamw:
-                            let vb = vb!, coupled = kind == .adam
-                            for j in lo..<hi {
-                                let gj = coupled ? g[j] + decay * w[j] : g[j]
-                                mb[j] = b1 * mb[j] + (1 - b1) * gj
-                                vb[j] = b2 * vb[j] + (1 - b2) * gj * gj
-                                let upd = (mb[j] / c1) / ((vb[j] / c2).squareRoot() + e)
-                                w[j] -= lrS * (upd + (coupled ? 0 : decay * w[j]))
-                            }
-                        }
+            precondition(m[i].count == p.value.count, "\(p.name): optimizer state has \(m[i].count) values, the parameter \(p.value.count)")
+            for lo in stride(from: 0, to: p.value.count, by: span) { spans.append((i, lo, min(p.value.count, lo + span))) }
+        }
+        // Each parameter's value and gradient stay in scope for the whole loop: withBuffers nests one closure per parameter.
+        var slots: [Slot] = []
+        withBuffers(params, from: 0, &slots) { slots in
+            Parallel.forEach(spans.count) { s in
+                let (i, lo, hi) = spans[s]
+                guard let w = slots[i].w, let g = slots[i].g, let m = self.m[i].baseAddress else { return }
+                let decay = params[i].decays ? wd : 0
+                switch kind {
+                case .sgd:
+                    for j in lo..<hi {
+                        let gj = g[j] + decay * w[j]
+                        m[j] = mu * m[j] + gj
+                        w[j] -= lrS * (nesterov ? gj + mu * m[j] : m[j])
+                    }
+                case .adam, .adamw:
+                    let v = self.v[i].baseAddress!, coupled = kind == .adam
+                    for j in lo..<hi {
+                        let gj = coupled ? g[j] + decay * w[j] : g[j]
+                        m[j] = b1 * m[j] + (1 - b1) * gj
+                        v[j] = b2 * v[j] + (1 - b2) * gj * gj
+                        let upd = (m[j] / c1) / ((v[j] / c2).squareRoot() + e)
+                        w[j] -= lrS * (upd + (coupled ? 0 : decay * w[j]))
                     }
                 }
-                if kind == .sgd { update(nil) } else { v[i].withUnsafeMutableBufferPointer { update($0.baseAddress) } }
-            } } }
+            }
         }
+    }
+
+    private typealias Slot = (w: UnsafeMutablePointer<S>?, g: UnsafePointer<S>?)
+
+    /// body(slots) with every parameter's value and gradient buffers in scope (slots[i] for params[i]).
+    private func withBuffers(_ params: [Parameter<S>], from i: Int, _ slots: inout [Slot], _ body: ([Slot]) -> Void) {
+        guard i < params.count else { body(slots); return }
+        params[i].value.withUnsafeMutableBufferPointer { pw in params[i].grad.withUnsafeBufferPointer { pg in
+            slots.append((pw.baseAddress, pg.baseAddress))
+            withBuffers(params, from: i + 1, &slots, body)
+        } }
     }
 }

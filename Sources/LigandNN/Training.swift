@@ -102,7 +102,7 @@ public enum Trainer {
                 let logits = net.forward(x, training: true)
                 let (loss, grad) = Loss.crossEntropy(logits, labels: batch.labels, smoothing: config.labelSmoothing ?? 0)
                 guard loss.isFinite else { throw TrainingError.diverged(epoch: epoch + 1, step: b + 1) }
-                net.backward(grad)
+                net.backwardParameters(grad)
                 opt.update(params, lr: schedule.rate(at: step))
                 step += 1
                 lossSum += loss * Double(batch.count); seen += batch.count

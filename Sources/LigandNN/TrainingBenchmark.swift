@@ -14,7 +14,7 @@ public enum TrainingBenchmark {
         public let convBackwardGFLOPS: Double?
         /// Share of a step's time spent in convolutions.
         public let convTimeShare: Double?
-        /// The whole step's GFLOP/s, counting 3× (training) or 1× (forward) the forward pass's FLOPs (`Network.forwardFLOPs`).
+        /// The whole step's GFLOP/s: the FLOPs it performs (`Network.trainingFLOPs`, or `forwardFLOPs` for the forward pass).
         public let modelGFLOPS: Double
     }
 
@@ -37,7 +37,7 @@ public enum TrainingBenchmark {
             if mode == .forward { _ = net.forward(x, training: false); return }
             net.zeroGrad()
             let logits = net.forward(x, training: true)
-            net.backward(Loss.crossEntropy(logits, labels: labels).grad)
+            net.backwardParameters(Loss.crossEntropy(logits, labels: labels).grad)
             opt.update(params, lr: 0.01)
         }
         for _ in 0..<warmup { step() }
@@ -54,6 +54,6 @@ public enum TrainingBenchmark {
                       convForwardGFLOPS: conv ? f.flops / f.seconds / 1e9 : nil,
                       convBackwardGFLOPS: conv ? b.flops / b.seconds / 1e9 : nil,
                       convTimeShare: conv ? (f.seconds + b.seconds) / seconds : nil,
-                      modelGFLOPS: (mode == .train ? 3 : 1) * net.forwardFLOPs * Double(steps * batchSize) / seconds / 1e9)
+                      modelGFLOPS: (mode == .train ? net.trainingFLOPs : net.forwardFLOPs) * Double(steps * batchSize) / seconds / 1e9)
     }
 }

@@ -447,7 +447,10 @@ public final class TokenEmbedding<S: FloatScalar> {
     }
 
     /// dy [N, 1 + P, d] → dx [N, H, W, C]; d cls += Σ_n dy[n, 0], d pos += Σ_n dy[n] (Float64, samples in order).
-    public func backward(_ dy: TensorOf<S>) -> TensorOf<S> {
+    public func backward(_ dy: TensorOf<S>) -> TensorOf<S> { backward(dy, inputGradient: true)! }
+
+    /// As `backward(_:)`; without `inputGradient` the patch projection skips dx and nil is returned.
+    public func backward(_ dy: TensorOf<S>, inputGradient: Bool) -> TensorOf<S>? {
         let n = dy.shape[0], p = patches, d = width, t = p + 1
         var dgrid = TensorOf<S>(zeros: gridShape)
         var sum = [Double](repeating: 0, count: t * d)
@@ -461,7 +464,7 @@ public final class TokenEmbedding<S: FloatScalar> {
         } }
         classToken.grad.withUnsafeMutableBufferPointer { g in for j in 0..<d { g[j] += S(sum[j]) } }
         positions.grad.withUnsafeMutableBufferPointer { g in for i in 0..<(t * d) { g[i] += S(sum[i]) } }
-        return proj.backward(dgrid)
+        return proj.backward(dgrid, inputGradient: inputGradient)
     }
 }
 

@@ -10,8 +10,9 @@ struct BenchTrain: ParsableCommand {
         abstract: "Training-step throughput (images/s) per architecture, and the fraction of sgemm peak the step and its convolutions reach.",
         discussion: """
         A step is forward, cross-entropy, backward and an SGD update on a synthetic batch. The step's GFLOP/s count \
-        3× the forward pass's multiply-adds (weight layers and attention products). The convolutions' \
-        GFLOP/s count 2·rows·patch·out FLOPs forward and twice that backward, im2col/col2im time included; \
+        the FLOPs it performs: 3× the forward pass's multiply-adds (weight layers and attention products), less \
+        the first weight layer's input gradient, which training skips. The convolutions' GFLOP/s count \
+        2·rows·patch·out FLOPs forward and twice that backward (once for the first layer), im2col/col2im time included; \
         the peak is the best sgemm GFLOP/s at n = 1024 with the same threads.
         """)
 

@@ -183,6 +183,34 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// Training's backward (parameters only, no input gradient for the first layer) leaves every gradient bitwise as
+    /// the full backward does, for each kind of first layer: linear, convolution, patch embedding.
+    func testParameterBackwardMatchesFullBackward() throws {
+        let archs: [Architecture] = [
+            .mlp(hidden: [6, 5], input: [3, 3, 1], classes: 4),
+            .vgg([.conv(3), .pool, .conv(4)], input: [6, 6, 2], classes: 3, batchNorm: true),
+            .resnet20(width: 1, input: [8, 8, 1], classes: 3),
+            .vit(patch: 2, width: 8, depth: 2, heads: 2, mlpRatio: 1.5, input: [4, 6, 2], classes: 3),
+        ]
+        for arch in archs {
+            let net = try Network<Float>(arch, seed: 3)
+            var rng = SeededRNG(seed: 4)
+            let x = TensorOf<Float>.randomNormal([5] + arch.input, rng: &rng)
+            let labels = (0..<5).map { $0 % arch.classes }
+            func gradients(_ backward: (TensorOf<Float>) -> Void) -> [[Float]] {
+                net.zeroGrad()
+                backward(Loss.crossEntropy(net.forward(x, training: true), labels: labels).grad)
+                return net.parameters.map(\.grad.storage)
+            }
+            let full = gradients { _ = net.backward($0) }, parameters = gradients { net.backwardParameters($0) }
+            XCTAssertEqual(full.count, parameters.count)
+            for (p, (a, b)) in zip(net.parameters, zip(full, parameters)) {
+                XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(arch.kind): \(p.name)")
+                XCTAssertTrue(a.contains { $0 != 0 }, "\(arch.kind): \(p.name) has no gradient")
+            }
+        }
+    }
+
     func testLayerNorm() {
         var rng = SeededRNG(seed: 21)
         for (shape, eps) in [([3, 4, 5], 1e-6), ([6, 7], 1e-5), ([1, 1, 9], 1e-3)] {

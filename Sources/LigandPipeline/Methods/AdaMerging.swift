@@ -67,7 +67,7 @@ public enum AdaMerging: TaskVectorMerge {
                 let rows = size >= images.count ? Array(0..<images.count) : Array(rng.permutation(images.count).prefix(size))
                 net.zeroGrad()
                 let (h, dLogits) = Loss.entropy(net.forward(images.subset(rows).tensor(), training: true))
-                _ = net.backward(dLogits)
+                net.backwardParameters(dLogits)
                 // [∂H_t/∂θ in the backbone's flat order, H_t]; the head's gradient is not the backbone's.
                 var g = [Double](repeating: 0, count: total + 1)
                 for p in net.parameters {
