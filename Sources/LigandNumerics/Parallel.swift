@@ -90,8 +90,10 @@ final class WorkerPool: @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
         for w in 1...helpers {
-            // Each helper keeps the pool alive until `stop`.
-            Thread { self.helperLoop(w) }.start()
+            // Each helper keeps the pool alive until `stop`; the stack of a main thread, as OpenBLAS's kernels may use it.
+            let thread = Thread { self.helperLoop(w) }
+            thread.stackSize = 8 << 20
+            thread.start()
         }
     }
 
