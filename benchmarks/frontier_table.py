@@ -38,7 +38,7 @@ LABELS = {
 # Settings that are inputs, not choices.
 INPUTS = {"calibration_samples", "ridges", "features", "loss", "reg", "then", "fisher_samples", "adamerging_batch",
           "adamerging_lr", "adamerging_prior", "wudi_lr", "wudi_steps"}
-SYMBOLS = {"lambda": "λ", "alpha": "α"}
+SYMBOLS = {"lambda": "λ", "alpha": "α", "start": "prior"}
 
 
 def short(task):
@@ -82,11 +82,16 @@ def main(path):
         print(f"| *Portland ensemble (all {first['k']} experts per input)* | | {blank} | *{p:.2f}* | *{p / experts:.1%}* | | |")
     pretrained = 100 * first["baselines"]["pretrained + task heads"]
     print(f"| pretrained + task heads | | {blank} | {pretrained:.2f} | {pretrained / experts:.1%} | | |")
+    # NeuLig's modes share one Portland; its task-mode record names the loss it learned with.
+    losses = {r["hyperparameters"].get("loss") for r in records if r["method"] == "neulig"} - {None}
+    portland = "Portland on labelled images" if losses == {"sup"} else "Portland on images"
     for (series, _), rs in rows.items():
         for r in rs:
             method = series.split(" → ")[-1]
             label, data = LABELS.get(method, LABELS.get(method.split(" (")[0], (method, "")))
             start = r["hyperparameters"].get("progressive_start")
+            if method.startswith("neulig"):
+                data = portland
             if method.startswith("progressive"):
                 # The recipe's default (no progressive_start given) is ours; a given start is a variant.
                 label = "**progressive (ours), default**" if method == "progressive" else \
