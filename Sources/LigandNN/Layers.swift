@@ -182,7 +182,9 @@ public final class Conv2d<S: FloatScalar> {
         let imageSize = g.height * g.width * g.channels
         x.withUnsafeBufferPointer { px in dy.withUnsafeBufferPointer { pdy in w.withUnsafeBufferPointer { pw in
             partials.withUnsafeMutableBufferPointer { pp in dx.withUnsafeMutableBufferPointer { pdx in
-                let xp = px.baseAddress!, dyp = pdy.baseAddress!, wp = pw.baseAddress!, pap = pp.baseAddress!, dxBase = pdx.baseAddress
+                let xp = px.baseAddress!, dyp = pdy.baseAddress!, wp = pw.baseAddress!, pap = pp.baseAddress!
+                // Without an input gradient dx is empty and nothing is written.
+                let dxBase = inputGradient ? pdx.baseAddress : nil
                 Parallel.forEach(chunks) { chunk in
                     let first = chunk * per, count = min(per, n - first), rows = count * spatial
                     let d = dyp + first * spatial * co
@@ -190,7 +192,7 @@ public final class Conv2d<S: FloatScalar> {
                         S.gemm(transA: true, transB: false, m: co, n: kk, k: rows, alpha: 1, a: d, lda: co,
                                b: col, ldb: kk, beta: 0, c: pap + chunk * co * kk, ldc: kk)
                     }
-                    guard inputGradient, let dxp = dxBase else { return }
+                    guard let dxp = dxBase else { return }
                     if isPointwise {
                         S.gemm(transA: false, transB: false, m: rows, n: kk, k: co, alpha: 1, a: d, lda: co,
                                b: wp, ldb: kk, beta: 0, c: dxp + first * imageSize, ldc: kk)

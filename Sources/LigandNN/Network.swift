@@ -24,6 +24,23 @@ enum Node<S: FloatScalar> {
     case project(Linear<S>, unit: UnitNorm<S>?, tap: String)
 }
 
+extension Node {
+    /// The node's parameters in state_dict order (none for activations, pooling and reshapes).
+    var parameters: [Parameter<S>] {
+        switch self {
+        case .linear(let l): return l.parameters
+        case .conv(let l): return l.parameters
+        case .batchNorm(let l): return l.parameters
+        case .block(let b, _): return b.parameters
+        case .tokens(let e): return e.parameters
+        case .transformer(let b, _): return b.parameters
+        case .layerNorm(let l, _): return l.parameters
+        case .project(let l, _, _): return l.parameters
+        case .relu, .maxPool, .globalAvgPool, .flatten, .classToken: return []
+        }
+    }
+}
+
 public enum NetworkError: Error, CustomStringConvertible {
     case invalidArchitecture([String])
     case missingTensor(String)
@@ -281,32 +298,9 @@ public final class Network<S: FloatScalar> {
     }
 
     /// The first node (from the input) that holds parameters: no gradient below it is needed for training.
-    private var firstParameterised: Int? {
-        nodes.firstIndex { node in
-            switch node {
-            case .relu, .maxPool, .globalAvgPool, .flatten, .classToken: return false
-            case .linear, .conv, .batchNorm, .block, .tokens, .transformer, .layerNorm, .project: return true
-            }
-        }
-    }
+    private var firstParameterised: Int? { nodes.firstIndex { !$0.parameters.isEmpty } }
 
-    public var parameters: [Parameter<S>] {
-        var p: [Parameter<S>] = []
-        for node in nodes {
-            switch node {
-            case .linear(let l): p += l.parameters
-            case .conv(let l): p += l.parameters
-            case .batchNorm(let l): p += l.parameters
-            case .block(let b, _): p += b.parameters
-            case .tokens(let e): p += e.parameters
-            case .transformer(let b, _): p += b.parameters
-            case .layerNorm(let l, _): p += l.parameters
-            case .project(let l, _, _): p += l.parameters
-            default: break
-            }
-        }
-        return p + head.parameters
-    }
+    public var parameters: [Parameter<S>] { nodes.flatMap(\.parameters) + head.parameters }
 
     /// Every LayerNorm (a ViT's two per block and its final norm).
     public var layerNorms: [LayerNorm<S>] {
