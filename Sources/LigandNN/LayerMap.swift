@@ -55,6 +55,8 @@ public struct WeightLayer: Equatable, Sendable {
 
     /// Input rows each sample contributes (output positions of a convolution, a transformer's tokens).
     public var rowsPerSample: Int { geometry.map { $0.outHeight * $0.outWidth } ?? (sourceShape.count == 2 ? sourceShape[0] : 1) }
+    /// Multiply-add FLOPs of this layer's GEMM for one sample (2 per multiply-add).
+    public var forwardFLOPs: Double { 2 * Double(rowsPerSample * columns * outChannels) }
 }
 
 /// The weight layers of a network in forward order (each after every layer its input depends on), and its head.
@@ -158,7 +160,7 @@ extension Network {
     /// transformer's attention products (Q·Kᵀ and A·V: 4·T²·d per block). Elementwise work is left out.
     public var forwardFLOPs: Double {
         let map = layerMap
-        var total = (map.body + [map.head]).reduce(0.0) { $0 + 2 * Double($1.rowsPerSample * $1.columns * $1.outChannels) }
+        var total = (map.body + [map.head]).reduce(0.0) { $0 + $1.forwardFLOPs }
         var tokens = 0
         for node in nodes {
             switch node {
@@ -174,6 +176,6 @@ extension Network {
     /// (one forward's worth) and the input gradients (another), less the first weight layer's, which nothing reads.
     public var trainingFLOPs: Double {
         guard let first = layerMap.body.first, case .image = first.source else { return 3 * forwardFLOPs }
-        return 3 * forwardFLOPs - 2 * Double(first.rowsPerSample * first.columns * first.outChannels)
+        return 3 * forwardFLOPs - first.forwardFLOPs
     }
 }
