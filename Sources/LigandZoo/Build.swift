@@ -168,9 +168,8 @@ public enum ZooBuilder {
                     calAcc = splits.calibration.isEmpty ? nil : try Trainer.accuracy(net, data: data.train, indices: splits.calibration)
                 case .shard, .pretrained:
                     let seed = spec.seed &+ 1000 &* UInt64(jobs.firstIndex(of: job)! + 1)
-                    var c = spec.trainingConfig(for: job.architecture, seed: seed)
-                    if job.role == .pretrained, let pre = spec.pretrain { c.epochs = pre.epochs; c.learningRate = pre.lr }
-                    config = c
+                    config = job.role == .pretrained ? spec.pretrainingConfig(for: job.architecture, seed: seed)
+                                                     : spec.trainingConfig(for: job.architecture, seed: seed)
                     net = try Network<Float>(job.architecture.architecture(input: input, classes: 10), seed: seed)
                     let idx = try SuitePlan.trainingIndices(spec, job: job, splits: splits, labels: data.train.labels)
                     trainCount = idx.count

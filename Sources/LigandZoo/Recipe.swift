@@ -76,6 +76,10 @@ public struct PretrainSpec: Codable, Equatable, Sendable {
     /// Fine-label task transforms whose inputs the backbone also pretrains on: the pretraining images are dealt
     /// round-robin over the original view and these; nil → the original images only.
     public var views: [String]?
+    /// The backbone's own optimiser and weight decay; nil → the suite's (which the experts fine-tune with), so a
+    /// backbone pretrained with AdamW can be fine-tuned with SGD.
+    public var optimizer: OptimizerKind?
+    public var weightDecay: Double?
 }
 
 /// A suite with every default resolved: its canonical JSON is what the cache key hashes.
@@ -134,6 +138,16 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
         c.shift = shift ?? (arch.kind == .mlp ? 0 : 2)
         c.labelSmoothing = labelSmoothing
         c.seed = seed
+        return c
+    }
+
+    /// The training configuration of a tasks suite's backbone: the suite's, with `pretrain`'s epochs, learning
+    /// rate and (when given) optimiser and weight decay.
+    public func pretrainingConfig(for arch: ArchitectureSpec, seed: UInt64) -> TrainingConfig {
+        var c = trainingConfig(for: arch, seed: seed)
+        guard let pre = pretrain else { return c }
+        c.epochs = pre.epochs; c.learningRate = pre.lr
+        c.optimizer = pre.optimizer ?? c.optimizer; c.weightDecay = pre.weightDecay ?? c.weightDecay
         return c
     }
 }
@@ -225,6 +239,8 @@ public struct Recipe: Sendable {
             s.pretrain = PretrainSpec(images: try p.int("images", min: 1, max: L.trainingImages - 1, required: true)!,
                                       epochs: try p.int("epochs", min: 1, max: L.maxEpochs) ?? 3,
                                       lr: try p.double("lr", positive: true) ?? 0.05)
+            s.pretrain!.optimizer = try p.choice("optimizer")
+            s.pretrain!.weightDecay = try p.double("weight_decay", min: 0)
             if let items = try p.list("views", required: false) {
                 s.pretrain!.views = try transformNames(items, p, "views", allowed: TaskTransform.allCases.filter { $0.classes == 10 },
                                                        noun: ("task transform", "view")) { "a fine-label task transform (\($0))" }

@@ -224,6 +224,19 @@ final class RecipeTests: XCTestCase {
         let viewed = try Recipe.parse(valid.replacingOccurrences(of: "{images: 100}", with: "{images: 100, views: [thumb_tr, rotate90]}"),
                                       path: "r.yaml").suite(named: "t")
         XCTAssertNil(plain.pretrain?.views)
+        // The backbone's own optimiser and weight decay: the experts keep the suite's; unset, the cache key is unchanged.
+        let own = try Recipe.parse(valid.replacingOccurrences(of: "{images: 100}", with: "{images: 100, optimizer: adamw, weight_decay: 0.05}"),
+                                   path: "r.yaml").suite(named: "t")
+        let (pc, ec) = (own.pretrainingConfig(for: own.architectures[0], seed: 1), own.trainingConfig(for: own.architectures[0], seed: 1))
+        XCTAssertEqual([pc.optimizer, ec.optimizer], [.adamw, .sgd])
+        XCTAssertEqual([pc.weightDecay, ec.weightDecay], [0.05, plain.weightDecay])
+        XCTAssertEqual(pc.learningRate, own.pretrain!.lr)
+        XCTAssertEqual(plain.pretrainingConfig(for: plain.architectures[0], seed: 1).optimizer, .sgd)
+        XCTAssertFalse(plain.canonicalJSON.contains("optimizer"), plain.canonicalJSON)
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "{images: 100}", with: "{images: 100, optimizer: lion}"))
+            .hasPrefix("r.yaml: suites.t.pretrain.optimizer: "))
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "{images: 100}", with: "{images: 100, weight_decay: -1}"))
+            .hasPrefix("r.yaml: suites.t.pretrain.weight_decay: "))
         XCTAssertEqual(viewed.pretrain?.views, ["thumb_tr", "rotate90"])
         XCTAssertNotEqual(SuiteHash.compute(viewed, dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
         for (bad, message) in [("[thumb_tl_coarse]", "suites.t.pretrain.views[0]: must be a fine-label task transform"),
