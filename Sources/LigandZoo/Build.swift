@@ -191,6 +191,7 @@ public enum ZooBuilder {
                     net = try expertNetwork(pretrained: pre, head: head)
                     var c = spec.trainingConfig(for: job.architecture, seed: spec.seed &+ 100 &+ UInt64(jobs.firstIndex(of: job)!))
                     c.frozen = try expertFrozen(net, fineTune: spec.fineTune, suite: spec.name)
+                    if let probe = spec.probe { try fitProbe(net, data: sets.train, config: c, probe: probe, progressStyle: style) }
                     config = c
                     trainCount = sets.train.count
                     _ = try Trainer.train(net, data: sets.train, indices: Array(0..<sets.train.count), config: config, progressStyle: style)
@@ -245,6 +246,16 @@ public enum ZooBuilder {
         }
         return LabeledImages(height: data.height, width: data.width, channels: data.channels, pixels: pixels, labels: labels,
                              classCount: data.classCount)
+    }
+
+    /// LP-FT's first step: the head alone trained on the frozen backbone (`config`'s optimiser and schedule, the probe's
+    /// epochs and learning rate), so that fine-tuning has less to change in the shared features.
+    static func fitProbe(_ net: Network<Float>, data: LabeledImages, config: TrainingConfig, probe: ProbeSpec,
+                         progressStyle: PhaseProgress.Style) throws {
+        var c = config
+        c.epochs = probe.epochs; c.learningRate = probe.lr
+        c.frozen = Set(net.parameters.map(\.name)).subtracting(net.head.parameters.map(\.name))
+        _ = try Trainer.train(net, data: data, indices: Array(0..<data.count), config: c, progressStyle: progressStyle)
     }
 
     /// What an expert leaves untouched: its head, and with `fine_tune` every backbone parameter whose name contains

@@ -82,6 +82,12 @@ public struct PretrainSpec: Codable, Equatable, Sendable {
     public var weightDecay: Double?
 }
 
+/// A tasks suite's linear probe: each expert's head trained on the frozen pretrained backbone before fine-tuning.
+public struct ProbeSpec: Codable, Equatable, Sendable {
+    public var epochs: Int
+    public var lr: Double
+}
+
 /// A suite with every default resolved: its canonical JSON is what the cache key hashes.
 public struct SuiteSpec: Codable, Equatable, Sendable {
     public var name: String
@@ -117,6 +123,9 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
     /// tasks: the backbone parameters each expert fine-tunes, as substrings of their timm names (e.g. ".attn." for
     /// attention only); nil → all of them. The head is frozen either way.
     public var fineTune: [String]?
+    /// tasks: LP-FT (Kumar et al., ICLR 2022): the prototype head first trained alone on the frozen backbone, then
+    /// frozen while the backbone fine-tunes; nil → the prototype head as it is (and the cache key unchanged).
+    public var probe: ProbeSpec?
 
     /// The canonical definition: sorted-key JSON of every resolved setting.
     public var canonicalJSON: String {
@@ -253,6 +262,11 @@ public struct Recipe: Sendable {
             s.shots = try f.int("shots", min: 1, max: L.trainingImages) ?? 10
             s.logitScale = try f.double("logit_scale", positive: true) ?? 10
             s.expertImages = try f.int("expert_images", min: 1, max: L.trainingImages)
+            if let q = try f.map("probe") {
+                s.probe = ProbeSpec(epochs: try q.int("epochs", min: 1, max: L.maxEpochs, required: true)!,
+                                    lr: try q.double("lr", positive: true) ?? 1e-3)
+                try q.finish()
+            }
             if let items = try f.list("fine_tune", required: false) {
                 guard !items.isEmpty, items.count <= L.maxLayers else {
                     throw f.error("fine_tune", "must list 1...\(L.maxLayers) parameter-name substrings, got \(items.count)")

@@ -265,6 +265,35 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(tr.labels, [d.labels[0]])
     }
 
+    func testProbeKeyAndStep() throws {
+        func tasks(_ line: String) -> String { valid.replacingOccurrences(of: "    pretrain: {images: 100}", with: "    pretrain: {images: 100}\n\(line)") }
+        let plain = try Recipe.parse(valid, path: "r.yaml").suite(named: "t")
+        let probed = try Recipe.parse(tasks("    probe: {epochs: 2}"), path: "r.yaml").suite(named: "t")
+        XCTAssertNil(plain.probe)
+        XCTAssertEqual(probed.probe, ProbeSpec(epochs: 2, lr: 1e-3))
+        XCTAssertFalse(plain.canonicalJSON.contains("probe"))
+        XCTAssertNotEqual(SuiteHash.compute(probed, dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
+        for (bad, message) in [("probe: {lr: 0.01}", "suites.t.probe.epochs: "), ("probe: {epochs: 1, lr: 0}", "suites.t.probe.lr: "),
+                               ("probe: {epochs: 1, rate: 1}", "suites.t.probe.rate: ")] {
+            let e = error(tasks("    \(bad)"))
+            XCTAssertTrue(e.hasPrefix("r.yaml: \(message)"), e)
+        }
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    probe: {epochs: 1}\n")).contains("probe"))
+
+        // The probe trains the head and leaves every backbone parameter bitwise as it was.
+        var rng = SeededRNG(seed: 5)
+        let px: [Float] = (0..<(64 * 784)).map { _ in Float(rng.int(below: 256)) / 255 }
+        let d = LabeledImages(height: 28, width: 28, channels: 1, pixels: px, labels: (0..<64).map { $0 % 10 }, classCount: 10)
+        let net = try Network<Float>(Architecture.mlp(hidden: [16]), seed: 1)
+        let before = net.parameters.map { ($0.name, $0.value.storage) }
+        var config = TrainingConfig(); config.batchSize = 16; config.optimizer = .adamw
+        try ZooBuilder.fitProbe(net, data: d, config: config, probe: ProbeSpec(epochs: 2, lr: 0.01), progressStyle: .quiet)
+        let head = Set(net.head.parameters.map(\.name))
+        for ((name, old), p) in zip(before, net.parameters) {
+            if head.contains(name) { XCTAssertNotEqual(old, p.value.storage, name) } else { XCTAssertEqual(old, p.value.storage, name) }
+        }
+    }
+
     func testOptimizerKey() throws {
         let adam = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    optimizer: adam\n"), path: "r.yaml")
         let s = try adam.suite(named: "s")
