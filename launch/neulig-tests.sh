@@ -58,7 +58,8 @@ run_np 2 "$tmp/full.out" "${long[@]}" --out "$tmp/full" || fail "undisturbed lon
 (run_np 2 "$tmp/killed.out" "${long[@]}" --out "$tmp/killed"; echo $? >"$tmp/killed.rc") &
 for _ in $(seq 1 600); do ls "$tmp"/killed/checkpoints/*.safetensors >/dev/null 2>&1 && break; sleep 0.1; done
 # A rank, found by the binary's own path (mpirun's command line holds the same arguments after `-- $bin`).
-victim=$(pgrep -f "^$bin merge --method neulig --suite tiny-tasks.*--out $tmp/killed" | tail -1)
+bin_re=$(printf '%s' "$bin" | sed 's/[][\.*^$+?(){}|]/\\&/g')
+victim=$(pgrep -f "^$bin_re merge --method neulig --suite tiny-tasks.*--out $tmp/killed" | tail -1)
 start=$(date +%s)
 if [[ -n "$victim" ]]; then kill -9 "$victim"; fi
 wait
