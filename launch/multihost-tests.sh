@@ -82,11 +82,12 @@ a, b = (json.load(open(p)) for p in sys.argv[1:3])
 sys.exit(0 if {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop} else 1)
 PY
 }
-# ligand processes of one namespace (host), by pid.
+# The ranks of one namespace (host), by pid: its processes running $bin, whatever the binary is named.
+bin_exe=$(readlink -f "$bin")
 host_ligand_pids() {
     local pid
     for pid in $(ip netns pids "$1" 2>/dev/null); do
-        [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == ligand ]] && echo "$pid"
+        [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$bin_exe" ]] && echo "$pid"
     done
 }
 # Checks every checkpoint of DIR: a complete safetensors file; prints "file:epoch ...".
