@@ -262,8 +262,13 @@ public final class Network<S: FloatScalar> {
     @_specialize(exported: true, where S == Float)
     public func backwardParameters(_ dLogits: TensorOf<S>) { _ = propagate(dLogits, toInput: false) }
 
-    private func propagate(_ dLogits: TensorOf<S>, toInput: Bool) -> TensorOf<S>? {
-        var d = head.backward(dLogits)
+    /// As `backwardParameters(_:)` from dL/dfeatures [N, featureWidth] of the last training `features(_:)` call:
+    /// a loss on the features alone (the head gets no gradient).
+    @_specialize(exported: true, where S == Float)
+    public func backwardParameters(features dFeatures: TensorOf<S>) { _ = propagate(dFeatures, toInput: false, throughHead: false) }
+
+    private func propagate(_ dLogits: TensorOf<S>, toInput: Bool, throughHead: Bool = true) -> TensorOf<S>? {
+        var d = throughHead ? head.backward(dLogits) : dLogits
         let stop = toInput ? nil : firstParameterised
         for (index, node) in nodes.enumerated().reversed() {
             let last = index == stop

@@ -60,6 +60,35 @@ public enum TrainingError: Error, CustomStringConvertible {
     }
 }
 
+/// Feature distillation on reference images (ZSCL, Zheng et al., ICCV 2023, eq. 2 with an L2 distance): every step also
+/// pulls the features of a batch of reference images towards fixed targets, loss weight · mean_i ‖f(x_i) − t_i‖², so that
+/// fine-tuning changes what the backbone computes for other inputs less.
+public struct FeatureAnchor {
+    /// The reference images (labels unused) and their targets [images.count, featureWidth].
+    public let images: LabeledImages
+    public let targets: Tensor
+    public let weight: Double
+    public init(images: LabeledImages, targets: Tensor, weight: Double) {
+        precondition(targets.shape.count == 2 && targets.shape[0] == images.count && images.count > 0, "one target row per reference image")
+        self.images = images; self.targets = targets; self.weight = weight
+    }
+
+    /// The loss and dL/dfeatures of `features` [B, d] against the targets of `rows`.
+    public func loss(_ features: Tensor, rows: [Int]) -> (loss: Double, gradient: Tensor) {
+        let d = targets.shape[1], b = rows.count
+        var grad = Tensor(zeros: features.shape)
+        var sum = 0.0
+        features.withUnsafeBufferPointer { f in targets.withUnsafeBufferPointer { t in grad.withUnsafeMutableBufferPointer { g in
+            for (i, r) in rows.enumerated() { for j in 0..<d {
+                let diff = Double(f[i * d + j]) - Double(t[r * d + j])
+                sum += diff * diff
+                g[i * d + j] = Float(2 * weight * diff / Double(b))
+            } }
+        } } }
+        return (weight * sum / Double(b), grad)
+    }
+}
+
 /// Minibatch training with deterministic shuffling and augmentation for a seed.
 public enum Trainer {
     /// Checks that a data set fits a network's input and label space.
@@ -75,7 +104,7 @@ public enum Trainer {
 
     public static func train(_ net: Network<Float>, data: LabeledImages, indices: [Int], config: TrainingConfig,
                              evaluation: (data: LabeledImages, indices: [Int])? = nil,
-                             progressStyle: PhaseProgress.Style = PhaseProgress.defaultStyle,
+                             progressStyle: PhaseProgress.Style = PhaseProgress.defaultStyle, anchor: FeatureAnchor? = nil,
                              onEpoch: (EpochReport) -> Void = { _ in }) throws -> [EpochReport] {
         let problems = config.validationErrors()
         guard problems.isEmpty else { throw TrainingError.invalidConfig(problems) }
@@ -87,6 +116,15 @@ public enum Trainer {
         let unknown = config.frozen.subtracting(net.parameters.map(\.name))
         guard unknown.isEmpty else { throw TrainingError.invalidConfig(["frozen parameters not in the network: \(unknown.sorted().joined(separator: ", "))"]) }
         let params = net.parameters.filter { !config.frozen.contains($0.name) }
+        if let anchor {
+            guard [anchor.images.height, anchor.images.width, anchor.images.channels] == net.architecture.input,
+                  anchor.targets.shape[1] == net.featureWidth else {
+                throw TrainingError.dataMismatch("the reference images or their targets do not fit the network")
+            }
+        }
+        // The reference rows, visited in one seeded order, a batch per step, wrapping around.
+        var anchorOrder: [Int] = []
+        if let anchor { var rng = SeededRNG(seed: config.seed, stream: "anchor"); anchorOrder = rng.permutation(anchor.images.count) }
         var reports: [EpochReport] = []
         var step = 0
         for epoch in 0..<config.epochs {
@@ -103,6 +141,12 @@ public enum Trainer {
                 let (loss, grad) = Loss.crossEntropy(logits, labels: batch.labels, smoothing: config.labelSmoothing ?? 0)
                 guard loss.isFinite else { throw TrainingError.diverged(epoch: epoch + 1, step: b + 1) }
                 net.backwardParameters(grad)
+                if let anchor {
+                    let rows = (0..<config.batchSize).map { anchorOrder[(step * config.batchSize + $0) % anchorOrder.count] }
+                    let (anchorLoss, dF) = anchor.loss(net.features(anchor.images.subset(rows).tensor(), training: true), rows: rows)
+                    guard anchorLoss.isFinite else { throw TrainingError.diverged(epoch: epoch + 1, step: b + 1) }
+                    net.backwardParameters(features: dF)
+                }
                 opt.update(params, lr: schedule.rate(at: step))
                 step += 1
                 lossSum += loss * Double(batch.count); seen += batch.count

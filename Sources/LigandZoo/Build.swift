@@ -194,7 +194,10 @@ public enum ZooBuilder {
                     if let probe = spec.probe { try fitProbe(net, data: sets.train, config: c, probe: probe, progressStyle: style) }
                     config = c
                     trainCount = sets.train.count
-                    _ = try Trainer.train(net, data: sets.train, indices: Array(0..<sets.train.count), config: config, progressStyle: style)
+                    let anchor = try spec.anchor.map { try featureAnchor($0, pretrained: pre, data: data.train, spec: spec, splits: splits) }
+                    if let a = spec.anchor { meta["ligand.anchor"] = "\(a.images) images, weight \(a.weight)" }
+                    _ = try Trainer.train(net, data: sets.train, indices: Array(0..<sets.train.count), config: config, progressStyle: style,
+                                          anchor: anchor)
                     testAcc = try Trainer.accuracy(net, data: sets.test, indices: Array(0..<sets.test.count))
                     calAcc = sets.calibration.count == 0 ? nil : try Trainer.accuracy(net, data: sets.calibration, indices: Array(0..<sets.calibration.count))
                     meta[Key.task] = task.rawValue
@@ -246,6 +249,22 @@ public enum ZooBuilder {
         }
         return LabeledImages(height: data.height, width: data.width, channels: data.channels, pixels: pixels, labels: labels,
                              classCount: data.classCount)
+    }
+
+    /// The reference set of `anchor`: the first `images` pretraining images, in the backbone's pretraining views, with
+    /// the pretrained backbone's features as targets.
+    static func featureAnchor(_ anchor: AnchorSpec, pretrained: Network<Float>, data: LabeledImages, spec: SuiteSpec,
+                              splits: SuiteSplits) throws -> FeatureAnchor {
+        let idx = Array(splits.pretrain.prefix(anchor.images))
+        let views = (spec.pretrain?.views ?? []).compactMap(TaskTransform.init(rawValue:))
+        let images = views.isEmpty ? data.subset(idx) : try pretrainingViews(data, indices: idx, views: views)
+        var targets: [Float] = []
+        targets.reserveCapacity(images.count * pretrained.featureWidth)
+        for batch in BatchIterator(data: images, indices: Array(0..<images.count), batchSize: 500) {
+            targets += pretrained.features(batch.pixels).storage
+        }
+        return FeatureAnchor(images: images, targets: Tensor(shape: [images.count, pretrained.featureWidth], storage: targets),
+                             weight: anchor.weight)
     }
 
     /// LP-FT's first step: the head alone trained on the frozen backbone (`config`'s optimiser and schedule, the probe's

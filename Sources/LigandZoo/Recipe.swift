@@ -88,6 +88,13 @@ public struct ProbeSpec: Codable, Equatable, Sendable {
     public var lr: Double
 }
 
+/// A tasks suite's feature anchor: each expert's features on `images` of the backbone's own pretraining images (in its
+/// pretraining views) pulled towards the pretrained backbone's, with this loss weight (`FeatureAnchor`).
+public struct AnchorSpec: Codable, Equatable, Sendable {
+    public var images: Int
+    public var weight: Double
+}
+
 /// A suite with every default resolved: its canonical JSON is what the cache key hashes.
 public struct SuiteSpec: Codable, Equatable, Sendable {
     public var name: String
@@ -126,6 +133,9 @@ public struct SuiteSpec: Codable, Equatable, Sendable {
     /// tasks: LP-FT (Kumar et al., ICLR 2022): the prototype head first trained alone on the frozen backbone, then
     /// frozen while the backbone fine-tunes; nil → the prototype head as it is (and the cache key unchanged).
     public var probe: ProbeSpec?
+    /// tasks: feature distillation on the backbone's pretraining images while each expert fine-tunes (ZSCL); nil → none
+    /// (and the cache key unchanged).
+    public var anchor: AnchorSpec?
 
     /// The canonical definition: sorted-key JSON of every resolved setting.
     public var canonicalJSON: String {
@@ -266,6 +276,14 @@ public struct Recipe: Sendable {
                 s.probe = ProbeSpec(epochs: try q.int("epochs", min: 1, max: L.maxEpochs, required: true)!,
                                     lr: try q.double("lr", positive: true) ?? 1e-3)
                 try q.finish()
+            }
+            if let a = try f.map("anchor") {
+                let images = try a.int("images", min: 1, max: L.trainingImages, required: true)!
+                if images > s.pretrain!.images {
+                    throw a.error("images", "must be at most the \(s.pretrain!.images) pretraining images it is drawn from, got \(images)")
+                }
+                s.anchor = AnchorSpec(images: images, weight: try a.double("weight", positive: true, below: 1e6) ?? 1)
+                try a.finish()
             }
             if let items = try f.list("fine_tune", required: false) {
                 guard !items.isEmpty, items.count <= L.maxLayers else {

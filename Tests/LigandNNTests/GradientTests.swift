@@ -183,6 +183,33 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// A loss on the features alone (`backwardParameters(features:)`, the feature anchor's): every backbone gradient
+    /// against finite differences of L = Σ features ⊙ r, and none for the head.
+    func testFeatureBackward() throws {
+        let archs: [Architecture] = [
+            .mlp(hidden: [6, 5], input: [3, 3, 1], classes: 4),
+            .vit(patch: 2, width: 8, depth: 2, heads: 2, mlpRatio: 1.5, input: [4, 6, 2], classes: 3),
+        ]
+        for arch in archs {
+            let net = try Network<Double>(arch, seed: 21)
+            var rng = SeededRNG(seed: 22)
+            if arch.kind == .vit { for p in net.parameters { p.value = T.randomNormal(p.value.shape, std: 0.5, rng: &rng) } }
+            let x = T.randomNormal([3] + arch.input, rng: &rng)
+            let r = T.randomNormal([3, net.featureWidth], rng: &rng)
+            let loss: () -> Double = { net.features(x, training: true).dot(r) }
+            net.zeroGrad()
+            _ = net.features(x, training: true)
+            net.backwardParameters(features: r)
+            let head = Set(net.head.parameters.map(\.name))
+            for p in net.parameters {
+                if head.contains(p.name) { XCTAssertTrue(p.grad.storage.allSatisfy { $0 == 0 }, "\(arch.kind): \(p.name)"); continue }
+                let cp = coords(p.value.count, max: 12, rng: &rng)
+                let ep = relativeError(cp.map { p.grad.storage[$0] }, numericGradient(of: p, coords: cp, loss))
+                XCTAssertLessThan(ep, 1e-4, "\(arch.kind): dL/d\(p.name) relative error \(ep)")
+            }
+        }
+    }
+
     /// Training's backward (parameters only, no input gradient for the first layer) leaves every gradient bitwise as
     /// the full backward does, for each kind of first layer: linear, convolution, patch embedding.
     func testParameterBackwardMatchesFullBackward() throws {

@@ -294,6 +294,48 @@ final class RecipeTests: XCTestCase {
         }
     }
 
+    func testAnchorKeyAndStep() throws {
+        func tasks(_ line: String) -> String { valid.replacingOccurrences(of: "    pretrain: {images: 100}", with: "    pretrain: {images: 100}\n\(line)") }
+        let plain = try Recipe.parse(valid, path: "r.yaml").suite(named: "t")
+        let anchored = try Recipe.parse(tasks("    anchor: {images: 50}"), path: "r.yaml").suite(named: "t")
+        XCTAssertNil(plain.anchor)
+        XCTAssertEqual(anchored.anchor, AnchorSpec(images: 50, weight: 1))
+        XCTAssertFalse(plain.canonicalJSON.contains("anchor"))
+        XCTAssertNotEqual(SuiteHash.compute(anchored, dataIdentity: "a:1"), SuiteHash.compute(plain, dataIdentity: "a:1"))
+        for (bad, message) in [("anchor: {weight: 1}", "suites.t.anchor.images: "), ("anchor: {images: 101}", "suites.t.anchor.images: "),
+                               ("anchor: {images: 10, weight: 0}", "suites.t.anchor.weight: "),
+                               ("anchor: {images: 10, weight: 1e9}", "suites.t.anchor.weight: "),
+                               ("anchor: {images: 10, size: 1}", "suites.t.anchor.size: ")] {
+            let e = error(tasks("    \(bad)"))
+            XCTAssertTrue(e.hasPrefix("r.yaml: \(message)"), e)
+        }
+        XCTAssertTrue(error(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    anchor: {images: 1}\n")).contains("anchor"))
+
+        // The loss and its gradient: weight · mean_i ‖f_i − t_i‖², 2 · weight · (f − t) / B.
+        let one = LabeledImages(height: 1, width: 1, channels: 1, pixels: [0, 0], labels: [0, 0], classCount: 1)
+        let a = FeatureAnchor(images: one, targets: Tensor(shape: [2, 2], storage: [0, 0, 1, 1]), weight: 0.5)
+        let (l, g) = a.loss(Tensor(shape: [1, 2], storage: [1, 3]), rows: [1])
+        XCTAssertEqual(l, 0.5 * (0 + 4), accuracy: 1e-12)
+        XCTAssertEqual(g.storage, [0, 2])
+
+        // Fine-tuning with the anchor moves the reference images' features less than without it.
+        var rng = SeededRNG(seed: 6)
+        let px: [Float] = (0..<(96 * 784)).map { _ in Float(rng.int(below: 256)) / 255 }
+        let d = LabeledImages(height: 28, width: 28, channels: 1, pixels: px, labels: (0..<96).map { $0 % 10 }, classCount: 10)
+        let reference = d.subset(Array(64..<96)), train = Array(0..<64)
+        var config = TrainingConfig(); config.batchSize = 16; config.learningRate = 0.005; config.epochs = 3
+        func drift(_ weight: Double?) throws -> Double {
+            let net = try Network<Float>(Architecture.mlp(hidden: [16]), seed: 1)
+            let before = net.features(reference.tensor())
+            let anchor = weight.map { FeatureAnchor(images: reference, targets: before, weight: $0) }
+            _ = try Trainer.train(net, data: d, indices: train, config: config, progressStyle: .quiet, anchor: anchor)
+            return zip(net.features(reference.tensor()).storage, before.storage).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+        }
+        let free = try drift(nil), held = try drift(0.2)
+        XCTAssertGreaterThan(free, 0)
+        XCTAssertLessThan(held, 0.5 * free, "anchored drift \(held), free \(free)")
+    }
+
     func testOptimizerKey() throws {
         let adam = try Recipe.parse(valid.replacingOccurrences(of: "    models: 2\n", with: "    models: 2\n    optimizer: adam\n"), path: "r.yaml")
         let s = try adam.suite(named: "s")
