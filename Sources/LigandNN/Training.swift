@@ -60,9 +60,10 @@ public enum TrainingError: Error, CustomStringConvertible {
     }
 }
 
-/// Feature distillation on reference images (ZSCL, Zheng et al., ICCV 2023, eq. 2 with an L2 distance): every step also
-/// pulls the features of a batch of reference images towards fixed targets, loss weight · mean_i ‖f(x_i) − t_i‖², so that
-/// fine-tuning changes what the backbone computes for other inputs less.
+/// Feature distillation on reference images, as ZSCL (Zheng et al., ICCV 2023) keeps fine-tuned CLIP models zero-shot,
+/// with an L2 distance on the features: every step also pulls the features of a batch of reference images towards fixed
+/// targets, loss weight · mean_i ‖f(x_i) − t_i‖², so that fine-tuning changes less what the backbone computes for
+/// inputs other than its task's.
 public struct FeatureAnchor {
     /// The reference images (labels unused) and their targets [images.count, featureWidth].
     public let images: LabeledImages
