@@ -128,6 +128,9 @@ final class RecipeTests: XCTestCase {
         pretrain: {images: 100}
     """
 
+    /// The tasks suite of `valid` with `line` added after its pretrain entry.
+    func tasks(_ line: String) -> String { valid.replacingOccurrences(of: "    pretrain: {images: 100}", with: "    pretrain: {images: 100}\n\(line)") }
+
     func error(_ text: String) -> String {
         do { _ = try Recipe.parse(text, path: "r.yaml"); return "no error" } catch { return "\(error)" }
     }
@@ -193,7 +196,6 @@ final class RecipeTests: XCTestCase {
     }
 
     func testFineTuneKey() throws {
-        func tasks(_ line: String) -> String { valid.replacingOccurrences(of: "    pretrain: {images: 100}", with: "    pretrain: {images: 100}\n\(line)") }
         let plain = try Recipe.parse(valid, path: "r.yaml").suite(named: "t")
         let only = try Recipe.parse(tasks("    fine_tune: [.0.]"), path: "r.yaml").suite(named: "t")
         XCTAssertNil(plain.fineTune)
@@ -266,7 +268,6 @@ final class RecipeTests: XCTestCase {
     }
 
     func testProbeKeyAndStep() throws {
-        func tasks(_ line: String) -> String { valid.replacingOccurrences(of: "    pretrain: {images: 100}", with: "    pretrain: {images: 100}\n\(line)") }
         let plain = try Recipe.parse(valid, path: "r.yaml").suite(named: "t")
         let probed = try Recipe.parse(tasks("    probe: {epochs: 2}"), path: "r.yaml").suite(named: "t")
         XCTAssertNil(plain.probe)
@@ -295,7 +296,6 @@ final class RecipeTests: XCTestCase {
     }
 
     func testAnchorKeyAndStep() throws {
-        func tasks(_ line: String) -> String { valid.replacingOccurrences(of: "    pretrain: {images: 100}", with: "    pretrain: {images: 100}\n\(line)") }
         let plain = try Recipe.parse(valid, path: "r.yaml").suite(named: "t")
         let anchored = try Recipe.parse(tasks("    anchor: {images: 50}"), path: "r.yaml").suite(named: "t")
         XCTAssertNil(plain.anchor)
