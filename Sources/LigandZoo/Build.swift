@@ -140,6 +140,14 @@ public enum ZooBuilder {
             taskSets[t] = d
             return d
         }
+        // The anchor's reference set and targets depend only on the architecture's backbone: built once per rank.
+        var anchors: [String: FeatureAnchor] = [:]
+        func anchorFor(_ a: AnchorSpec, architecture: String, pretrained: Network<Float>) throws -> FeatureAnchor {
+            if let kept = anchors[architecture] { return kept }
+            let made = try featureAnchor(a, pretrained: pretrained, data: data.train, spec: spec, splits: splits)
+            anchors[architecture] = made
+            return made
+        }
 
         for phase in 0...1 {
             let phaseJobs = jobs.filter { $0.phase == phase }
@@ -194,7 +202,7 @@ public enum ZooBuilder {
                     if let probe = spec.probe { try fitProbe(net, data: sets.train, config: c, probe: probe, progressStyle: style) }
                     config = c
                     trainCount = sets.train.count
-                    let anchor = try spec.anchor.map { try featureAnchor($0, pretrained: pre, data: data.train, spec: spec, splits: splits) }
+                    let anchor = try spec.anchor.map { try anchorFor($0, architecture: job.architecture.label, pretrained: pre) }
                     if let a = spec.anchor { meta["ligand.anchor"] = "\(a.images) images, weight \(a.weight)" }
                     _ = try Trainer.train(net, data: sets.train, indices: Array(0..<sets.train.count), config: config, progressStyle: style,
                                           anchor: anchor)
